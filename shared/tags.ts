@@ -1,0 +1,21 @@
+/**
+ * Tag keys zcp reads and writes. Instances are selected for a release by app and env tags;
+ * images carry the version they were baked from.
+ */
+export const TAG_APP = "zcp:app";
+export const TAG_ENV = "zcp:env";
+export const TAG_VERSION = "zcp:version";
+export const TAG_SHA256 = "zcp:sha256";
+export const TAG_MANAGED_BY = "zcp:managed-by";
+
+export function baseTags(app: string, env: string): Record<string, string> {
+  return { [TAG_APP]: app, [TAG_ENV]: env, [TAG_MANAGED_BY]: "zcp" };
+}
+
+/** The EC2/SSM filter that selects one app's instances in one environment. */
+export function fleetSelector(app: string, env: string): { key: string; values: string[] }[] {
+  return [
+    { key: `tag:${TAG_APP}`, values: [app] },
+    { key: `tag:${TAG_ENV}`, values: [env] },
+  ];
+}
