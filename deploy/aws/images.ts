@@ -1,0 +1,424 @@
+/**
+ * Baking the release image: find the image of a version (so a retried bake reuses it), create
+ * it from a healthy instance, wait until it is available, and prune old images without ever
+ * removing one that a launch template version or a live instance still uses.
+ */
+import {
+  CreateImageCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeLaunchTemplateVersionsCommand,
+  type CreateImageCommandInput,
+  type DescribeImagesCommandInput,
+  type DescribeInstancesCommandInput,
+  type DescribeLaunchTemplateVersionsCommandInput,
+  type EC2Client,
+  type Image,
+} from "@aws-sdk/client-ec2";
+import { ConfigError, DeadlineExceededError, StepError } from "../../shared/errors.js";
+import { imageName } from "../../shared/naming.js";
+import { poll } from "../../shared/retry.js";
+import { TAG_APP, TAG_ENV, TAG_SHA256, TAG_VERSION, baseTags } from "../../shared/tags.js";
+import { awsCall, awsErrorName, pacingOptions, tagList, tagRecord, type Pacing } from "./call.js";
+
+export interface ImageSummary {
+  imageId: string;
+  name: string;
+  /** `pending`, `available`, `failed`, … */
+  state: string;
+  creationDate?: string;
+  tags: Record<string, string>;
+  snapshotIds: string[];
+  stateReason?: string;
+}
+
+/** States an image never leaves for `available`. */
+const BROKEN_STATES = new Set(["failed", "error", "invalid", "deregistered", "disabled"]);
+
+export function imageSummary(img: Image): ImageSummary {
+  const snapshotIds = (img.BlockDeviceMappings ?? []).map((b) => b.Ebs?.SnapshotId).filter((s): s is string => !!s);
+  return {
+    imageId: img.ImageId ?? "",
+    name: img.Name ?? "",
+    state: img.State ?? "unknown",
+    ...(img.CreationDate ? { creationDate: img.CreationDate } : {}),
+    tags: tagRecord(img.Tags),
+    snapshotIds,
+    ...(img.StateReason?.Message ? { stateReason: img.StateReason.Message } : {}),
+  };
+}
+
+/** Newest first; ids break ties so the order never depends on the API's. */
+export function newestFirst(a: ImageSummary, b: ImageSummary): number {
+  const byDate = (b.creationDate ?? "").localeCompare(a.creationDate ?? "");
+  return byDate !== 0 ? byDate : b.imageId.localeCompare(a.imageId);
+}
+
+// ---------------------------------------------------------------- find
+
+export function buildFindImagesInput(app: string, env: string, version?: string, nextToken?: string): DescribeImagesCommandInput {
+  return {
+    Owners: ["self"],
+    Filters: [
+      { Name: `tag:${TAG_APP}`, Values: [app] },
+      { Name: `tag:${TAG_ENV}`, Values: [env] },
+      ...(version !== undefined ? [{ Name: `tag:${TAG_VERSION}`, Values: [version] }] : []),
+    ],
+    ...(nextToken ? { NextToken: nextToken } : {}),
+  };
+}
+
+/** Every zcp image of the app/env (or of one version), in no particular order. */
+export async function listImages(
+  ec2: EC2Client,
+  q: { app: string; env: string; version?: string },
+  pacing: Pacing = {},
+): Promise<ImageSummary[]> {
+  const out: ImageSummary[] = [];
+  let token: string | undefined;
+  do {
+    const input = buildFindImagesInput(q.app, q.env, q.version, token);
+    const page = await awsCall("Image lookup for", `${q.app}/${q.env}`, () => ec2.send(new DescribeImagesCommand(input)), pacing);
+    out.push(...(page.Images ?? []).map(imageSummary));
+    token = page.NextToken || undefined;
+  } while (token);
+  return out;
+}
+
+/**
+ * The image already baked for this version, if any: available before pending, newest first.
+ * Failed images are ignored so a retry bakes a fresh one.
+ */
+export async function findImageForVersion(
+  ec2: EC2Client,
+  q: { app: string; env: string; version: string },
+  pacing: Pacing = {},
+): Promise<ImageSummary | undefined> {
+  const images = (await listImages(ec2, q, pacing)).filter((i) => !BROKEN_STATES.has(i.state));
+  images.sort((a, b) => Number(b.state === "available") - Number(a.state === "available") || newestFirst(a, b));
+  return images[0];
+}
+
+// ---------------------------------------------------------------- create
+
+export interface BakeImageRequest {
+  /** A healthy instance that runs the released version. */
+  instanceId: string;
+  app: string;
+  env: string;
+  version: string;
+  sha256: string;
+  /**
+   * Snapshot without stopping the instance. From config; a reboot gives a consistent file
+   * system but takes the instance out of service for a minute.
+   */
+  noReboot: boolean;
+  /** Makes the name unique. @default the current UTC time, `20260426T101500Z` */
+  stamp?: string;
+}
+
+/** `2026-04-26T10:15:00.123Z` → `20260426T101500Z` (AMI names allow no colons). */
+export function imageStamp(at: Date): string {
+  return at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+}
+
+export function imageTags(app: string, env: string, version: string, sha256: string, name: string): Record<string, string> {
+  return { ...baseTags(app, env), [TAG_VERSION]: version, [TAG_SHA256]: sha256, Name: name };
+}
+
+export function buildCreateImageInput(req: BakeImageRequest, now: Date = new Date()): CreateImageCommandInput {
+  const name = imageName(req.app, req.env, req.version, req.stamp ?? imageStamp(now));
+  const tags = tagList(imageTags(req.app, req.env, req.version, req.sha256, name));
+  return {
+    InstanceId: req.instanceId,
+    Name: name,
+    Description: `zcp ${req.app} ${req.env} ${req.version} (sha256 ${req.sha256.slice(0, 12)}) from ${req.instanceId}`.slice(0, 255),
+    NoReboot: req.noReboot,
+    TagSpecifications: [
+      { ResourceType: "image", Tags: tags },
+      { ResourceType: "snapshot", Tags: tags },
+    ],
+  };
+}
+
+/** Sends CreateImage. Prefer `findOrCreateImage`, which does not bake a version twice. */
+export async function createImage(
+  ec2: EC2Client,
+  req: BakeImageRequest,
+  pacing: Pacing = {},
+): Promise<{ imageId: string; name: string }> {
+  const input = buildCreateImageInput(req, new Date((pacing.now ?? Date.now)()));
+  const out = await awsCall("Image bake from", req.instanceId, () => ec2.send(new CreateImageCommand(input)), pacing);
+  if (!out.ImageId) throw new StepError("Image bake from", req.instanceId, new Error("CreateImage returned no ImageId"));
+  return { imageId: out.ImageId, name: input.Name ?? "" };
+}
+
+/**
+ * The image of this version: the existing one when a previous attempt already baked it (found
+ * by its zcp:app/env/version tags), else a new one. Returns immediately; the image may still
+ * be pending — follow with `waitForImageAvailable`.
+ */
+export async function findOrCreateImage(
+  ec2: EC2Client,
+  req: BakeImageRequest,
+  pacing: Pacing = {},
+): Promise<{ imageId: string; name: string; reused: boolean }> {
+  const existing = await findImageForVersion(ec2, req, pacing);
+  if (existing) return { imageId: existing.imageId, name: existing.name, reused: true };
+  try {
+    return { ...(await createImage(ec2, req, pacing)), reused: false };
+  } catch (err) {
+    // Two runs racing on the same second produce the same name; the loser adopts the winner's image.
+    if (awsErrorName(err) === "InvalidAMIName.Duplicate") {
+      const raced = await findImageForVersion(ec2, req, pacing);
+      if (raced) return { imageId: raced.imageId, name: raced.name, reused: true };
+    }
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- wait
+
+export interface ImageWaitOptions {
+  /** From config: how long a bake may take. Tens of minutes is normal for large volumes. */
+  timeoutMinutes: number;
+  /** First poll delay (ms). @default 5000 */
+  pollInitialDelayMs?: number;
+  /** Longest delay between polls (ms). @default 30000 */
+  pollMaxDelayMs?: number;
+  pacing?: Pacing;
+}
+
+/**
+ * Polls until the image is available; progress lines read `AmiAvailable: attempt 3/20
+ * ami-… state=pending (45s)`. The SDK's waiter would do the polling but cannot report
+ * progress or run on an injected clock, so this uses the shared poll helper instead.
+ */
+export async function waitForImageAvailable(ec2: EC2Client, imageId: string, opts: ImageWaitOptions): Promise<ImageSummary> {
+  const pacing = pacingOptions(opts.pacing ?? {});
+  const deadlineMs = opts.timeoutMinutes * 60_000;
+  const maxDelayMs = opts.pollMaxDelayMs ?? 30_000;
+  let lastState = "unknown";
+  try {
+    return await poll<ImageSummary>(
+      async () => {
+        let image: ImageSummary | undefined;
+        try {
+          const out = await awsCall("Waiting for image", imageId, () => ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })), pacing);
+          const found = out.Images?.[0];
+          image = found ? imageSummary(found) : undefined;
+        } catch (err) {
+          // EC2 is eventually consistent: a just-created image can be unknown for a few seconds.
+          if (awsErrorName(err) !== "InvalidAMIID.NotFound") throw err;
+        }
+        lastState = image?.state ?? "not-visible-yet";
+        if (image?.state === "available") return { done: true, value: image };
+        if (image && BROKEN_STATES.has(image.state)) {
+          throw new StepError(
+            "Waiting for image",
+            imageId,
+            new Error(`the image entered state "${image.state}"${image.stateReason ? ` (${image.stateReason})` : ""} and will never become available`),
+          );
+        }
+        return { done: false, status: `${imageId} state=${lastState}` };
+      },
+      {
+        label: "AmiAvailable",
+        deadlineMs,
+        maxAttempts: Math.max(3, Math.ceil(deadlineMs / (maxDelayMs / 2))),
+        initialDelayMs: opts.pollInitialDelayMs ?? 5_000,
+        maxDelayMs,
+        ...pacing,
+      },
+    );
+  } catch (err) {
+    if (err instanceof DeadlineExceededError) {
+      throw new DeadlineExceededError(
+        `image ${imageId} was not available within ${opts.timeoutMinutes} minutes (last state ${lastState}); ` +
+          "raise the image timeout or check the instance's volumes",
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- retention
+
+export interface RetentionRequest {
+  app: string;
+  env: string;
+  /** How many of the newest zcp images of this app/env to keep. At least 1. */
+  keep: number;
+  /** Images used by any version of this template are never removed. */
+  launchTemplateId?: string;
+  /** Images the caller needs whatever their age (the one just baked). @default none */
+  protectImageIds?: readonly string[];
+  /** Plan only: decide, but deregister and delete nothing. @default false */
+  dryRun?: boolean;
+}
+
+export interface KeptImage {
+  imageId: string;
+  name: string;
+  version?: string;
+  /** Why it stays, e.g. `one of the newest 3`, `launch template lt-… version 4`. */
+  reasons: string[];
+}
+
+export interface RemovedImage {
+  imageId: string;
+  name: string;
+  version?: string;
+  reason: string;
+  /** Snapshots deleted with it (planned ones, in a dry run). */
+  snapshotIds: string[];
+  /** Snapshots that had to stay, with why (another image still uses one). */
+  snapshotsLeft?: { snapshotId: string; reason: string }[];
+}
+
+export interface RetentionResult {
+  kept: KeptImage[];
+  removed: RemovedImage[];
+}
+
+export interface RetentionReferences {
+  /** imageId → template versions that use it. */
+  byLaunchTemplate: ReadonlyMap<string, readonly string[]>;
+  /** imageId → running or pending instances launched from it. */
+  byInstances: ReadonlyMap<string, readonly string[]>;
+  protect: ReadonlySet<string>;
+}
+
+/** Decides what stays and what goes. Pure: the executor gathers references, then applies this. */
+export function planImageRetention(images: readonly ImageSummary[], keep: number, refs: RetentionReferences): RetentionResult {
+  const sorted = [...images].sort(newestFirst);
+  const kept: KeptImage[] = [];
+  const removed: RemovedImage[] = [];
+  // Only available images count towards "newest N": a pending bake is not yet a release image.
+  let newestCounted = 0;
+  for (const img of sorted) {
+    const reasons: string[] = [];
+    if (img.state === "available" && newestCounted < keep) {
+      newestCounted++;
+      reasons.push(`one of the newest ${keep}`);
+    }
+    if (img.state === "pending" || img.state === "transient") reasons.push(`not finished yet (state ${img.state})`);
+    for (const v of refs.byLaunchTemplate.get(img.imageId) ?? []) reasons.push(`launch template version ${v}`);
+    const users = refs.byInstances.get(img.imageId) ?? [];
+    if (users.length > 0) reasons.push(`used by instance${users.length > 1 ? "s" : ""} ${users.join(", ")}`);
+    if (refs.protect.has(img.imageId)) reasons.push("protected by this release");
+    const version = img.tags[TAG_VERSION];
+    const named = { imageId: img.imageId, name: img.name, ...(version !== undefined ? { version } : {}) };
+    if (reasons.length > 0) {
+      kept.push({ ...named, reasons });
+    } else {
+      removed.push({
+        ...named,
+        reason: BROKEN_STATES.has(img.state) ? `state ${img.state}` : `older than the newest ${keep} and referenced by nothing`,
+        snapshotIds: [...img.snapshotIds],
+      });
+    }
+  }
+  return { kept, removed };
+}
+
+export function buildTemplateVersionsInput(launchTemplateId: string, nextToken?: string): DescribeLaunchTemplateVersionsCommandInput {
+  return { LaunchTemplateId: launchTemplateId, MaxResults: 200, ...(nextToken ? { NextToken: nextToken } : {}) };
+}
+
+export function buildInstancesUsingImagesInput(imageIds: readonly string[], nextToken?: string): DescribeInstancesCommandInput {
+  return {
+    Filters: [
+      { Name: "image-id", Values: [...imageIds] },
+      { Name: "instance-state-name", Values: ["pending", "running"] },
+    ],
+    MaxResults: 1000,
+    ...(nextToken ? { NextToken: nextToken } : {}),
+  };
+}
+
+async function templateReferences(ec2: EC2Client, launchTemplateId: string, pacing: Pacing): Promise<Map<string, string[]>> {
+  const refs = new Map<string, string[]>();
+  let token: string | undefined;
+  do {
+    const input = buildTemplateVersionsInput(launchTemplateId, token);
+    const page = await awsCall("Image retention: reading launch template", launchTemplateId, () => ec2.send(new DescribeLaunchTemplateVersionsCommand(input)), pacing);
+    for (const v of page.LaunchTemplateVersions ?? []) {
+      const imageId = v.LaunchTemplateData?.ImageId;
+      if (!imageId) continue;
+      const label = `${launchTemplateId}:${v.VersionNumber ?? "?"}${v.DefaultVersion ? " (default)" : ""}`;
+      refs.set(imageId, [...(refs.get(imageId) ?? []), label]);
+    }
+    token = page.NextToken || undefined;
+  } while (token);
+  return refs;
+}
+
+/** EC2 accepts up to 200 values in one filter; 100 keeps well inside it. */
+const IMAGE_FILTER_CHUNK = 100;
+
+async function instanceReferences(ec2: EC2Client, imageIds: readonly string[], pacing: Pacing): Promise<Map<string, string[]>> {
+  const refs = new Map<string, string[]>();
+  for (let i = 0; i < imageIds.length; i += IMAGE_FILTER_CHUNK) {
+    const chunk = imageIds.slice(i, i + IMAGE_FILTER_CHUNK);
+    let token: string | undefined;
+    do {
+      const input = buildInstancesUsingImagesInput(chunk, token);
+      const page = await awsCall("Image retention: finding instances of", `${chunk.length} images`, () => ec2.send(new DescribeInstancesCommand(input)), pacing);
+      for (const r of page.Reservations ?? []) {
+        for (const inst of r.Instances ?? []) {
+          if (!inst.ImageId || !inst.InstanceId) continue;
+          refs.set(inst.ImageId, [...(refs.get(inst.ImageId) ?? []), inst.InstanceId]);
+        }
+      }
+      token = page.NextToken || undefined;
+    } while (token);
+  }
+  return refs;
+}
+
+/**
+ * Keeps the newest `keep` images of this app/env and every image still referenced; deregisters
+ * the rest and deletes their snapshots. Returns what stayed and what went, each with why.
+ */
+export async function applyImageRetention(ec2: EC2Client, req: RetentionRequest, pacing: Pacing = {}): Promise<RetentionResult> {
+  if (!Number.isInteger(req.keep) || req.keep < 1) {
+    throw new ConfigError("keepImages", `must be a whole number of at least 1, got ${String(req.keep)}`);
+  }
+  const images = await listImages(ec2, { app: req.app, env: req.env }, pacing);
+  const byLaunchTemplate = req.launchTemplateId ? await templateReferences(ec2, req.launchTemplateId, pacing) : new Map<string, string[]>();
+  const byInstances = await instanceReferences(
+    ec2,
+    images.map((i) => i.imageId),
+    pacing,
+  );
+  const plan = planImageRetention(images, req.keep, { byLaunchTemplate, byInstances, protect: new Set(req.protectImageIds ?? []) });
+  if (req.dryRun) return plan;
+
+  const removed: RemovedImage[] = [];
+  for (const img of plan.removed) {
+    await awsCall("Image retention: deregistering", img.imageId, () => ec2.send(new DeregisterImageCommand({ ImageId: img.imageId })), pacing);
+    const deleted: string[] = [];
+    const left: { snapshotId: string; reason: string }[] = [];
+    for (const snapshotId of img.snapshotIds) {
+      try {
+        await awsCall("Image retention: deleting snapshot", snapshotId, () => ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })), pacing);
+        deleted.push(snapshotId);
+      } catch (err) {
+        const name = awsErrorName(err);
+        if (name === "InvalidSnapshot.NotFound") continue;
+        // Another image (a copy made by hand) still uses it: the snapshot outlives this image.
+        if (name === "InvalidSnapshot.InUse") {
+          left.push({ snapshotId, reason: "still used by another image" });
+          continue;
+        }
+        throw err;
+      }
+    }
+    removed.push({ ...img, snapshotIds: deleted, ...(left.length > 0 ? { snapshotsLeft: left } : {}) });
+  }
+  return { kept: plan.kept, removed };
+}

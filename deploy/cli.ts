@@ -1,0 +1,106 @@
+/**
+ * `zcp`: the release runner's command line. The single place where errors become exit codes.
+ */
+import { ConfigError, ExitCode, ReleaseFailedError, ZcpError, exitCodeFor } from "../shared/errors.js";
+import { parseArgs, USAGE, type Command } from "./cli-args.js";
+import { resolveEnvironment } from "./environments.js";
+import { stopLocalEnvironment } from "./local/environment.js";
+import {
+  appendStepSummary,
+  failureMarkdown,
+  formatHistory,
+  formatPreview,
+  formatReleaseSummary,
+  formatStatus,
+  history,
+  preview,
+  release,
+  releaseMarkdown,
+  rollbackTarget,
+  status,
+  useProjectTools,
+} from "./runner.js";
+import { consoleOutput } from "./view.js";
+
+function isLive(json: boolean): boolean {
+  return !json && Boolean(process.stderr.isTTY) && !process.env.CI;
+}
+
+async function run(cmd: Exclude<Command, { name: "help" }>): Promise<void> {
+  const out = consoleOutput(cmd.json);
+  const log = (m: string) => out.info(m);
+  if (cmd.name === "local-down") {
+    await stopLocalEnvironment(log);
+    return;
+  }
+  useProjectTools();
+  const ctx = await resolveEnvironment(cmd.env, log);
+  switch (cmd.name) {
+    case "release":
+    case "rollback": {
+      const version = cmd.name === "release" ? cmd.version : await rollbackTarget(ctx, cmd.to);
+      const req =
+        cmd.name === "release"
+          ? {
+              version,
+              kind: "release" as const,
+              skipImage: cmd.skipImage,
+              ...(cmd.source !== undefined ? { source: { kind: "dir" as const, dir: cmd.source } } : {}),
+              ...(cmd.canary !== undefined ? { canary: cmd.canary } : {}),
+              ...(cmd.batch !== undefined ? { batch: cmd.batch } : {}),
+            }
+          : { version, kind: "rollback" as const, existingArtifactOnly: true };
+      try {
+        const summary = await release(ctx, req, out, { live: isLive(cmd.json) });
+        out.result(cmd.json ? JSON.stringify(summary, null, 2) : formatReleaseSummary(summary));
+        appendStepSummary(releaseMarkdown(summary));
+      } catch (err) {
+        if (err instanceof ZcpError) appendStepSummary(failureMarkdown(ctx.name, version, err.message));
+        throw err;
+      }
+      return;
+    }
+    case "preview": {
+      const version = cmd.version ?? `preview-${Date.now().toString(36)}`;
+      const p = await preview(ctx, { version, ...(cmd.source !== undefined ? { source: { kind: "dir" as const, dir: cmd.source } } : {}) }, out);
+      out.result(cmd.json ? JSON.stringify(p, null, 2) : formatPreview(p));
+      appendStepSummary(`### zcp preview: ${p.environment}\n\n\`\`\`\n${formatPreview(p)}\n\`\`\``);
+      return;
+    }
+    case "status": {
+      const s = await status(ctx);
+      out.result(cmd.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+      return;
+    }
+    case "history": {
+      const h = await history(ctx);
+      out.result(cmd.json ? JSON.stringify(h, null, 2) : formatHistory(ctx.name, h));
+      return;
+    }
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let cmd: Command;
+  try {
+    cmd = parseArgs(argv);
+  } catch (err) {
+    process.stderr.write(`zcp: ${(err as Error).message}\n`);
+    return exitCodeFor(err);
+  }
+  if (cmd.name === "help") {
+    process.stdout.write(`${USAGE}\n`);
+    return ExitCode.Ok;
+  }
+  try {
+    await run(cmd);
+    return ExitCode.Ok;
+  } catch (err) {
+    const code = exitCodeFor(err);
+    const label =
+      err instanceof ConfigError ? "bad input" : err instanceof ReleaseFailedError ? "release failed" : err instanceof ZcpError ? err.name : "error";
+    process.stderr.write(`zcp: ${label}: ${(err as Error).message}\n`);
+    if (!(err instanceof ZcpError) && process.env.ZCP_DEBUG) process.stderr.write(`${(err as Error).stack ?? ""}\n`);
+    return code;
+  }
+}

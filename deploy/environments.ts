@@ -1,0 +1,208 @@
+/**
+ * Resolves `--env` into everything a command needs: the foundation's outputs, the release
+ * settings from the environment's configuration, where the release stack's state lives, and
+ * how commands reach instances.
+ *
+ * - `local`: the embedded environment (deploy/local/environment.ts).
+ * - anything else: a foundation stack of the same name in the current project; its config
+ *   (Pulumi.<env>.yaml, validated by shared/config.ts) and outputs are read, never changed.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { execFileSync } from "node:child_process";
+import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
+import { ConfigError, describeError } from "../shared/errors.js";
+import type { FoundationOutputs } from "../shared/outputs.js";
+import { FOUNDATION_OUTPUT_KEYS } from "../shared/outputs.js";
+import { parseConfig, type ZcpConfig } from "../shared/config.js";
+import type { AgentParams } from "./transport.js";
+import type { TransportSpec } from "./steps/types.js";
+import { findRepoRoot } from "./repo.js";
+import * as local from "./local/environment.js";
+import * as fleet from "./local/fleet.js";
+
+export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: string; commit: string };
+
+export interface ReleaseSettings {
+  accountId: string;
+  runtime: Omit<AgentParams, "app" | "version" | "artifact" | "sha256">;
+  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number };
+  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number };
+}
+
+export interface EnvironmentContext {
+  name: string;
+  outputs: FoundationOutputs;
+  settings: ReleaseSettings;
+  backendUrl: string;
+  /** Set for `file://` backends: lets the runner name a lock's holder and clear stale locks. */
+  fileBackendDir?: string;
+  /** Extra environment for the engine (and so for the providers). */
+  engineEnv: Record<string, string>;
+  transport: TransportSpec;
+  /** The project's work folder (state, workspaces, local fleet). */
+  workDir: string;
+  /** What `release` packages when --source is not given. */
+  defaultSource: SourceSpec;
+  /** Version each instance runs, and how that was learned. */
+  instanceVersions(ids: readonly string[]): Promise<Map<string, { version: string; source: string }>>;
+}
+
+export function settingsFromConfig(c: ZcpConfig): ReleaseSettings {
+  return {
+    accountId: c.aws.accountId,
+    runtime: {
+      appDir: c.runtime.appDir,
+      appUser: c.runtime.user,
+      service: c.runtime.service,
+      processManager: c.runtime.processManager,
+      healthUrl: c.runtime.healthUrl,
+      healthTimeoutS: c.runtime.healthTimeoutS,
+      keepReleases: c.deploy.keepReleases,
+    },
+    deploy: {
+      canary: c.deploy.canary,
+      batch: c.deploy.batch,
+      soakSeconds: c.deploy.soakSeconds,
+      maxErrors: c.deploy.maxErrors,
+      commandTimeoutS: c.deploy.commandTimeoutS,
+    },
+    image: {
+      enabled: c.image.enabled,
+      noReboot: c.image.noReboot,
+      retain: c.image.retain,
+      waitTimeoutMinutes: c.image.waitTimeoutMinutes,
+    },
+  };
+}
+
+/** The local environment's settings: short timeouts, a canary of one, batches of a third. */
+export function localSettings(appUser: string): ReleaseSettings {
+  const num = (name: string, fallback: number) => {
+    const raw = process.env[name];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0 || n > 3600) throw new ConfigError(name, `must be a whole number 0..3600, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+  return {
+    accountId: process.env.ZCP_LOCAL_ACCOUNT_ID ?? local.LOCAL_ACCOUNT,
+    runtime: {
+      appDir: "/srv/example",
+      appUser,
+      service: local.LOCAL_APP,
+      processManager: "supervisor",
+      healthUrl: "http://127.0.0.1:8080/health",
+      healthTimeoutS: num("ZCP_LOCAL_HEALTH_TIMEOUT_S", 8),
+      keepReleases: 3,
+    },
+    deploy: {
+      canary: 1,
+      batch: process.env.ZCP_LOCAL_BATCH ?? "50%",
+      soakSeconds: num("ZCP_LOCAL_SOAK_S", 1),
+      maxErrors: 0,
+      commandTimeoutS: num("ZCP_LOCAL_COMMAND_TIMEOUT_S", 120),
+    },
+    image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 5 },
+  };
+}
+
+function gitHead(dir: string): SourceSpec {
+  try {
+    const top = execFileSync("git", ["-C", dir, "rev-parse", "--show-toplevel"], { encoding: "utf8" }).trim();
+    const commit = execFileSync("git", ["-C", dir, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+    return { kind: "git", repoDir: top, commit };
+  } catch {
+    return { kind: "dir", dir };
+  }
+}
+
+export async function resolveEnvironment(name: string, log: (m: string) => void): Promise<EnvironmentContext> {
+  if (name === local.LOCAL_ENV) return resolveLocal(log);
+  return resolveFoundation(name);
+}
+
+async function resolveLocal(log: (m: string) => void): Promise<EnvironmentContext> {
+  const env = await local.ensureLocalEnvironment(log);
+  const backendDir = local.localBackendDir();
+  fs.mkdirSync(backendDir, { recursive: true });
+  return {
+    name: local.LOCAL_ENV,
+    outputs: env.outputs,
+    settings: localSettings(env.appUser),
+    backendUrl: `file://${backendDir}`,
+    fileBackendDir: backendDir,
+    engineEnv: local.localAwsEnv(env.endpoint),
+    transport: { kind: "local", fleetRoot: local.fleetRoot() },
+    workDir: local.workRoot(),
+    defaultSource: { kind: "dir", dir: path.join(findRepoRoot(), "examples", "app") },
+    async instanceVersions(ids) {
+      const out = new Map<string, { version: string; source: string }>();
+      for (const id of ids) {
+        const inst = env.instances.find((i) => i.instanceId === id);
+        if (!inst) continue;
+        const v = await fleet.readVersion(fleet.loadInstance(local.fleetRoot(), id));
+        out.set(id, { version: v?.version ?? "not answering", source: `GET :${inst.port}/version` });
+      }
+      return out;
+    },
+  };
+}
+
+/** Reads a foundation stack's config and outputs; changes nothing. */
+async function resolveFoundation(name: string): Promise<EnvironmentContext> {
+  const projectDir = process.env.ZCP_PROJECT_DIR ?? process.cwd();
+  if (!fs.existsSync(path.join(projectDir, "Pulumi.yaml"))) {
+    throw new ConfigError("--env", `unknown environment "${name}": no Pulumi.yaml in ${projectDir} to find a foundation stack (use --env local for the embedded environment)`);
+  }
+  if (!fs.existsSync(path.join(projectDir, `Pulumi.${name}.yaml`))) {
+    throw new ConfigError("--env", `unknown environment "${name}": no Pulumi.${name}.yaml in ${projectDir}`);
+  }
+  let stack;
+  try {
+    stack = await LocalWorkspace.selectStack({ stackName: name, workDir: projectDir });
+  } catch (err) {
+    throw new ConfigError("--env", `cannot open the foundation stack "${name}": ${describeError(err)}`, { cause: err });
+  }
+  const raw: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(await stack.getAllConfig())) {
+    if (!k.startsWith("zcp:")) continue;
+    let value: unknown = v.value;
+    try {
+      value = JSON.parse(v.value);
+    } catch {
+      // plain string
+    }
+    raw[k.slice(4)] = value;
+  }
+  const config = parseConfig(raw, { stack: name });
+  const outs = await stack.outputs();
+  const missing = FOUNDATION_OUTPUT_KEYS.filter((k) => outs[k] === undefined);
+  if (missing.length > 0) {
+    throw new ConfigError("--env", `foundation stack "${name}" lacks outputs ${missing.join(", ")}; run its \`pulumi up\` first`);
+  }
+  const outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.value])) as unknown as FoundationOutputs;
+  const backendUrl =
+    process.env.ZCP_RELEASE_BACKEND_URL ??
+    (config.stateBackend ? `s3://${config.stateBackend.bucket}/${config.stateBackend.keyPrefix ?? "zcp-release"}` : process.env.PULUMI_BACKEND_URL);
+  if (!backendUrl) throw new ConfigError("zcp:stateBackend", "no state backend configured for the release stack");
+  const fileBackendDir = backendUrl.startsWith("file://") ? backendUrl.slice("file://".length) : undefined;
+  return {
+    name,
+    outputs,
+    settings: settingsFromConfig(config),
+    backendUrl,
+    ...(fileBackendDir ? { fileBackendDir } : {}),
+    engineEnv: {},
+    transport: { kind: "ssm", documentName: outputs.documentName },
+    workDir: path.resolve(process.env.ZCP_WORK_DIR ?? path.join(projectDir, ".work")),
+    defaultSource: gitHead(projectDir),
+    async instanceVersions(ids) {
+      // SSM offers no read without running a command; the last release's record says which
+      // version each instance got.
+      const out = new Map<string, { version: string; source: string }>();
+      for (const id of ids) out.set(id, { version: "see `zcp history`", source: "release stack" });
+      return out;
+    },
+  };
+}

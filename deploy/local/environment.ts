@@ -1,0 +1,301 @@
+/**
+ * The embedded local environment (`--env local`): the whole release flow on one machine with
+ * no AWS account. AWS APIs come from the emulator on 127.0.0.1, Pulumi state lives in a
+ * `file://` backend under the work folder, and "instances" are local directories, each with
+ * its own supervisord and app port, reached over the local transport.
+ *
+ * Everything here is idempotent: the first command starts the emulator and the fleet and
+ * seeds what the foundation would have made; later commands reuse them. `zcp local down`
+ * stops what this module started (by the pids it recorded, never by process name).
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as net from "node:net";
+import { CreateBucketCommand, HeadBucketCommand, PutBucketVersioningCommand } from "@aws-sdk/client-s3";
+import {
+  CreateLaunchTemplateCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeLaunchTemplatesCommand,
+  RunInstancesCommand,
+} from "@aws-sdk/client-ec2";
+import { createAwsClients, destroyAwsClients } from "../aws/clients.js";
+import { artifactPrefix, deployDocumentName, launchTemplateName } from "../../shared/naming.js";
+import { baseTags, TAG_APP, TAG_ENV } from "../../shared/tags.js";
+import type { FoundationOutputs } from "../../shared/outputs.js";
+import { findRepoRoot } from "../repo.js";
+import * as fleet from "./fleet.js";
+
+export const LOCAL_ENV = "local";
+export const LOCAL_APP = "example";
+export const LOCAL_REGION = "us-east-1";
+/** The emulator's fixed account id. */
+export const LOCAL_ACCOUNT = "123456789012";
+const LOCAL_BUCKET = "zcp-local-artifacts";
+const FIRST_APP_PORT = 18080;
+
+export interface LocalState {
+  emulator?: { pid: number; port: number };
+  instances: { instanceId: string; port: number; dir: string }[];
+}
+
+export function workRoot(): string {
+  return path.resolve(process.env.ZCP_WORK_DIR ?? path.join(process.cwd(), ".work"));
+}
+export function localRoot(): string {
+  return path.join(workRoot(), "local");
+}
+export function fleetRoot(): string {
+  return path.join(localRoot(), "fleet");
+}
+/** The release stack's `file://` backend for the local environment. */
+export function localBackendDir(): string {
+  return path.join(localRoot(), "pulumi-state");
+}
+function statePath(): string {
+  return path.join(localRoot(), "state.json");
+}
+export function readLocalState(): LocalState {
+  try {
+    return JSON.parse(fs.readFileSync(statePath(), "utf8")) as LocalState;
+  } catch {
+    return { instances: [] };
+  }
+}
+function writeLocalState(s: LocalState): void {
+  fs.mkdirSync(localRoot(), { recursive: true });
+  fs.writeFileSync(statePath(), `${JSON.stringify(s, null, 2)}\n`);
+}
+
+export function instanceCount(): number {
+  const raw = process.env.ZCP_LOCAL_INSTANCES ?? "3";
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`ZCP_LOCAL_INSTANCES: must be 1..64, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** Placeholder credentials the emulator accepts; they are not keys to anything. */
+export function localAwsEnv(endpoint: string): Record<string, string> {
+  const root = findRepoRoot();
+  return {
+    AWS_ENDPOINT_URL: endpoint,
+    AWS_REGION: LOCAL_REGION,
+    AWS_DEFAULT_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: "testing",
+    AWS_SECRET_ACCESS_KEY: "testing",
+    AWS_EC2_METADATA_DISABLED: "true",
+    // The agent fetches artifacts with the AWS CLI from the project's tool folder.
+    PATH: [path.join(root, ".tools", "venv", "bin"), path.join(root, ".tools", "bin"), process.env.PATH ?? ""].join(path.delimiter),
+  };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    return res.status < 500;
+  } catch {
+    return false;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+function motoServer(): string {
+  const local = path.join(findRepoRoot(), ".tools", "venv", "bin", "moto_server");
+  return fs.existsSync(local) ? local : "moto_server";
+}
+
+/** Starts the emulator unless the one this work folder recorded still answers. */
+export async function ensureEmulator(log: (m: string) => void): Promise<{ endpoint: string; fresh: boolean }> {
+  const state = readLocalState();
+  if (state.emulator && pidAlive(state.emulator.pid) && (await httpOk(`http://127.0.0.1:${state.emulator.port}/moto-api/`))) {
+    return { endpoint: `http://127.0.0.1:${state.emulator.port}`, fresh: false };
+  }
+  const port = await freePort();
+  fs.mkdirSync(localRoot(), { recursive: true });
+  const logFd = fs.openSync(path.join(localRoot(), "emulator.log"), "a");
+  const child = spawn(motoServer(), ["-H", "127.0.0.1", "-p", String(port)], {
+    detached: true,
+    stdio: ["ignore", logFd, logFd],
+  });
+  fs.closeSync(logFd);
+  child.unref();
+  if (!child.pid) throw new Error("could not start the AWS emulator (moto_server); run `bash scripts/tools.sh`");
+  const endpoint = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30000;
+  while (!(await httpOk(`${endpoint}/moto-api/`))) {
+    if (Date.now() > deadline || !pidAlive(child.pid)) {
+      throw new Error(`the AWS emulator did not start on ${endpoint}; see ${path.join(localRoot(), "emulator.log")}`);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  // A new emulator has an empty world: the instances, their folders and the release stack's
+  // state recorded against the old one describe things that no longer exist.
+  for (const i of state.instances) await stopInstanceQuietly(i);
+  fs.rmSync(fleetRoot(), { recursive: true, force: true });
+  fs.rmSync(localBackendDir(), { recursive: true, force: true });
+  writeLocalState({ emulator: { pid: child.pid, port }, instances: [] });
+  log(`started the AWS emulator on ${endpoint}`);
+  return { endpoint, fresh: true };
+}
+
+async function stopInstanceQuietly(i: LocalState["instances"][number]): Promise<void> {
+  try {
+    await fleet.stopSupervisor(fleet.loadInstance(path.dirname(i.dir), i.instanceId));
+  } catch {
+    // already stopped
+  }
+}
+
+export interface LocalEnvironment {
+  endpoint: string;
+  outputs: FoundationOutputs;
+  instances: LocalState["instances"];
+  appUser: string;
+}
+
+/**
+ * Makes sure the emulator runs and holds what the foundation would have made (bucket, launch
+ * template, tagged instances), and that each instance has its directory and supervisord.
+ */
+export async function ensureLocalEnvironment(log: (m: string) => void): Promise<LocalEnvironment> {
+  const { endpoint } = await ensureEmulator(log);
+  const env = localAwsEnv(endpoint);
+  Object.assign(process.env, env);
+  const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
+  const appUser = os.userInfo().username;
+  try {
+    const { s3, ec2 } = clients;
+    try {
+      await s3.send(new HeadBucketCommand({ Bucket: LOCAL_BUCKET }));
+    } catch {
+      await s3.send(new CreateBucketCommand({ Bucket: LOCAL_BUCKET }));
+      await s3.send(new PutBucketVersioningCommand({ Bucket: LOCAL_BUCKET, VersioningConfiguration: { Status: "Enabled" } }));
+    }
+    const ltName = launchTemplateName(LOCAL_APP, LOCAL_ENV);
+    let launchTemplateId: string | undefined;
+    try {
+      const found = await ec2.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateNames: [ltName] }));
+      launchTemplateId = found.LaunchTemplates?.[0]?.LaunchTemplateId;
+    } catch {
+      launchTemplateId = undefined;
+    }
+    if (!launchTemplateId) {
+      const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
+      const baseImage = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
+      const created = await ec2.send(
+        new CreateLaunchTemplateCommand({
+          LaunchTemplateName: ltName,
+          LaunchTemplateData: {
+            ImageId: baseImage,
+            InstanceType: "t3.micro",
+            MetadataOptions: { HttpTokens: "required", HttpEndpoint: "enabled" },
+          },
+          TagSpecifications: [{ ResourceType: "launch-template", Tags: tagPairs(baseTags(LOCAL_APP, LOCAL_ENV)) }],
+        }),
+      );
+      launchTemplateId = created.LaunchTemplate?.LaunchTemplateId;
+      if (!launchTemplateId) throw new Error("the emulator created no launch template");
+      log(`seeded launch template ${ltName} (${launchTemplateId})`);
+    }
+
+    const running = await ec2.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: `tag:${TAG_APP}`, Values: [LOCAL_APP] },
+          { Name: `tag:${TAG_ENV}`, Values: [LOCAL_ENV] },
+          { Name: "instance-state-name", Values: ["running"] },
+        ],
+      }),
+    );
+    const ids = (running.Reservations ?? []).flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId ?? "").filter(Boolean);
+    const want = instanceCount();
+    if (ids.length < want) {
+      const launched = await ec2.send(
+        new RunInstancesCommand({
+          LaunchTemplate: { LaunchTemplateId: launchTemplateId },
+          MinCount: want - ids.length,
+          MaxCount: want - ids.length,
+          TagSpecifications: [{ ResourceType: "instance", Tags: tagPairs(baseTags(LOCAL_APP, LOCAL_ENV)) }],
+        }),
+      );
+      ids.push(...(launched.Instances ?? []).map((i) => i.InstanceId ?? "").filter(Boolean));
+      log(`seeded ${want - (ids.length - (launched.Instances?.length ?? 0))} instance(s) in the emulator`);
+    }
+
+    const state = readLocalState();
+    const instances: LocalState["instances"] = [];
+    for (const [index, instanceId] of ids.sort().entries()) {
+      const known = state.instances.find((i) => i.instanceId === instanceId);
+      const port = known?.port ?? FIRST_APP_PORT + index;
+      const dir = known?.dir ?? path.join(fleetRoot(), instanceId);
+      const inst = fs.existsSync(path.join(dir, "instance.json"))
+        ? fleet.loadInstance(fleetRoot(), instanceId)
+        : fleet.createInstance(fleetRoot(), instanceId, { port, appUser, service: LOCAL_APP });
+      await fleet.startSupervisor(inst);
+      instances.push({ instanceId, port, dir });
+    }
+    writeLocalState({ ...state, instances });
+
+    return {
+      endpoint,
+      appUser,
+      instances,
+      outputs: {
+        app: LOCAL_APP,
+        environment: LOCAL_ENV,
+        accountId: LOCAL_ACCOUNT,
+        region: LOCAL_REGION,
+        bucket: LOCAL_BUCKET,
+        artifactPrefix: artifactPrefix(LOCAL_APP),
+        documentName: deployDocumentName(LOCAL_APP, LOCAL_ENV),
+        launchTemplateId,
+        fleetTags: { [TAG_APP]: LOCAL_APP, [TAG_ENV]: LOCAL_ENV },
+        releaseRoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/zcp-${LOCAL_APP}-${LOCAL_ENV}-release`,
+        previewRoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/zcp-${LOCAL_APP}-${LOCAL_ENV}-preview`,
+        instanceRoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/zcp-${LOCAL_APP}-${LOCAL_ENV}-instance`,
+        instanceProfileName: `zcp-${LOCAL_APP}-${LOCAL_ENV}-instance`,
+      },
+    };
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+function tagPairs(tags: Record<string, string>): { Key: string; Value: string }[] {
+  return Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
+}
+
+/** Stops every process the local environment started: each instance's supervisord, then the emulator. */
+export async function stopLocalEnvironment(log: (m: string) => void): Promise<void> {
+  const state = readLocalState();
+  for (const i of state.instances) {
+    await stopInstanceQuietly(i);
+    log(`stopped ${i.instanceId}`);
+  }
+  if (state.emulator && pidAlive(state.emulator.pid)) {
+    process.kill(state.emulator.pid, "SIGTERM");
+    log(`stopped the AWS emulator (pid ${state.emulator.pid})`);
+  }
+  writeLocalState({ instances: [] });
+}

@@ -1,0 +1,117 @@
+/**
+ * The release stack's program: one release is one update of this stack.
+ *
+ *   Artifact → FleetDeployment → BakedImage → LaunchTemplateRelease → LatestPointer
+ *
+ * Each step depends on the one before, so the engine stops at the first failure and the
+ * later steps (image, template, latest pointer) stay as they were.
+ */
+import type * as pulumi from "@pulumi/pulumi";
+import type { PulumiFn } from "@pulumi/pulumi/automation/index.js";
+import { Artifact } from "./providers/artifact.js";
+import { FleetDeployment } from "./providers/fleet-deployment.js";
+import { BakedImage } from "./providers/baked-image.js";
+import { LaunchTemplateRelease } from "./providers/launch-template-release.js";
+import { LatestPointer } from "./providers/latest-pointer.js";
+import type { FleetDeploymentInputs } from "./steps/types.js";
+
+export interface ReleasePlan {
+  app: string;
+  environment: string;
+  region: string;
+  bucket: string;
+  version: string;
+  artifactKey: string;
+  sha256: string;
+  fleet: Omit<FleetDeploymentInputs, "app" | "environment" | "region" | "version" | "sha256" | "bucket" | "artifactKey">;
+  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number };
+  launchTemplateId: string;
+  /** ETag of latest.json when the release started ("" when absent). */
+  latestEtag: string;
+}
+
+export function releaseProgram(plan: ReleasePlan): PulumiFn {
+  return async () => {
+    const artifact = new Artifact("artifact", {
+      region: plan.region,
+      bucket: plan.bucket,
+      key: plan.artifactKey,
+      version: plan.version,
+      sha256: plan.sha256,
+    });
+
+    const deployment = new FleetDeployment(
+      "fleet",
+      {
+        app: plan.app,
+        environment: plan.environment,
+        region: plan.region,
+        version: artifact.version,
+        sha256: artifact.sha256,
+        bucket: plan.bucket,
+        artifactKey: artifact.key,
+        ...plan.fleet,
+      },
+      { dependsOn: [artifact] },
+    );
+
+    let imageId: pulumi.Input<string> = "";
+    let templateVersion: pulumi.Input<number> = 0;
+    if (plan.image.enabled) {
+      const image = new BakedImage(
+        "image",
+        {
+          app: plan.app,
+          environment: plan.environment,
+          region: plan.region,
+          version: deployment.version,
+          sha256: plan.sha256,
+          sourceInstanceId: deployment.imageSourceInstanceId,
+          noReboot: plan.image.noReboot,
+          retain: plan.image.retain,
+          waitTimeoutMinutes: plan.image.waitTimeoutMinutes,
+          launchTemplateId: plan.launchTemplateId,
+        },
+        { dependsOn: [deployment] },
+      );
+      const template = new LaunchTemplateRelease(
+        "launch-template",
+        { region: plan.region, app: plan.app, launchTemplateId: plan.launchTemplateId, imageId: image.imageId, version: plan.version },
+        { dependsOn: [image] },
+      );
+      imageId = image.imageId;
+      templateVersion = template.defaultVersion;
+    }
+
+    const pointer = new LatestPointer(
+      "latest",
+      {
+        region: plan.region,
+        bucket: plan.bucket,
+        app: plan.app,
+        version: deployment.version,
+        key: plan.artifactKey,
+        sha256: plan.sha256,
+        imageId,
+        launchTemplateVersion: templateVersion,
+        expectedEtag: plan.latestEtag,
+      },
+      { dependsOn: [deployment] },
+    );
+
+    return {
+      version: deployment.version,
+      sha256: plan.sha256,
+      artifact: artifact.uri,
+      instances: deployment.instances,
+      batches: deployment.batches,
+      fleetDurationMs: deployment.durationMs,
+      batchAgentMs: deployment.batchAgentMs,
+      imageId,
+      launchTemplateVersion: templateVersion,
+      latestEtag: pointer.etag,
+      releasedAt: pointer.releasedAt,
+      previousVersion: pointer.previousVersion,
+    };
+  };
+}

@@ -1,0 +1,600 @@
+/**
+ * The release runner: each release is one update of the environment's release stack, driven
+ * through the automation API with an inline program (deploy/program.ts).
+ *
+ * Order of a release, and why:
+ *   1. validate flags and configuration, check the caller's account  — nothing changed yet
+ *   2. refuse early when another release holds the stack (exit 3)
+ *   3. package deterministically and upload (an identical artifact is reused; the same
+ *      version with other content is refused: artifacts are immutable)
+ *   4. recover a stack an interrupted release left behind (stale lock, pending operations)
+ *   5. `up`: Artifact → FleetDeployment → BakedImage → LaunchTemplateRelease → LatestPointer
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { GetCallerIdentityCommand } from "@aws-sdk/client-sts";
+import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation/index.js";
+import { ConfigError, ReleaseFailedError, ReleaseLockedError, WrongAccountError, describeError } from "../shared/errors.js";
+import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
+import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
+import { headArtifact, s3Uri, uploadArtifact } from "./aws/artifacts.js";
+import { readLatestPointer } from "./aws/latest-pointer.js";
+import { describeDefaultVersion } from "./aws/launch-template.js";
+import { discoverFleet } from "./aws/fleet.js";
+import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
+import { packageSource } from "./package.js";
+import { releaseProgram, type ReleasePlan } from "./program.js";
+import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
+import { findRepoRoot } from "./repo.js";
+import { validateBatchSpec } from "./cli-args.js";
+import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
+import type { EnvironmentContext, SourceSpec } from "./environments.js";
+import type { InstanceReport } from "./steps/types.js";
+
+export interface ReleaseRequest {
+  version: string;
+  source?: SourceSpec;
+  canary?: number;
+  batch?: string;
+  skipImage?: boolean;
+  /** Set by rollback: the artifact must already exist; nothing is packaged. */
+  existingArtifactOnly?: boolean;
+  kind?: "release" | "rollback";
+}
+
+export interface ReleaseSummary {
+  environment: string;
+  version: string;
+  previousVersion: string | null;
+  sha256: string;
+  artifact: string;
+  instances: InstanceReport[];
+  imageId: string;
+  launchTemplateVersion: number;
+  durationMs: number;
+  fleetDurationMs: number;
+  batchAgentMs: number[];
+  engineOperations: number;
+}
+
+// ---------------------------------------------------------------- workspace
+
+function engineEnvFor(ctx: EnvironmentContext, progressFile: string): Record<string, string> {
+  const root = findRepoRoot();
+  return {
+    ...ctx.engineEnv,
+    PULUMI_BACKEND_URL: ctx.backendUrl,
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_HOME: process.env.PULUMI_HOME ?? path.join(root, ".tools", "pulumi-home"),
+    // The release stack holds no secret; file backends still want a passphrase to exist.
+    PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "zcp-local-only",
+    [PROGRESS_ENV]: progressFile,
+  };
+}
+
+/** Puts the project's tools (pulumi, the dynamic-provider shim) first on PATH when present. */
+export function useProjectTools(): void {
+  const root = findRepoRoot();
+  const dirs = [path.join(root, ".tools", "bin"), path.join(root, ".tools", "node", "bin")].filter((d) => fs.existsSync(d));
+  const current = (process.env.PATH ?? "").split(path.delimiter);
+  process.env.PATH = [...dirs.filter((d) => !current.includes(d)), ...current].join(path.delimiter);
+}
+
+function workspaceDir(ctx: EnvironmentContext): string {
+  const dir = path.join(ctx.workDir, "release", ctx.name);
+  fs.mkdirSync(dir, { recursive: true });
+  // The engine starts dynamic providers from ./node_modules of the program's folder.
+  const link = path.join(dir, "node_modules");
+  const target = path.join(findRepoRoot(), "node_modules");
+  let current: string | undefined;
+  try {
+    current = fs.readlinkSync(link);
+  } catch {
+    current = undefined;
+  }
+  if (current !== target) {
+    fs.rmSync(link, { force: true, recursive: true });
+    fs.symlinkSync(target, link);
+  }
+  return dir;
+}
+
+async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined, progressFile: string): Promise<Stack> {
+  const workDir = workspaceDir(ctx);
+  const program = plan ? releaseProgram(plan) : async () => ({});
+  return LocalWorkspace.createOrSelectStack(
+    { stackName: ctx.name, projectName: RELEASE_PROJECT, program },
+    {
+      workDir,
+      projectSettings: {
+        name: RELEASE_PROJECT,
+        runtime: "nodejs",
+        description: "zcp release stack: one update per release",
+        backend: { url: ctx.backendUrl },
+      },
+      envVars: engineEnvFor(ctx, progressFile),
+    },
+  );
+}
+
+// ---------------------------------------------------------------- checks
+
+export async function checkAccount(ctx: EnvironmentContext): Promise<void> {
+  const clients = createAwsClients({ region: ctx.outputs.region });
+  try {
+    const who = await clients.sts.send(new GetCallerIdentityCommand({}));
+    const actual = who.Account ?? "unknown";
+    if (actual !== ctx.settings.accountId) throw new WrongAccountError(ctx.name, ctx.settings.accountId, actual);
+  } catch (err) {
+    if (err instanceof WrongAccountError) throw err;
+    throw new ConfigError("credentials", `cannot tell which AWS account these credentials belong to: ${describeError(err)}`, { cause: err });
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function lockDir(backendDir: string): string {
+  return path.join(backendDir, ".pulumi", "locks", "organization", RELEASE_PROJECT);
+}
+
+/**
+ * File backends only: who holds the release stack's lock. A lock whose process is gone on
+ * this host is stale (a runner was killed) and is removed, which is what `pulumi cancel` does
+ * for a file backend.
+ */
+export function inspectFileLock(ctx: EnvironmentContext, log: (m: string) => void): void {
+  if (!ctx.fileBackendDir) return;
+  const dir = path.join(lockDir(ctx.fileBackendDir), ctx.name);
+  let files: string[] = [];
+  try {
+    files = fs.readdirSync(dir).filter((f) => f.endsWith(".json"));
+  } catch {
+    return;
+  }
+  for (const f of files) {
+    const file = path.join(dir, f);
+    let holder: LockHolder & { pid?: number } = {};
+    try {
+      holder = JSON.parse(fs.readFileSync(file, "utf8")) as LockHolder;
+    } catch {
+      holder = {};
+    }
+    const local = holder.hostname === undefined || holder.hostname === os.hostname();
+    if (local && holder.pid !== undefined && !pidAlive(holder.pid)) {
+      fs.rmSync(file, { force: true });
+      log(`recovered: removed the lock of an interrupted release (${describeLockHolder(holder)}, no longer running)`);
+      continue;
+    }
+    throw new ReleaseLockedError(ctx.name, describeLockHolder(holder));
+  }
+}
+
+/** Clears what an interrupted update left in the stack, then refreshes it, saying so. */
+async function recoverInterruptedUpdate(stack: Stack, log: (m: string) => void): Promise<void> {
+  const state = await stack.exportStack();
+  const deployment = state.deployment as { pending_operations?: { type?: string; resource?: { urn?: string } }[] } | undefined;
+  const pending = deployment?.pending_operations ?? [];
+  if (pending.length === 0) return;
+  log(
+    `recovered: an interrupted release left ${pending.length} pending operation(s) ` +
+      `(${pending.map((p) => `${p.type ?? "?"} ${p.resource?.urn?.split("::").pop() ?? "?"}`).join(", ")}); clearing them and refreshing the stack`,
+  );
+  if (deployment) deployment.pending_operations = [];
+  await stack.importStack(state);
+  await stack.refresh({ onOutput: () => undefined });
+}
+
+// ---------------------------------------------------------------- release
+
+function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePlan["fleet"] {
+  const d = ctx.settings.deploy;
+  return {
+    runtime: ctx.settings.runtime,
+    canary: req.canary ?? d.canary,
+    batch: req.batch !== undefined ? validateBatchSpec("--batch", req.batch) : d.batch,
+    soakSeconds: d.soakSeconds,
+    maxErrors: d.maxErrors,
+    commandTimeoutS: d.commandTimeoutS,
+    transport: ctx.transport,
+    ...(ctx.outputs.autoScalingGroupName ? { autoScalingGroupName: ctx.outputs.autoScalingGroupName } : {}),
+  };
+}
+
+/** Packages and uploads the release's artifact, or finds the existing one for a rollback. */
+async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log: (m: string) => void): Promise<{ key: string; sha256: string }> {
+  const key = artifactKey(ctx.outputs.app, req.version);
+  const clients = createAwsClients({ region: ctx.outputs.region });
+  try {
+    if (req.existingArtifactOnly) {
+      const head = await headArtifact(clients.s3, ctx.outputs.bucket, key);
+      if (!head?.sha256) {
+        throw new ConfigError("--to", `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; only released versions can be rolled back to`);
+      }
+      return { key, sha256: head.sha256 };
+    }
+    const source = req.source ?? ctx.defaultSource;
+    const pkg = await packageSource({
+      source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit },
+      extraFiles: { VERSION: `${req.version}\n` },
+    });
+    try {
+      log(`packaged ${req.version}: ${pkg.files} files, ${(pkg.bytes / 1024).toFixed(0)} KiB, sha256 ${pkg.sha256.slice(0, 12)}…`);
+      const up = await uploadArtifact(clients.s3, {
+        bucket: ctx.outputs.bucket,
+        key,
+        body: pkg.path,
+        sha256: pkg.sha256,
+        metadata: { ...(pkg.commit ? { commit: pkg.commit } : {}), createdAt: new Date().toISOString() },
+      });
+      log(up.uploaded ? `uploaded ${s3Uri(ctx.outputs.bucket, key)}` : `reusing identical ${s3Uri(ctx.outputs.bucket, key)}`);
+      return { key, sha256: pkg.sha256 };
+    } finally {
+      fs.rmSync(path.dirname(pkg.path), { recursive: true, force: true });
+    }
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null }> {
+  const clients = createAwsClients({ region: ctx.outputs.region });
+  try {
+    const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
+    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null };
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+function buildPlan(ctx: EnvironmentContext, req: ReleaseRequest, artifact: { key: string; sha256: string }, latestEtag: string): ReleasePlan {
+  return {
+    app: ctx.outputs.app,
+    environment: ctx.name,
+    region: ctx.outputs.region,
+    bucket: ctx.outputs.bucket,
+    version: req.version,
+    artifactKey: artifact.key,
+    sha256: artifact.sha256,
+    fleet: fleetSettings(ctx, req),
+    image: { ...ctx.settings.image, enabled: ctx.settings.image.enabled && !req.skipImage },
+    launchTemplateId: ctx.outputs.launchTemplateId,
+    latestEtag,
+  };
+}
+
+/** Tails the progress file into the view while `work` runs. */
+async function withProgress<T>(file: string, view: ProgressView, work: () => Promise<T>): Promise<{ value: T; records: ProgressRecord[] }> {
+  let offset = 0;
+  const records: ProgressRecord[] = [];
+  const drain = () => {
+    const r = readProgress(file, offset);
+    offset = r.offset;
+    for (const rec of r.records) {
+      records.push(rec);
+      view.record(rec);
+    }
+  };
+  const timer = setInterval(() => {
+    drain();
+    view.tick();
+  }, 200);
+  try {
+    const value = await work();
+    return { value, records };
+  } catch (err) {
+    drain();
+    (err as { zcpProgress?: ProgressRecord[] }).zcpProgress = records;
+    throw err;
+  } finally {
+    clearInterval(timer);
+    drain();
+  }
+}
+
+export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out: Output, opts: { live: boolean }): Promise<ReleaseSummary> {
+  const started = Date.now();
+  const view = new ProgressView(out, opts.live);
+  const log = (m: string) => view.line(m);
+  const kind = req.kind ?? "release";
+  try {
+    await checkAccount(ctx);
+    inspectFileLock(ctx, log);
+    const artifact = await prepareArtifact(ctx, req, log);
+    const latest = await currentLatestEtag(ctx);
+    log(`${kind} ${latest.version ?? "(none)"} → ${req.version} on ${ctx.name}`);
+    const plan = buildPlan(ctx, req, artifact, latest.etag);
+
+    const progressFile = path.join(workspaceDir(ctx), `progress-${process.pid}-${Date.now()}.jsonl`);
+    fs.writeFileSync(progressFile, "");
+    try {
+      const stack = await openStack(ctx, plan, progressFile);
+      await recoverInterruptedUpdate(stack, log);
+      let engineOperations = 0;
+      const { value: result } = await withProgress(progressFile, view, () =>
+        stack.up({
+          message: `${kind} ${req.version}`,
+          onOutput: () => undefined,
+          onEvent: (e) => {
+            if (e.resOutputsEvent) engineOperations++;
+          },
+        }),
+      );
+      const o = result.outputs;
+      const summary: ReleaseSummary = {
+        environment: ctx.name,
+        version: String(o.version?.value ?? req.version),
+        previousVersion: (o.previousVersion?.value as string | null | undefined) ?? latest.version,
+        sha256: artifact.sha256,
+        artifact: String(o.artifact?.value ?? ""),
+        instances: (o.instances?.value as InstanceReport[] | undefined) ?? [],
+        imageId: String(o.imageId?.value ?? ""),
+        launchTemplateVersion: Number(o.launchTemplateVersion?.value ?? 0),
+        durationMs: Date.now() - started,
+        fleetDurationMs: Number(o.fleetDurationMs?.value ?? 0),
+        batchAgentMs: (o.batchAgentMs?.value as number[] | undefined) ?? [],
+        engineOperations,
+      };
+      return summary;
+    } finally {
+      fs.rmSync(progressFile, { force: true });
+    }
+  } catch (err) {
+    throw explainFailure(err, ctx);
+  } finally {
+    view.close();
+  }
+}
+
+/** Turns an engine failure into a typed error whose message a person can act on. */
+function explainFailure(err: unknown, ctx: EnvironmentContext): Error {
+  const records = (err as { zcpProgress?: ProgressRecord[] }).zcpProgress ?? [];
+  const classified = classifyEngineError(err, {
+    environment: ctx.name,
+    ...(ctx.fileBackendDir ? { fileBackend: { dir: ctx.fileBackendDir, project: RELEASE_PROJECT, stack: ctx.name } } : {}),
+  });
+  const failedSteps = records.filter((r): r is Extract<ProgressRecord, { kind: "step" }> => r.kind === "step" && r.state === "failed");
+  if (classified instanceof ReleaseFailedError && failedSteps.length > 0) {
+    const detail = failedSteps.map((s) => `${s.step}: ${s.detail ?? "failed"}`).join("\n");
+    return new ReleaseFailedError(detail, { cause: err });
+  }
+  return classified;
+}
+
+export function formatReleaseSummary(s: ReleaseSummary): string {
+  const rows = s.instances.map((i) => [i.instanceId, String(i.batch), i.status, i.previous ?? "-", `${(i.durationMs / 1000).toFixed(1)}s`]);
+  return [
+    `released ${s.version} to ${s.environment} (previous: ${s.previousVersion ?? "none"}) in ${(s.durationMs / 1000).toFixed(1)}s`,
+    table(["instance", "batch", "status", "previous", "agent time"], rows),
+    `artifact   ${s.artifact}  sha256 ${s.sha256}`,
+    `image      ${s.imageId || "(not baked)"}`,
+    `template   ${s.launchTemplateVersion ? `default version ${s.launchTemplateVersion}` : "(unchanged)"}`,
+    `latest     ${s.version}`,
+  ].join("\n");
+}
+
+export function releaseMarkdown(s: ReleaseSummary): string {
+  return [
+    `### zcp: ${s.environment} released ${s.version}`,
+    "",
+    `Previous version: ${s.previousVersion ?? "none"} · duration ${(s.durationMs / 1000).toFixed(1)}s · image ${s.imageId || "not baked"} · launch template default ${s.launchTemplateVersion || "unchanged"}`,
+    "",
+    markdownTable(
+      ["instance", "batch", "status", "previous", "agent time"],
+      s.instances.map((i) => [i.instanceId, String(i.batch), i.status, i.previous ?? "-", `${(i.durationMs / 1000).toFixed(1)}s`]),
+    ),
+  ].join("\n");
+}
+
+export function failureMarkdown(env: string, version: string, message: string): string {
+  return [`### zcp: release of ${version} to ${env} failed`, "", "```", message, "```"].join("\n");
+}
+
+export { appendStepSummary };
+
+// ---------------------------------------------------------------- rollback
+
+/** Rollback is a release of an earlier version whose artifact (and image) already exist. */
+export async function rollbackTarget(ctx: EnvironmentContext, to: string | undefined): Promise<string> {
+  if (to) return to;
+  const clients = createAwsClients({ region: ctx.outputs.region });
+  try {
+    const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
+    const previous = read?.pointer.previous;
+    if (!previous) throw new ConfigError("--to", "latest.json names no previous version; give the version to roll back to");
+    return previous;
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+// ---------------------------------------------------------------- preview
+
+export interface PreviewSummary {
+  environment: string;
+  versionFrom: string | null;
+  versionTo: string;
+  steps: { resource: string; op: string; changed: string[] }[];
+  image: string;
+  launchTemplate: string;
+}
+
+export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out: Output): Promise<PreviewSummary> {
+  await checkAccount(ctx);
+  const key = artifactKey(ctx.outputs.app, req.version);
+  let sha256: string;
+  const clients = createAwsClients({ region: ctx.outputs.region });
+  try {
+    const head = await headArtifact(clients.s3, ctx.outputs.bucket, key);
+    if (head?.sha256) sha256 = head.sha256;
+    else {
+      // Not uploaded yet: the checksum the release would have, without uploading anything.
+      const source = req.source ?? ctx.defaultSource;
+      const pkg = await packageSource({
+        source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit },
+        extraFiles: { VERSION: `${req.version}\n` },
+      });
+      sha256 = pkg.sha256;
+      fs.rmSync(path.dirname(pkg.path), { recursive: true, force: true });
+    }
+  } finally {
+    destroyAwsClients(clients);
+  }
+  const latest = await currentLatestEtag(ctx);
+  const plan = buildPlan(ctx, req, { key, sha256 }, latest.etag);
+  const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
+  fs.writeFileSync(progressFile, "");
+  try {
+    const stack = await openStack(ctx, plan, progressFile);
+    const steps: PreviewSummary["steps"] = [];
+    await stack.preview({
+      onOutput: () => undefined,
+      onEvent: (e) => {
+        const m = e.resourcePreEvent?.metadata;
+        if (!m || !m.type.includes("dynamic")) return;
+        const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
+        const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
+        const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+        steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op, changed });
+      },
+    });
+    const imageStep = steps.find((s) => s.resource === "BakedImage");
+    const templateStep = steps.find((s) => s.resource === "LaunchTemplateRelease");
+    const summary: PreviewSummary = {
+      environment: ctx.name,
+      versionFrom: latest.version,
+      versionTo: req.version,
+      steps,
+      image: !plan.image.enabled ? "not baked (--skip-image or image.enabled=false)" : imageStep && imageStep.op !== "same" ? `a new image for ${req.version} (${imageStep.op})` : "unchanged",
+      launchTemplate:
+        !plan.image.enabled ? "unchanged" : templateStep && templateStep.op !== "same" ? `a new default version with the ${req.version} image (${templateStep.op})` : "unchanged",
+    };
+    void out;
+    return summary;
+  } finally {
+    fs.rmSync(progressFile, { force: true });
+  }
+}
+
+export function formatPreview(p: PreviewSummary): string {
+  return [
+    `preview of ${p.environment}: version ${p.versionFrom ?? "(none)"} → ${p.versionTo}`,
+    table(
+      ["step", "operation", "changed inputs"],
+      p.steps.map((s) => [s.resource, s.op, s.changed.join(", ") || "-"]),
+    ),
+    `image            ${p.image}`,
+    `launch template  ${p.launchTemplate}`,
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------- status and history
+
+export interface StatusSummary {
+  environment: string;
+  latest: { version: string; sha256: string; imageId?: string; releasedAt: string; previous?: string } | null;
+  launchTemplate: { id: string; defaultVersion: number; imageId: string };
+  instances: { instanceId: string; version: string; source: string }[];
+}
+
+export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
+  await checkAccount(ctx);
+  const clients = createAwsClients({ region: ctx.outputs.region });
+  try {
+    const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
+    const lt = await describeDefaultVersion(clients.ec2, ctx.outputs.launchTemplateId);
+    const fleet = await discoverFleet(clients, {
+      app: ctx.outputs.app,
+      env: ctx.name,
+      ...(ctx.outputs.autoScalingGroupName ? { autoScalingGroupName: ctx.outputs.autoScalingGroupName } : {}),
+    });
+    const versions = await ctx.instanceVersions(fleet.map((f) => f.instanceId));
+    return {
+      environment: ctx.name,
+      latest: read
+        ? {
+            version: read.pointer.version,
+            sha256: read.pointer.sha256,
+            releasedAt: read.pointer.releasedAt,
+            ...(read.pointer.imageId ? { imageId: read.pointer.imageId } : {}),
+            ...(read.pointer.previous ? { previous: read.pointer.previous } : {}),
+          }
+        : null,
+      launchTemplate: { id: ctx.outputs.launchTemplateId, defaultVersion: lt.versionNumber, imageId: lt.imageId ?? "" },
+      instances: fleet.map((f) => ({ instanceId: f.instanceId, ...(versions.get(f.instanceId) ?? { version: "unknown", source: "-" }) })),
+    };
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+export function formatStatus(s: StatusSummary): string {
+  return [
+    `environment ${s.environment}`,
+    `latest      ${s.latest ? `${s.latest.version} (released ${s.latest.releasedAt}, previous ${s.latest.previous ?? "none"})` : "(none)"}`,
+    `image       ${s.latest?.imageId ?? "(none)"}`,
+    `template    ${s.launchTemplate.id} default version ${s.launchTemplate.defaultVersion} (${s.launchTemplate.imageId})`,
+    table(
+      ["instance", "version", "from"],
+      s.instances.map((i) => [i.instanceId, i.version, i.source]),
+    ),
+  ].join("\n");
+}
+
+export interface HistoryEntry {
+  update: number;
+  kind: string;
+  message: string;
+  result: string;
+  startTime: string;
+  durationS: number;
+  changes: Record<string, number>;
+}
+
+export async function history(ctx: EnvironmentContext): Promise<HistoryEntry[]> {
+  if (ctx.fileBackendDir && !fs.existsSync(path.join(ctx.fileBackendDir, ".pulumi"))) return [];
+  const stack = await openStack(ctx, undefined, path.join(os.tmpdir(), "zcp-unused-progress"));
+  let entries: UpdateSummary[];
+  try {
+    entries = await stack.history();
+  } catch (err) {
+    throw classifyEngineError(err, { environment: ctx.name });
+  }
+  return entries.map((h) => ({
+    update: h.version,
+    kind: h.kind,
+    message: h.message ?? "",
+    result: h.result,
+    startTime: new Date(h.startTime).toISOString(),
+    durationS: h.endTime ? Math.round((new Date(h.endTime).getTime() - new Date(h.startTime).getTime()) / 1000) : 0,
+    changes: (h.resourceChanges ?? {}) as Record<string, number>,
+  }));
+}
+
+export function formatHistory(env: string, h: readonly HistoryEntry[]): string {
+  if (h.length === 0) return `no releases of ${env} yet`;
+  return table(
+    ["#", "what", "result", "started", "took", "changes"],
+    h.map((e) => [
+      String(e.update),
+      e.message || e.kind,
+      e.result,
+      e.startTime.replace("T", " ").replace(/\.\d+Z$/, "Z"),
+      `${e.durationS}s`,
+      Object.entries(e.changes)
+        .filter(([k]) => k !== "same")
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ") || "-",
+    ]),
+  );
+}

@@ -1,0 +1,38 @@
+/**
+ * What every step implementation needs inside the engine's provider host: AWS clients built
+ * per call (region from inputs, endpoint and credentials from the host's environment), and a
+ * pacing whose progress lines go to the runner.
+ */
+import { createAwsClients, destroyAwsClients, type AwsClients } from "../aws/clients.js";
+import type { Pacing } from "../aws/call.js";
+import { emitProgress } from "../progress.js";
+
+export async function withClients<T>(region: string, fn: (clients: AwsClients) => Promise<T>): Promise<T> {
+  const clients = createAwsClients({ region });
+  try {
+    return await fn(clients);
+  } finally {
+    destroyAwsClients(clients);
+  }
+}
+
+export function stepPacing(step: string): Pacing {
+  return { log: (message: string) => emitProgress({ kind: "log", step, message }) };
+}
+
+export function stepLog(step: string): (message: string) => void {
+  return (message: string) => emitProgress({ kind: "log", step, message });
+}
+
+/** Runs a step with start/done/failed records around it. */
+export async function traced<T>(step: string, detail: string, fn: () => Promise<T>): Promise<T> {
+  emitProgress({ kind: "step", step, state: "start", detail });
+  try {
+    const out = await fn();
+    emitProgress({ kind: "step", step, state: "done", detail });
+    return out;
+  } catch (err) {
+    emitProgress({ kind: "step", step, state: "failed", detail: err instanceof Error ? err.message : String(err) });
+    throw err;
+  }
+}

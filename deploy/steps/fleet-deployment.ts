@@ -1,0 +1,89 @@
+/** FleetDeployment step: discover the in-service instances, then roll the release out. */
+import { ReleaseFailedError } from "../../shared/errors.js";
+import { artifactKey } from "../../shared/naming.js";
+import { headArtifact, s3Uri } from "../aws/artifacts.js";
+import type { AwsClients } from "../aws/clients.js";
+import { discoverFleet } from "../aws/fleet.js";
+import { emitProgress } from "../progress.js";
+import type { AgentParams, Transport } from "../transport.js";
+import { createSsmTransport } from "../transports/ssm.js";
+import { createLocalTransport } from "../transports/local.js";
+import { realSleep } from "../../shared/retry.js";
+import { rollout } from "./rollout.js";
+import { stepLog, stepPacing, traced, withClients } from "./context.js";
+import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
+
+const STEP = "FleetDeployment";
+
+export function transportFor(spec: TransportSpec, clients: AwsClients): Transport {
+  if (spec.kind === "local") return createLocalTransport({ fleetRoot: spec.fleetRoot });
+  return createSsmTransport({ ssm: clients.ssm, documentName: spec.documentName, pacing: stepPacing(STEP) });
+}
+
+export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetDeploymentOutputs> {
+  return traced(STEP, inputs.version, () =>
+    withClients(inputs.region, async (clients) => {
+      const started = Date.now();
+      const fleet = await discoverFleet(
+        clients,
+        {
+          app: inputs.app,
+          env: inputs.environment,
+          ...(inputs.autoScalingGroupName ? { autoScalingGroupName: inputs.autoScalingGroupName } : {}),
+        },
+        stepPacing(STEP),
+      );
+      const transport = transportFor(inputs.transport, clients);
+      const paramsFor = async (version: string): Promise<AgentParams> => {
+        const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
+        let sha256 = inputs.sha256;
+        if (version !== inputs.version) {
+          const head = await headArtifact(clients.s3, inputs.bucket, key, stepPacing(STEP));
+          if (!head?.sha256) throw new ReleaseFailedError(`cannot roll back to ${version}: ${s3Uri(inputs.bucket, key)} is missing`);
+          sha256 = head.sha256;
+        }
+        return { ...inputs.runtime, app: inputs.app, version, artifact: s3Uri(inputs.bucket, key), sha256 };
+      };
+      const result = await rollout(
+        fleet.map((i) => i.instanceId),
+        inputs.version,
+        {
+          canary: inputs.canary,
+          batch: inputs.batch,
+          soakSeconds: inputs.soakSeconds,
+          maxErrors: inputs.maxErrors,
+          commandTimeoutS: inputs.commandTimeoutS,
+        },
+        {
+          transport,
+          paramsFor,
+          sleep: realSleep,
+          now: Date.now,
+          log: stepLog(STEP),
+          onInstance: (r, batches) =>
+            emitProgress({
+              kind: "instance",
+              step: STEP,
+              batch: r.batch,
+              batches,
+              instanceId: r.instanceId,
+              status: r.status,
+              message: r.message,
+              durationMs: r.durationMs,
+            }),
+        },
+      );
+      const out: FleetDeploymentOutputs = {
+        version: inputs.version,
+        sha256: inputs.sha256,
+        instances: result.instances,
+        batches: result.batches,
+        imageSourceInstanceId: result.imageSourceInstanceId,
+        durationMs: Date.now() - started,
+        batchAgentMs: result.batchAgentMs,
+      };
+      emitProgress({ kind: "result", step: STEP, data: { ...out } });
+      return out;
+    }),
+  );
+}

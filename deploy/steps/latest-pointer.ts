@@ -1,0 +1,29 @@
+/** LatestPointer step: move latest.json, compare-and-swap on the ETag the release started from. */
+import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../aws/latest-pointer.js";
+import { stepPacing, traced, withClients } from "./context.js";
+import type { LatestPointerInputs, LatestPointerOutputs } from "./types.js";
+
+const STEP = "LatestPointer";
+
+export async function promoteLatestPointer(inputs: LatestPointerInputs): Promise<LatestPointerOutputs> {
+  return traced(STEP, inputs.version, () =>
+    withClients(inputs.region, async ({ s3 }) => {
+      const pacing = stepPacing(STEP);
+      // The previous pointer's content only feeds the `previous` field; the swap itself is
+      // guarded by the ETag captured when the release started, not by this read.
+      const current = await readLatestPointer(s3, inputs.bucket, inputs.app, pacing);
+      const releasedAt = new Date().toISOString();
+      const pointer = nextLatestPointer(current?.pointer, {
+        version: inputs.version,
+        key: inputs.key,
+        sha256: inputs.sha256,
+        ...(inputs.imageId ? { imageId: inputs.imageId } : {}),
+        ...(inputs.launchTemplateVersion ? { launchTemplateVersion: inputs.launchTemplateVersion } : {}),
+        releasedAt,
+      });
+      const expected = inputs.expectedEtag === "" ? undefined : inputs.expectedEtag;
+      const { etag } = await writeLatestPointer(s3, inputs.bucket, inputs.app, pointer, expected, pacing);
+      return { ...inputs, etag, releasedAt, previousVersion: pointer.previous ?? null };
+    }),
+  );
+}

@@ -1,0 +1,116 @@
+/**
+ * Typed inputs and outputs of the release stack's steps. Providers pass these through the
+ * engine unchanged; nothing here is secret (credentials come from the environment of the
+ * engine's provider host, never from inputs or outputs).
+ */
+import type { AgentParams } from "../transport.js";
+
+/** How the FleetDeployment reaches instances. */
+export type TransportSpec =
+  | { kind: "ssm"; documentName: string }
+  | {
+      kind: "local";
+      /** Folder holding one sub-folder per local instance. */
+      fleetRoot: string;
+    };
+
+export interface ArtifactInputs {
+  region: string;
+  bucket: string;
+  key: string;
+  version: string;
+  sha256: string;
+}
+export interface ArtifactOutputs extends ArtifactInputs {
+  uri: string;
+  bytes: number;
+}
+
+export interface FleetDeploymentInputs {
+  app: string;
+  environment: string;
+  region: string;
+  version: string;
+  sha256: string;
+  bucket: string;
+  artifactKey: string;
+  runtime: Omit<AgentParams, "app" | "version" | "artifact" | "sha256">;
+  canary: number;
+  batch: string;
+  soakSeconds: number;
+  /** Failed instances tolerated per batch before the release stops. */
+  maxErrors: number;
+  commandTimeoutS: number;
+  autoScalingGroupName?: string;
+  transport: TransportSpec;
+}
+
+export interface InstanceReport {
+  instanceId: string;
+  batch: number;
+  status: string;
+  previous: string | null;
+  durationMs: number;
+  message: string;
+}
+
+export interface FleetDeploymentOutputs {
+  version: string;
+  sha256: string;
+  instances: InstanceReport[];
+  batches: number;
+  /** A healthy instance on the new version, to bake the image from. */
+  imageSourceInstanceId: string;
+  durationMs: number;
+  /** Per batch: the slowest instance's agent time (for the overhead benchmark). */
+  batchAgentMs: number[];
+}
+
+export interface BakedImageInputs {
+  app: string;
+  environment: string;
+  region: string;
+  version: string;
+  sha256: string;
+  sourceInstanceId: string;
+  noReboot: boolean;
+  retain: number;
+  waitTimeoutMinutes: number;
+  launchTemplateId: string;
+}
+export interface BakedImageOutputs extends BakedImageInputs {
+  imageId: string;
+  imageName: string;
+  reused: boolean;
+  removedImages: string[];
+}
+
+export interface LaunchTemplateReleaseInputs {
+  region: string;
+  app: string;
+  launchTemplateId: string;
+  imageId: string;
+  version: string;
+}
+export interface LaunchTemplateReleaseOutputs extends LaunchTemplateReleaseInputs {
+  defaultVersion: number;
+  previousDefaultVersion: number;
+}
+
+export interface LatestPointerInputs {
+  region: string;
+  bucket: string;
+  app: string;
+  version: string;
+  key: string;
+  sha256: string;
+  imageId: string;
+  launchTemplateVersion: number;
+  /** ETag of latest.json when the release started; "" when there was none. */
+  expectedEtag: string;
+}
+export interface LatestPointerOutputs extends LatestPointerInputs {
+  etag: string;
+  releasedAt: string;
+  previousVersion: string | null;
+}

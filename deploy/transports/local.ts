@@ -1,0 +1,127 @@
+/**
+ * The local transport: runs the same agent script SSM runs, once per instance of a local
+ * fleet (deploy/local/fleet.ts), with the same parameters. Each instance decides where its app
+ * lives and which port it answers on, so the app dir and health URL are the instance's own.
+ *
+ * Like SSM, an agent run belongs to the instance, not to the caller: it runs in its own
+ * process group with its output in a file, so a runner killed mid-release never leaves an
+ * instance half-switched — the agent finishes (or rolls back) on its own.
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  agentEnvironment,
+  outcomeFromAgent,
+  parseAgentResult,
+  type AgentParams,
+  type InstanceOutcome,
+  type RunOptions,
+  type Transport,
+} from "../transport.js";
+import * as fleet from "../local/fleet.js";
+import { findRepoRoot } from "../repo.js";
+
+export interface LocalTransportOptions {
+  fleetRoot: string;
+  /** At most this many agents at once. @default 16 */
+  concurrency?: number;
+}
+
+export function createLocalTransport(opts: LocalTransportOptions): Transport {
+  return new LocalTransport(opts);
+}
+
+class LocalTransport implements Transport {
+  readonly kind = "local" as const;
+  constructor(private readonly opts: LocalTransportOptions) {}
+
+  async runAgent(instanceIds: readonly string[], params: AgentParams, run: RunOptions): Promise<InstanceOutcome[]> {
+    const limit = Math.max(1, this.opts.concurrency ?? 16);
+    const results: InstanceOutcome[] = [];
+    const queue = [...instanceIds];
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+        results.push(await this.runOne(id, params, run));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, queue.length) }, worker));
+    return instanceIds.map((id) => results.find((r) => r.instanceId === id) as InstanceOutcome);
+  }
+
+  private async runOne(instanceId: string, params: AgentParams, run: RunOptions): Promise<InstanceOutcome> {
+    const started = Date.now();
+    let inst: fleet.LocalInstance;
+    try {
+      inst = fleet.loadInstance(this.opts.fleetRoot, instanceId);
+    } catch (err) {
+      return { instanceId, ok: false, status: "undeliverable", message: `no local instance ${instanceId}: ${(err as Error).message}`, durationMs: 0 };
+    }
+    run.onProgress?.({ instanceId, phase: "sent", elapsedMs: 0 });
+    const env = agentEnvironment({
+      ...params,
+      appDir: inst.appDir,
+      appUser: inst.appUser,
+      service: inst.service,
+      healthUrl: fleet.healthUrl(inst),
+    });
+    const outFile = path.join(inst.dir, "logs", `agent-${Date.now()}-${process.pid}.out`);
+    fs.mkdirSync(path.dirname(outFile), { recursive: true });
+    const fd = fs.openSync(outFile, "w");
+    const root = findRepoRoot();
+    const child = spawn("bash", [fleet.agentScriptPath()], {
+      env: {
+        ...process.env,
+        PATH: [path.join(root, ".tools", "venv", "bin"), process.env.PATH ?? "/usr/bin:/bin"].join(path.delimiter),
+        ZCP_SUPERVISOR_CONF: inst.supervisorConf,
+        ZCP_INSTANCE_ID: inst.id,
+        ...env,
+      },
+      stdio: ["ignore", fd, fd],
+      detached: true,
+    });
+    fs.closeSync(fd);
+    const exit = await new Promise<{ code: number | null; timedOut: boolean }>((resolve) => {
+      const timer = setTimeout(() => {
+        try {
+          if (child.pid) process.kill(-child.pid, "SIGTERM");
+        } catch {
+          // gone
+        }
+        resolve({ code: null, timedOut: true });
+      }, run.timeoutS * 1000);
+      child.on("error", () => {
+        clearTimeout(timer);
+        resolve({ code: null, timedOut: false });
+      });
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code, timedOut: false });
+      });
+    });
+    const output = fs.readFileSync(outFile, "utf8");
+    fs.rmSync(outFile, { force: true });
+    const durationMs = Date.now() - started;
+    const result = parseAgentResult(output);
+    if (exit.timedOut) {
+      run.onProgress?.({ instanceId, phase: "done", status: "timed_out", elapsedMs: durationMs });
+      return { instanceId, ok: false, status: "timed_out", message: `agent timed out after ${run.timeoutS}s`, durationMs };
+    }
+    const status = outcomeFromAgent(exit.code ?? -1, result);
+    const ok = (status === "deployed" || status === "unchanged") && result?.version === params.version;
+    run.onProgress?.({ instanceId, phase: "done", status, elapsedMs: durationMs });
+    const detail = typeof result?.message === "string" && result.message ? `: ${result.message}` : "";
+    const message = result
+      ? `${result.status} ${result.version} (previous ${result.previous ?? "none"})${detail}`
+      : `agent exited ${exit.code} without a result: ${output.trim().split("\n").slice(-3).join(" | ").slice(0, 300)}`;
+    return {
+      instanceId,
+      ok,
+      status,
+      ...(result ? { result } : {}),
+      ...(exit.code !== null ? { exitCode: exit.code } : {}),
+      message,
+      durationMs,
+    };
+  }
+}

@@ -1,0 +1,196 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { launchTemplateName } from "../shared/naming.js";
+import { launchTemplateReleasePolicy, partitionOf } from "../shared/policy.js";
+import { TAG_APP, TAG_ENV, baseTags } from "../shared/tags.js";
+import { type ConvergeScriptArgs, buildConvergeScript } from "./user-data.js";
+
+/** What user data needs to converge a booted instance (see user-data.ts). */
+export type BootArgs = Omit<ConvergeScriptArgs, "app" | "environment" | "region" | "bucket" | "agentKey" | "agentSha256"> & {
+  bucketName: pulumi.Input<string>;
+  agentKey: string;
+  agentSha256: string;
+};
+
+export interface CreateGroupArgs {
+  minSize: number;
+  maxSize: number;
+  desiredCapacity: number;
+  subnetIds: string[];
+  /** Also create a target group and register the group with it. @default none */
+  targetGroup?: { vpcId: string; port: number; healthCheckPath: string };
+}
+
+export interface FleetArgs {
+  app: string;
+  environment: string;
+  accountId: string;
+  region: string;
+  /** The AMI of the template's first version; releases replace it with baked images. */
+  imageId: string;
+  /** @default none (the Auto Scaling Group decides) */
+  instanceType?: string;
+  /** @default [] (the VPC's default security group) */
+  securityGroupIds?: string[];
+  instanceProfileName: pulumi.Input<string>;
+  /** The release role, which gets rights on this template (and no other). */
+  releaseRoleName: pulumi.Input<string>;
+  boot: BootArgs;
+  /** Create an Auto Scaling Group, adopt one by name, or neither. @default neither */
+  autoScaling?: { create: CreateGroupArgs } | { existingName: string };
+  /** Tags for the template and group resources themselves. @default {} */
+  tags?: Record<string, string>;
+}
+
+/**
+ * Properties the release runner moves on the launch template (a new version with a baked
+ * image, made default). The foundation must not undo them on its next `pulumi up`.
+ */
+export const RELEASE_MANAGED_TEMPLATE_PROPERTIES = ["defaultVersion", "latestVersion", "imageId"];
+
+/**
+ * IMDS hop limit 1: only processes on the instance itself reach the metadata service. zcp
+ * fleets run the application directly on the host (no containers that would need a second
+ * hop), so one hop is enough, and a forwarded request (a container, a misconfigured proxy)
+ * cannot obtain the instance role's credentials.
+ */
+export const IMDS_HOP_LIMIT = 1;
+
+/** The launch template of the app's instances, and optionally its Auto Scaling Group. */
+export class Fleet extends pulumi.ComponentResource {
+  readonly launchTemplate: aws.ec2.LaunchTemplate;
+  readonly releaseTemplatePolicy: aws.iam.RolePolicy;
+  readonly targetGroup?: aws.lb.TargetGroup;
+  readonly autoScalingGroup?: aws.autoscaling.Group;
+  readonly launchTemplateId: pulumi.Output<string>;
+  /** The group's name, when the fleet created or adopted one. */
+  readonly autoScalingGroupName?: pulumi.Output<string>;
+
+  constructor(name: string, args: FleetArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    super("zcp:infra:Fleet", name, {}, opts);
+    const tags = args.tags ?? {};
+
+    this.launchTemplate = this.createLaunchTemplate(name, args, tags);
+    this.launchTemplateId = this.launchTemplate.id;
+    this.releaseTemplatePolicy = this.grantRelease(name, args);
+
+    const scaling = args.autoScaling;
+    if (scaling && "create" in scaling) {
+      if (scaling.create.targetGroup) this.targetGroup = this.createTargetGroup(name, scaling.create.targetGroup, tags);
+      this.autoScalingGroup = this.createGroup(name, args, scaling.create);
+      this.autoScalingGroupName = this.autoScalingGroup.name;
+    } else if (scaling) {
+      this.autoScalingGroupName = this.adoptGroup(scaling.existingName);
+    }
+
+    this.registerOutputs({ launchTemplateId: this.launchTemplateId, autoScalingGroupName: this.autoScalingGroupName });
+  }
+
+  private createLaunchTemplate(name: string, args: FleetArgs, tags: Record<string, string>): aws.ec2.LaunchTemplate {
+    const instanceTags = { ...baseTags(args.app, args.environment), Name: `${args.app}-${args.environment}` };
+    const userData = pulumi.output(args.boot.bucketName).apply((bucket) =>
+      Buffer.from(
+        buildConvergeScript({ ...args.boot, app: args.app, environment: args.environment, region: args.region, bucket }),
+        "utf8",
+      ).toString("base64"),
+    );
+    return new aws.ec2.LaunchTemplate(
+      `${name}-template`,
+      {
+        name: launchTemplateName(args.app, args.environment),
+        description: `zcp: ${args.app} in ${args.environment}`,
+        imageId: args.imageId,
+        ...(args.instanceType ? { instanceType: args.instanceType } : {}),
+        ...(args.securityGroupIds?.length ? { vpcSecurityGroupIds: args.securityGroupIds } : {}),
+        iamInstanceProfile: { name: args.instanceProfileName },
+        metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: IMDS_HOP_LIMIT },
+        userData,
+        tagSpecifications: [
+          { resourceType: "instance", tags: instanceTags },
+          { resourceType: "volume", tags: instanceTags },
+        ],
+        // A foundation change (user data, profile, type) must reach new instances, so it
+        // becomes the default version. It carries whatever image the state holds (imageId is
+        // ignored below); the user data converges such an instance to the released version.
+        updateDefaultVersion: true,
+        tags,
+      },
+      { parent: this, ignoreChanges: RELEASE_MANAGED_TEMPLATE_PROPERTIES },
+    );
+  }
+
+  /** The release role may version and re-point this template only. */
+  private grantRelease(name: string, args: FleetArgs): aws.iam.RolePolicy {
+    const partition = partitionOf(args.region);
+    return new aws.iam.RolePolicy(
+      `${name}-release-template-policy`,
+      {
+        role: args.releaseRoleName,
+        name: "zcp-launch-template",
+        policy: this.launchTemplate.id.apply((launchTemplateId) =>
+          JSON.stringify(launchTemplateReleasePolicy({ partition, region: args.region, accountId: args.accountId, launchTemplateId })),
+        ),
+      },
+      { parent: this },
+    );
+  }
+
+  private createTargetGroup(name: string, tg: NonNullable<CreateGroupArgs["targetGroup"]>, tags: Record<string, string>): aws.lb.TargetGroup {
+    return new aws.lb.TargetGroup(
+      `${name}-tg`,
+      {
+        vpcId: tg.vpcId,
+        port: tg.port,
+        protocol: "HTTP",
+        targetType: "instance",
+        healthCheck: { path: tg.healthCheckPath, matcher: "200-299", interval: 15, healthyThreshold: 2, unhealthyThreshold: 3 },
+        tags,
+      },
+      { parent: this },
+    );
+  }
+
+  private createGroup(name: string, args: FleetArgs, g: CreateGroupArgs): aws.autoscaling.Group {
+    const groupTags = { ...baseTags(args.app, args.environment), Name: `${args.app}-${args.environment}` };
+    return new aws.autoscaling.Group(
+      `${name}-asg`,
+      {
+        name: launchTemplateName(args.app, args.environment),
+        minSize: g.minSize,
+        maxSize: g.maxSize,
+        desiredCapacity: g.desiredCapacity,
+        vpcZoneIdentifiers: g.subnetIds,
+        // `$Default` follows the version each release makes default.
+        launchTemplate: { id: this.launchTemplate.id, version: "$Default" },
+        ...(this.targetGroup ? { targetGroupArns: [this.targetGroup.arn], healthCheckType: "ELB" } : { healthCheckType: "EC2" }),
+        healthCheckGracePeriod: 300,
+        // Instances carry the tags releases select them by from their first moment, even
+        // when the template's tag specifications are overridden.
+        tags: Object.entries(groupTags).map(([key, value]) => ({ key, value, propagateAtLaunch: true })),
+      },
+      // Scaling policies and operators move the desired capacity; `pulumi up` must not reset it.
+      { parent: this, ignoreChanges: ["desiredCapacity"] },
+    );
+  }
+
+  /**
+   * An existing group is read, never managed: it must exist (checked at preview), and its
+   * instances must carry the `zcp:app` / `zcp:env` tags. A warning says so when the group
+   * does not launch from this template, because new instances would then miss releases.
+   */
+  private adoptGroup(existingName: string): pulumi.Output<string> {
+    const group = aws.autoscaling.getGroupOutput({ name: existingName }, { parent: this });
+    return pulumi.all([group, this.launchTemplate.id]).apply(([g, templateId]) => {
+      const usesTemplate = (g.launchTemplates ?? []).some((t) => t.id === templateId);
+      if (!usesTemplate) {
+        void pulumi.log.warn(
+          `Auto Scaling Group ${g.name} does not launch from launch template ${templateId} ($Default); ` +
+            `new instances will not boot released images until it does. Its instances also need the tags ` +
+            `${TAG_APP} and ${TAG_ENV}.`,
+          this,
+        );
+      }
+      return g.name;
+    });
+  }
+}

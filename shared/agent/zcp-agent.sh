@@ -1,0 +1,766 @@
+#!/usr/bin/env bash
+# zcp-agent.sh: the zcp deploy agent. Installs one release of one app on this instance.
+#
+# SSM Run Command runs it on EC2 instances (the zcp deploy document embeds this file
+# unchanged) and the local transport runs it for each instance of a local fleet. It is plain
+# bash with no dependency beyond coreutils, util-linux (flock, runuser), tar, gzip, curl, the
+# AWS CLI for s3:// artifacts, and supervisorctl or systemctl.
+#
+# Inputs are environment variables, never arguments, and every one is validated before
+# anything on the instance is touched:
+#   ZCP_APP               app name (^[a-z][a-z0-9-]{0,30}[a-z0-9]$)
+#   ZCP_VERSION           release version (^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$)
+#   ZCP_ARTIFACT          s3://bucket/key of the release tar.gz, or an absolute file path
+#   ZCP_SHA256            sha256 of the artifact, 64 lowercase hex digits
+#   ZCP_APP_DIR           absolute path of the app's directory on this instance
+#   ZCP_APP_USER          existing user that owns the app's files and runs installs
+#   ZCP_SERVICE           supervisor program or systemd unit that runs the app
+#   ZCP_PROCESS_MANAGER   supervisor | systemd
+#   ZCP_HEALTH_URL        http(s) URL that answers 200 when the app is healthy
+#   ZCP_HEALTH_TIMEOUT_S  seconds the new release has to become healthy (1..3600)
+#   ZCP_KEEP_RELEASES     releases to keep besides the current and previous one (1..50)
+# Optional:
+#   ZCP_SUPERVISOR_CONF   supervisord config file passed to `supervisorctl -c`, so that a
+#                         supervisord with its own socket (one per app, or one per instance of
+#                         a local fleet) is addressed instead of the system-wide one
+#   ZCP_SUPERVISOR_URL    the same as a server URL passed to `supervisorctl -s`
+#                         (unix:///path/to/supervisor.sock or http://127.0.0.1:PORT)
+#   ZCP_INSTANCE_ID       reported as `instance` in the result (default: the host name)
+#   ZCP_PYTHON            absolute path of the interpreter for Python virtual environments
+#                         (default: the first python3 of /usr/bin, /usr/local/bin, PATH)
+#   AWS_ENDPOINT_URL      honoured for s3:// artifacts (an S3-compatible endpoint or emulator)
+#
+# Layout under ZCP_APP_DIR:
+#   releases/<version>/   one directory per release, extracted whole and renamed into place;
+#                         holds .zcp-sha256 (the verified artifact checksum) and .venv or
+#                         node_modules links to its dependency environment
+#   current               symlink to releases/<version>, switched atomically
+#   shared/               state that outlives releases: venvs/<key>/ and node/<key>/
+#                         (dependency environments keyed by lockfile hash), deploy.log (one
+#                         JSON line per deploy), deploy-detail.log (command output)
+# The lock file lives outside the app dir (/run/zcp as root, else /run/lock or the temp dir),
+# so taking it never needs the app dir; artifacts are fetched into a temp dir outside it too.
+#
+# Output: a few progress lines, then one JSON line, always last, with status (deployed,
+# unchanged, rolled_back, failed), version, previous, current, duration_ms, deps (installed,
+# reused, none), app, instance, message, and reason (rejected, checksum, locked) when the
+# deploy was refused. Command output goes to the detail log: SSM keeps only 24,000
+# characters of stdout.
+# Exit codes: 0 deployed or unchanged; 1 failed (rolled back when a previous release
+# existed); 2 rejected input, nothing touched; 3 another deploy holds the lock.
+
+# SSM runs scripts with sh. Until the exec below, this file must stay POSIX sh; bash in
+# POSIX mode (sh on some distributions) is re-executed as well.
+case ":${SHELLOPTS:-}:" in *:posix:*) zcp_posix_mode=1 ;; *) zcp_posix_mode= ;; esac
+if [ -z "${BASH_VERSION:-}" ] || [ -n "$zcp_posix_mode" ]; then
+  if [ -z "${ZCP_AGENT_REEXEC:-}" ] && [ -f "$0" ] && command -v bash >/dev/null 2>&1; then
+    ZCP_AGENT_REEXEC=1
+    export ZCP_AGENT_REEXEC
+    exec bash "$0" "$@"
+  fi
+  echo "zcp-agent: bash is required; run this file with bash" >&2
+  printf '%s\n' '{"status":"failed","version":"","previous":null,"duration_ms":0,"reason":"rejected","message":"bash is required"}'
+  exit 2
+fi
+
+set -Eeuo pipefail
+shopt -s nullglob
+umask 022
+export LC_ALL=C
+unset ZCP_AGENT_REEXEC
+
+now_ms() {
+  if [[ -n ${EPOCHREALTIME:-} ]]; then
+    local us=${EPOCHREALTIME/./}
+    printf '%s\n' "$((10#$us / 1000))"
+  else
+    date +%s%3N
+  fi
+}
+
+START_MS=$(now_ms)
+readonly VERSION_RE='^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'
+
+# What the result line reports; set as the deploy goes.
+PREVIOUS=""
+DEPS="none"
+RESULT_PRINTED=0
+RESULT_CODE=0
+SWITCH_USER=0
+APP_DIR=""
+APP_USER=""
+APP_UID=""
+APP_GID=""
+APP_HOME=""
+HEALTH_PROBLEM=""
+# Set once the app dir holds the deploy log, so refused deploys never create it.
+CAN_LOG=0
+SWITCHED=0
+# Set once the inputs are valid and the lock is held: only then is the app dir looked at.
+INSPECTED=0
+WORK=""
+DETAIL=/dev/null
+STAGING=""
+FAILED_AT=""
+
+# --- output ----------------------------------------------------------------------------
+
+say() { printf 'zcp-agent: %s\n' "$*"; }
+warn() { printf 'zcp-agent: %s\n' "$*" >&2; }
+# Command output goes to the detail log only; stdout stays small.
+quiet() { "$@" >>"$DETAIL" 2>&1; }
+
+json_string() {
+  local s=${1:0:300}
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\r'/\\r}
+  s=${s//$'\t'/\\t}
+  s=${s//[^[:print:]]/}
+  printf '"%s"' "$s"
+}
+
+json_or_null() {
+  if [[ -n $1 ]]; then json_string "$1"; else printf 'null'; fi
+}
+
+current_version() {
+  local target
+  ((INSPECTED)) || return 0
+  [[ -L $APP_DIR/current ]] || return 0
+  target=$(readlink "$APP_DIR/current") || return 0
+  target=${target%/}
+  printf '%s' "${target##*/}"
+}
+
+instance_name() {
+  if [[ -n ${ZCP_INSTANCE_ID:-} && ${ZCP_INSTANCE_ID} =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
+    printf '%s' "$ZCP_INSTANCE_ID"
+  else
+    hostname 2>/dev/null || uname -n
+  fi
+}
+
+# report STATUS EXIT_CODE MESSAGE [REASON]: logs and prints the result line.
+report() {
+  local status=$1 code=$2 message=$3 reason=${4:-} line current
+  current=$(current_version)
+  line="{\"status\":$(json_string "$status")"
+  line+=",\"version\":$(json_string "${ZCP_VERSION-}")"
+  line+=",\"previous\":$(json_or_null "$PREVIOUS")"
+  line+=",\"current\":$(json_or_null "$current")"
+  line+=",\"duration_ms\":$(($(now_ms) - START_MS))"
+  line+=",\"deps\":$(json_string "$DEPS")"
+  line+=",\"app\":$(json_string "${ZCP_APP-}")"
+  line+=",\"instance\":$(json_string "$(instance_name)")"
+  line+=",\"time\":$(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
+  [[ -z $reason ]] || line+=",\"reason\":$(json_string "$reason")"
+  line+=",\"message\":$(json_string "$message")}"
+  if ((CAN_LOG)); then
+    append_logs "$line" || warn "could not write the deploy log"
+  fi
+  if ((code != 0)) && [[ -s $DETAIL ]]; then
+    warn "last lines of the command output:"
+    tail -n 15 "$DETAIL" | cut -c1-200 >&2 || true
+  fi
+  RESULT_PRINTED=1
+  RESULT_CODE=$code
+  printf '%s\n' "$line"
+}
+
+# finish STATUS EXIT_CODE MESSAGE [REASON]: reports, then exits (the EXIT trap cleans up).
+finish() {
+  report "$@"
+  exit "$2"
+}
+
+reject() {
+  warn "rejected: $1"
+  finish failed 2 "rejected: $1; nothing was changed" "${2:-rejected}"
+}
+
+# --- validation (nothing is touched before it passes) -----------------------------------
+
+ERRORS=()
+check() { # check NAME REGEX PROBLEM: NAME's value must match REGEX
+  local name=$1 re=$2 problem=$3 value=${!1:-}
+  if [[ -z $value ]]; then
+    ERRORS+=("$name is required")
+  elif ! [[ $value =~ $re ]]; then
+    ERRORS+=("$name $problem")
+  fi
+}
+
+# Absolute, without . or .. segments, empty segments or characters a shell would treat
+# specially.
+is_sane_abs_path() {
+  local p=$1
+  [[ $p =~ ^/[A-Za-z0-9._@+/-]{0,1023}$ ]] || return 1
+  [[ $p/ != *//* && $p/ != */./* && $p/ != */../* ]] || return 1
+}
+
+int_in_range() { # int_in_range VALUE MIN MAX
+  [[ $1 =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= $2 && 10#$1 <= $3))
+}
+
+validate_inputs() {
+  check ZCP_APP '^[a-z][a-z0-9-]{0,30}[a-z0-9]$' 'must be 2-32 of a-z 0-9 - starting with a letter'
+  check ZCP_VERSION "$VERSION_RE" 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'
+  check ZCP_SHA256 '^[0-9a-f]{64}$' 'must be 64 lowercase hex digits'
+  check ZCP_APP_USER '^[a-z_][a-z0-9_-]{0,31}$' 'must be a user name'
+  check ZCP_SERVICE '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$' 'must be a supervisor program or systemd unit name'
+  check ZCP_PROCESS_MANAGER '^(supervisor|systemd)$' 'must be supervisor or systemd'
+  check ZCP_HEALTH_URL '^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[A-Za-z0-9._~/%?=&+:,-]*)?$' \
+    'must be an http:// or https:// URL without spaces or quotes'
+  check ZCP_HEALTH_TIMEOUT_S '^[0-9]{1,4}$' 'must be a number of seconds, 1..3600'
+  check ZCP_KEEP_RELEASES '^[0-9]{1,2}$' 'must be a count, 1..50'
+  check ZCP_APP_DIR '^/' 'must be an absolute path'
+  check ZCP_ARTIFACT '^(s3://|/)' 'must be s3://bucket/key or an absolute file path'
+
+  if [[ ${ZCP_HEALTH_TIMEOUT_S-} =~ ^[0-9]{1,4}$ ]] && ! int_in_range "$ZCP_HEALTH_TIMEOUT_S" 1 3600; then
+    ERRORS+=("ZCP_HEALTH_TIMEOUT_S must be 1..3600")
+  fi
+  if [[ ${ZCP_KEEP_RELEASES-} =~ ^[0-9]{1,2}$ ]] && ! int_in_range "$ZCP_KEEP_RELEASES" 1 50; then
+    ERRORS+=("ZCP_KEEP_RELEASES must be 1..50")
+  fi
+  if [[ ${ZCP_HEALTH_URL-} =~ ^https?://[^/]*:([0-9]{1,5})(/|$) ]] && ! int_in_range "${BASH_REMATCH[1]}" 1 65535; then
+    ERRORS+=("ZCP_HEALTH_URL has an invalid port")
+  fi
+
+  if [[ ${ZCP_APP_DIR-} == /* ]]; then
+    APP_DIR=$ZCP_APP_DIR
+    [[ $APP_DIR == / ]] || APP_DIR=${APP_DIR%/}
+    if ! is_sane_abs_path "$APP_DIR"; then
+      ERRORS+=("ZCP_APP_DIR must be an absolute path of A-Z a-z 0-9 . _ @ + - without . or .. segments")
+    else
+      case $APP_DIR in
+        / | /bin | /boot | /dev | /etc | /home | /lib | /lib32 | /lib64 | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /usr/* | /var | /var/lib | /var/log)
+          ERRORS+=("ZCP_APP_DIR must not be a system directory") ;;
+      esac
+    fi
+  fi
+
+  case ${ZCP_ARTIFACT-} in
+    s3://*)
+      if ! [[ $ZCP_ARTIFACT =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._/+=@-]{1,1024}$ ]] ||
+        [[ /$ZCP_ARTIFACT/ == */../* ]]; then
+        ERRORS+=("ZCP_ARTIFACT must be s3://bucket/key with a key of A-Z a-z 0-9 . _ / + = @ -")
+      fi ;;
+    /*)
+      if ! is_sane_abs_path "$ZCP_ARTIFACT"; then
+        ERRORS+=("ZCP_ARTIFACT must be an absolute path without . or .. segments or special characters")
+      fi ;;
+  esac
+
+  if [[ -n ${ZCP_SUPERVISOR_CONF:-} ]] && { ! is_sane_abs_path "$ZCP_SUPERVISOR_CONF" || [[ ! -f $ZCP_SUPERVISOR_CONF ]]; }; then
+    ERRORS+=("ZCP_SUPERVISOR_CONF must be the absolute path of an existing supervisord config file")
+  fi
+  if [[ -n ${ZCP_SUPERVISOR_URL:-} ]] &&
+    ! [[ $ZCP_SUPERVISOR_URL =~ ^(unix:///[A-Za-z0-9._@+/-]{1,200}|https?://(127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5})$ ]]; then
+    ERRORS+=("ZCP_SUPERVISOR_URL must be unix:///path or http://127.0.0.1:PORT")
+  fi
+  if [[ -n ${ZCP_PYTHON:-} ]] && { ! is_sane_abs_path "$ZCP_PYTHON" || [[ ! -x $ZCP_PYTHON ]]; }; then
+    ERRORS+=("ZCP_PYTHON must be the absolute path of an executable")
+  fi
+  if [[ -n ${AWS_ENDPOINT_URL:-} ]] &&
+    ! [[ $AWS_ENDPOINT_URL =~ ^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$ ]]; then
+    ERRORS+=("AWS_ENDPOINT_URL must be an http(s) URL without a path")
+  fi
+
+  if ((${#ERRORS[@]} == 0)); then
+    validate_user
+    validate_tools
+  fi
+  if ((${#ERRORS[@]} > 0)); then
+    local e more=""
+    for e in "${ERRORS[@]}"; do warn "rejected: $e"; done
+    ((${#ERRORS[@]} == 1)) || more=" (and $((${#ERRORS[@]} - 1)) more)"
+    finish failed 2 "rejected: ${ERRORS[0]}$more; nothing was changed" rejected
+  fi
+}
+
+validate_user() {
+  APP_USER=$ZCP_APP_USER
+  if ! APP_UID=$(id -u -- "$APP_USER" 2>/dev/null); then
+    ERRORS+=("ZCP_APP_USER: no such user on this instance")
+    return
+  fi
+  APP_GID=$(id -g -- "$APP_USER")
+  # As root, files are handed to the app user and installs run as that user. Without root
+  # (a local fleet), the agent can only act as itself.
+  SWITCH_USER=0
+  if ((EUID == 0)); then
+    ((APP_UID == 0)) || SWITCH_USER=1
+  elif ((APP_UID != EUID)); then
+    ERRORS+=("ZCP_APP_USER: the agent runs as uid $EUID and cannot act as another user without root")
+  fi
+}
+
+validate_tools() {
+  local tool
+  local tools=(tar gzip sha256sum flock curl mktemp)
+  [[ $ZCP_ARTIFACT == s3://* ]] && tools+=(aws)
+  ((SWITCH_USER)) && tools+=(runuser)
+  case $ZCP_PROCESS_MANAGER in
+    supervisor) tools+=(supervisorctl) ;;
+    systemd) tools+=(systemctl) ;;
+  esac
+  for tool in "${tools[@]}"; do
+    command -v "$tool" >/dev/null 2>&1 || ERRORS+=("required command not found: $tool")
+  done
+}
+
+# --- lock ----------------------------------------------------------------------------------
+
+take_lock() {
+  local dir key
+  if ((EUID == 0)); then
+    dir=/run/zcp
+    [[ -d $dir ]] || mkdir -m 0700 "$dir"
+  elif [[ -d /run/lock && -w /run/lock ]]; then
+    dir=/run/lock
+  else
+    dir=${TMPDIR:-/tmp}
+  fi
+  key=$(printf '%s' "$APP_DIR" | sha256sum | cut -c1-16)
+  LOCK_FILE="$dir/zcp-$ZCP_APP-$key.lock"
+  exec {LOCK_FD}>>"$LOCK_FILE"
+  if ! flock -n "$LOCK_FD"; then
+    warn "another deploy of $ZCP_APP into $APP_DIR is running"
+    finish failed 3 "another deploy holds the lock; nothing was changed" locked
+  fi
+}
+
+# --- process manager and health -----------------------------------------------------------
+
+supervisorctl_cmd() {
+  local args=()
+  [[ -z ${ZCP_SUPERVISOR_CONF:-} ]] || args+=(-c "$ZCP_SUPERVISOR_CONF")
+  [[ -z ${ZCP_SUPERVISOR_URL:-} ]] || args+=(-s "$ZCP_SUPERVISOR_URL")
+  supervisorctl "${args[@]}" "$@"
+}
+
+service_restart() {
+  case $ZCP_PROCESS_MANAGER in
+    supervisor)
+      # stop + start rather than restart: restart reports an error for a program that is
+      # not running (first deploy, or one that died), and start waits for startsecs.
+      quiet supervisorctl_cmd stop "$ZCP_SERVICE" || true
+      quiet supervisorctl_cmd start "$ZCP_SERVICE" || return 1 ;;
+    systemd)
+      quiet systemctl restart "$ZCP_SERVICE" ;;
+  esac
+}
+
+service_stop() {
+  case $ZCP_PROCESS_MANAGER in
+    supervisor) quiet supervisorctl_cmd stop "$ZCP_SERVICE" || true ;;
+    systemd) quiet systemctl stop "$ZCP_SERVICE" || true ;;
+  esac
+}
+
+service_running() {
+  local out
+  case $ZCP_PROCESS_MANAGER in
+    supervisor)
+      out=$(supervisorctl_cmd status "$ZCP_SERVICE" 2>&1) || true
+      # One line per process (a group has several): all must be RUNNING.
+      awk 'NF { n++; if ($2 != "RUNNING") bad = 1 } END { exit (n > 0 && !bad) ? 0 : 1 }' <<<"$out" ;;
+    systemd)
+      systemctl is-active --quiet "$ZCP_SERVICE" ;;
+  esac
+}
+
+LAST_HTTP=""
+health_probe() {
+  # The health URL is the instance's own endpoint: never through a proxy.
+  LAST_HTTP=$(curl --noproxy '*' --proto '=http,https' --silent --output /dev/null \
+    --write-out '%{http_code}' --connect-timeout 2 --max-time 3 "$ZCP_HEALTH_URL" 2>/dev/null) || true
+  [[ $LAST_HTTP == 200 ]]
+}
+
+healthy_now() { service_running && health_probe; }
+
+wait_healthy() {
+  local deadline=$((SECONDS + 10#$ZCP_HEALTH_TIMEOUT_S))
+  while true; do
+    if healthy_now; then return 0; fi
+    ((SECONDS < deadline)) || break
+    sleep 0.5
+  done
+  local state=running
+  service_running || state="not running"
+  HEALTH_PROBLEM="no HTTP 200 from the health URL within ${ZCP_HEALTH_TIMEOUT_S}s (last answer: ${LAST_HTTP:-none}, process $state)"
+  return 1
+}
+
+# --- files ---------------------------------------------------------------------------------
+
+as_app_user() {
+  if ((SWITCH_USER)); then
+    runuser -u "$APP_USER" -- env -i PATH="$PATH" HOME="$APP_HOME" LANG=C.UTF-8 \
+      PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+      npm_config_cache="$APP_DIR/shared/.npm" npm_config_update_notifier=false "$@"
+  else
+    env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$@"
+  fi
+}
+
+give_to_app_user() { # give_to_app_user PATH...: chown without following links
+  ((EUID == 0)) || return 0
+  chown -h -- "$APP_UID:$APP_GID" "$@"
+}
+
+# Nothing in the app dir may stay root-owned: the app (and the next install) runs as the
+# app user.
+own_app_dir() {
+  ((EUID == 0)) || return 0
+  find "$APP_DIR" -xdev \( ! -user "$APP_UID" -o ! -group "$APP_GID" \) \
+    -exec chown -h -- "$APP_UID:$APP_GID" {} + 2>>"$DETAIL"
+}
+
+make_app_dirs() {
+  local d
+  for d in "$APP_DIR" "$APP_DIR/releases" "$APP_DIR/shared"; do
+    if [[ ! -d $d ]]; then
+      mkdir -p -- "$d"
+      chmod 0755 "$d"
+    fi
+    give_to_app_user "$d"
+  done
+  CAN_LOG=1
+  APP_HOME=$(getent passwd "$APP_USER" | cut -d: -f6) || true
+  [[ -n $APP_HOME && -d $APP_HOME ]] || APP_HOME=$APP_DIR/shared
+}
+
+append_logs() {
+  local line=$1 log=$APP_DIR/shared/deploy.log detail=$APP_DIR/shared/deploy-detail.log
+  [[ -d $APP_DIR/shared ]] || return 0
+  printf '%s\n' "$line" >>"$log"
+  if [[ -s $DETAIL && $DETAIL != /dev/null ]]; then
+    # One generation of history is enough to debug the last deploys.
+    if [[ -f $detail ]] && (($(stat -c %s "$detail") > 1048576)); then
+      mv -f "$detail" "$detail.1"
+      give_to_app_user "$detail.1"
+    fi
+    {
+      printf '=== %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ZCP_APP" "$ZCP_VERSION"
+      tail -c 262144 "$DETAIL"
+    } >>"$detail"
+    give_to_app_user "$detail"
+  fi
+  give_to_app_user "$log"
+}
+
+stored_sha() { # the checksum a release was verified against, if any
+  local f=$APP_DIR/releases/$1/.zcp-sha256
+  [[ -f $f ]] && head -c 64 "$f"
+}
+
+fetch_artifact() {
+  local dest=$WORK/artifact.tar.gz
+  case $ZCP_ARTIFACT in
+    s3://*)
+      local args=(s3 cp --only-show-errors --no-progress)
+      [[ -z ${AWS_ENDPOINT_URL:-} ]] || args+=(--endpoint-url "$AWS_ENDPOINT_URL")
+      quiet aws "${args[@]}" "$ZCP_ARTIFACT" "$dest" || return 1 ;;
+    *)
+      [[ -f $ZCP_ARTIFACT && -r $ZCP_ARTIFACT ]] || { echo "not a readable file: $ZCP_ARTIFACT" >>"$DETAIL"; return 1; }
+      quiet cp -- "$ZCP_ARTIFACT" "$dest" || return 1 ;;
+  esac
+  ARTIFACT_FILE=$dest
+}
+
+extract_release() {
+  local release=$APP_DIR/releases/$ZCP_VERSION
+  # Extract beside the final place and rename: a half-extracted release never exists under
+  # its version's name. The app user extracts, so every file is theirs from the start.
+  STAGING=$(mktemp -d "$APP_DIR/releases/.incoming-$ZCP_VERSION.XXXXXX")
+  chmod 0755 "$STAGING"
+  give_to_app_user "$STAGING"
+  (cd "$STAGING" && as_app_user tar -xzf - --no-same-owner -C "$STAGING") <"$ARTIFACT_FILE" >>"$DETAIL" 2>&1 || return 1
+  # The archive's root entry carries the packager's mode (often a 0700 temp dir).
+  chmod 0755 "$STAGING"
+  printf '%s\n' "$ZCP_SHA256" >"$STAGING/.zcp-sha256"
+  give_to_app_user "$STAGING/.zcp-sha256"
+  if [[ -e $release || -L $release ]]; then
+    quiet rm -rf -- "$release"
+  fi
+  mv -T -- "$STAGING" "$release"
+  STAGING=""
+}
+
+python_for_venvs() {
+  local p
+  if [[ -n ${ZCP_PYTHON:-} ]]; then printf '%s' "$ZCP_PYTHON"; return 0; fi
+  for p in /usr/bin/python3 /usr/local/bin/python3; do
+    [[ -x $p ]] && { printf '%s' "$p"; return 0; }
+  done
+  command -v python3
+}
+
+# key_for FILE EXTRA: the environment key of a lockfile; EXTRA names the interpreter, so a
+# new Python or Node on the image gets a fresh environment.
+key_for() {
+  { cat -- "$1"; printf '\n%s\n' "$2"; } | sha256sum | cut -c1-16
+}
+
+# Dependency environments live in shared/, keyed by lockfile: a release whose lockfile
+# equals the current release's reuses the current environment. Decided before the switch,
+# while the current release still runs.
+install_python_deps() {
+  local release=$1 py pyid key env
+  py=$(python_for_venvs) || { echo "no python3 found for requirements.txt" >>"$DETAIL"; return 1; }
+  pyid="$py $("$py" -c 'import sys; print(sys.version.split()[0])' 2>>"$DETAIL")"
+  key=$(key_for "$release/requirements.txt" "$pyid")
+  env=$APP_DIR/shared/venvs/$key
+  if [[ -f $env/.zcp-complete ]]; then
+    [[ $DEPS == installed ]] || DEPS=reused
+    say "python dependencies: reusing shared/venvs/$key"
+  else
+    say "python dependencies: installing into shared/venvs/$key"
+    mkdir -p -- "$APP_DIR/shared/venvs"
+    give_to_app_user "$APP_DIR/shared/venvs"
+    quiet rm -rf -- "$env"
+    # Created at its final path (a venv's scripts name their own path), complete only when
+    # the marker exists.
+    (cd "$release" && quiet as_app_user "$py" -m venv "$env") || return 1
+    (cd "$release" && quiet as_app_user "$env/bin/python" -m pip install --quiet -r requirements.txt) || return 1
+    : >"$env/.zcp-complete"
+    give_to_app_user "$env/.zcp-complete"
+    DEPS=installed
+  fi
+  rm -rf -- "$release/.venv"
+  ln -s "../../shared/venvs/$key" "$release/.venv"
+  give_to_app_user "$release/.venv"
+}
+
+install_node_deps() {
+  local release=$1 nodeid key env
+  command -v npm >/dev/null 2>&1 || { echo "npm not found for package-lock.json" >>"$DETAIL"; return 1; }
+  nodeid="node $(node --version 2>>"$DETAIL" || true)"
+  key=$(key_for "$release/package-lock.json" "$nodeid")
+  env=$APP_DIR/shared/node/$key
+  if [[ -f $env/.zcp-complete ]]; then
+    [[ $DEPS == installed ]] || DEPS=reused
+    say "node dependencies: reusing shared/node/$key"
+  else
+    say "node dependencies: installing into shared/node/$key"
+    mkdir -p -- "$APP_DIR/shared/node"
+    give_to_app_user "$APP_DIR/shared/node"
+    quiet rm -rf -- "$env"
+    mkdir -p -- "$env"
+    cp -- "$release/package.json" "$release/package-lock.json" "$env/"
+    own_app_dir
+    (cd "$env" && quiet as_app_user npm ci --omit=dev --no-audit --no-fund --loglevel=error) || return 1
+    : >"$env/.zcp-complete"
+    give_to_app_user "$env/.zcp-complete"
+    DEPS=installed
+  fi
+  rm -rf -- "$release/node_modules"
+  ln -s "../../shared/node/$key/node_modules" "$release/node_modules"
+  give_to_app_user "$release/node_modules"
+}
+
+install_dependencies() {
+  local release=$APP_DIR/releases/$ZCP_VERSION
+  DEPS=none
+  if [[ -f $release/requirements.txt ]]; then install_python_deps "$release" || return 1; fi
+  if [[ -f $release/package-lock.json ]]; then install_node_deps "$release" || return 1; fi
+  return 0
+}
+
+# Atomic: a new link under a temporary name, renamed over `current` (rename(2)).
+switch_current() {
+  local version=$1 tmp=$APP_DIR/.current.$$
+  rm -f -- "$tmp"
+  ln -s "releases/$version" "$tmp"
+  give_to_app_user "$tmp"
+  mv -T -- "$tmp" "$APP_DIR/current"
+  # Retention keeps the most recently activated releases.
+  printf '%s\n' "$(now_ms)" >"$APP_DIR/releases/$version/.zcp-activated"
+  give_to_app_user "$APP_DIR/releases/$version/.zcp-activated"
+}
+
+# Keeps the newest ZCP_KEEP_RELEASES releases (by activation) plus current and previous;
+# removes leftovers of interrupted deploys and environments no kept release uses.
+prune() {
+  local current kept=0 line version d target
+  local -A keep=() used=()
+  current=$(current_version)
+  while read -r _ version; do
+    if ((kept < 10#$ZCP_KEEP_RELEASES)) || [[ $version == "$current" || $version == "$PREVIOUS" ]]; then
+      keep[$version]=1
+      kept=$((kept + 1))
+    fi
+  done < <(for d in "$APP_DIR"/releases/*/; do
+    version=${d%/}
+    version=${version##*/}
+    [[ $version =~ $VERSION_RE ]] || continue
+    line=$(head -c 20 "$d.zcp-activated" 2>/dev/null) || line=0
+    [[ $line =~ ^[0-9]+$ ]] || line=0
+    printf '%s %s\n' "$line" "$version"
+  done | sort -k1,1nr -k2,2r)
+  for d in "$APP_DIR"/releases/*/; do
+    version=${d%/}
+    version=${version##*/}
+    if [[ -z ${keep[$version]:-} ]]; then
+      say "removing old release $version"
+      quiet rm -rf -- "${d%/}"
+    fi
+  done
+  # The lock is held: any staging directory or temporary link is a leftover.
+  for d in "$APP_DIR"/releases/.incoming-*; do quiet rm -rf -- "$d"; done
+  for d in "$APP_DIR"/.current.*; do [[ -L $d ]] && rm -f -- "$d"; done
+  for d in "$APP_DIR"/releases/*/.venv "$APP_DIR"/releases/*/node_modules; do
+    [[ -L $d ]] || continue
+    target=$(readlink "$d")
+    target=${target%/node_modules}
+    target=${target##*/}
+    [[ -z $target ]] || used[$target]=1
+  done
+  for d in "$APP_DIR"/shared/venvs/*/ "$APP_DIR"/shared/node/*/; do
+    d=${d%/}
+    [[ -n ${used[${d##*/}]:-} ]] || quiet rm -rf -- "$d"
+  done
+}
+
+# shellcheck disable=SC2317  # reached through the EXIT trap
+cleanup() {
+  [[ -z $STAGING ]] || rm -rf -- "$STAGING" 2>/dev/null || true
+  [[ -z $WORK ]] || rm -rf -- "$WORK" 2>/dev/null || true
+}
+
+# A command failed unexpectedly (set -e) or the agent was signalled: never leave a switched,
+# unchecked release behind.
+# shellcheck disable=SC2317  # reached through the EXIT trap
+on_exit() {
+  local rc=$?
+  set +e
+  trap - ERR
+  if ((RESULT_PRINTED == 0)); then
+    local message="unexpected error${FAILED_AT:+ at $FAILED_AT}"
+    if ((SWITCHED)) && [[ -n $PREVIOUS ]]; then
+      if switch_current "$PREVIOUS" && service_restart && wait_healthy; then
+        report rolled_back 1 "$message; rolled back to $PREVIOUS"
+      else
+        report failed 1 "$message; rolling back to $PREVIOUS did not make it healthy"
+      fi
+    else
+      if ((SWITCHED)); then
+        service_stop
+        rm -f -- "$APP_DIR/current"
+      fi
+      report failed 1 "$message"
+    fi
+  fi
+  cleanup
+  ((RESULT_PRINTED == 0)) || rc=$RESULT_CODE
+  exit "$rc"
+}
+
+# --- the deploy ----------------------------------------------------------------------------
+
+main() {
+  validate_inputs
+  take_lock
+  INSPECTED=1
+
+  PREVIOUS=$(current_version)
+  if [[ -e $APP_DIR/current && ! -L $APP_DIR/current ]]; then
+    reject "$APP_DIR/current exists and is not a symlink"
+  fi
+  if [[ -n $PREVIOUS ]] && ! [[ $PREVIOUS =~ $VERSION_RE && -d $APP_DIR/releases/$PREVIOUS ]]; then
+    warn "current points to a missing release; treating this as a first deploy"
+    PREVIOUS=""
+  fi
+  local release=$APP_DIR/releases/$ZCP_VERSION have_sha
+  have_sha=$(stored_sha "$ZCP_VERSION") || have_sha=""
+
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/zcp-agent.XXXXXXXX")
+  DETAIL=$WORK/detail.log
+  : >"$DETAIL"
+
+  if [[ $PREVIOUS == "$ZCP_VERSION" ]]; then
+    # Versions are immutable: the same version with other bytes is a mistake upstream.
+    [[ $have_sha == "$ZCP_SHA256" ]] ||
+      reject "version $ZCP_VERSION is current with a different sha256" checksum
+    make_app_dirs
+    if [[ -L $release/.venv || -L $release/node_modules ]]; then DEPS=reused; fi
+    if healthy_now; then
+      say "$ZCP_APP $ZCP_VERSION is already current and healthy"
+      finish unchanged 0 "$ZCP_VERSION is already current and healthy"
+    fi
+    say "$ZCP_APP $ZCP_VERSION is current but not healthy; restarting it"
+    service_restart || true
+    wait_healthy || finish failed 1 "$ZCP_VERSION is current and did not become healthy after a restart: $HEALTH_PROBLEM"
+    finish deployed 0 "restarted $ZCP_VERSION, which was current but not healthy"
+  fi
+
+  say "deploying $ZCP_APP $ZCP_VERSION (previous: ${PREVIOUS:-none}) to $(instance_name)"
+  local reuse=0
+  if [[ $have_sha == "$ZCP_SHA256" ]]; then
+    reuse=1
+    say "release $ZCP_VERSION is already on this instance and verified; reusing it"
+  else
+    fetch_artifact || finish failed 1 "could not fetch $ZCP_ARTIFACT; nothing was changed"
+    local got
+    got=$(sha256sum "$ARTIFACT_FILE" | cut -d' ' -f1)
+    [[ $got == "$ZCP_SHA256" ]] ||
+      reject "artifact sha256 is $got, expected $ZCP_SHA256" checksum
+    say "artifact verified (sha256 ${got:0:12})"
+  fi
+
+  # From here on the app dir changes.
+  make_app_dirs
+  if ((!reuse)); then
+    extract_release || finish failed 1 "could not extract the artifact${PREVIOUS:+; $PREVIOUS is still current}"
+    say "release extracted into releases/$ZCP_VERSION"
+  fi
+  install_dependencies ||
+    finish failed 1 "dependency install failed${PREVIOUS:+; $PREVIOUS is still current}"
+  say "dependencies: $DEPS"
+  own_app_dir
+
+  SWITCHED=1
+  switch_current "$ZCP_VERSION"
+  say "current -> releases/$ZCP_VERSION; restarting $ZCP_SERVICE"
+  local problem=""
+  if ! service_restart; then
+    problem="$ZCP_PROCESS_MANAGER could not start $ZCP_SERVICE"
+  elif ! wait_healthy; then
+    problem=$HEALTH_PROBLEM
+  fi
+
+  if [[ -z $problem ]]; then
+    SWITCHED=0
+    say "$ZCP_VERSION is healthy"
+    prune
+    finish deployed 0 "$ZCP_VERSION is current and healthy"
+  fi
+
+  warn "$ZCP_VERSION failed: $problem"
+  if [[ -n $PREVIOUS ]]; then
+    switch_current "$PREVIOUS"
+    SWITCHED=0
+    say "rolled back current -> releases/$PREVIOUS; restarting $ZCP_SERVICE"
+    service_restart || true
+    if wait_healthy; then
+      prune
+      finish rolled_back 1 "$ZCP_VERSION failed ($problem); rolled back to $PREVIOUS, which is healthy"
+    fi
+    finish failed 1 "$ZCP_VERSION failed ($problem); rolled back to $PREVIOUS, which is not healthy either: $HEALTH_PROBLEM"
+  fi
+  # First deploy: there is nothing to go back to, so nothing broken is left running or
+  # pointed at (a reboot would start it again).
+  service_stop
+  rm -f -- "$APP_DIR/current"
+  SWITCHED=0
+  finish failed 1 "$ZCP_VERSION failed ($problem); no previous release, $ZCP_SERVICE stopped"
+}
+
+trap 'FAILED_AT="line $LINENO: ${BASH_COMMAND:0:120}"' ERR
+trap on_exit EXIT
+trap 'exit 143' TERM INT HUP
+main

@@ -1,0 +1,617 @@
+/**
+ * zcp's configuration: one schema for the foundation program and the release runner.
+ *
+ * Stack config lives under the `zcp` namespace (`Pulumi.<stack>.yaml`), one key per section:
+ * `zcp:app`, `zcp:environment`, `zcp:github`, `zcp:aws`, `zcp:artifacts`, `zcp:oidc`,
+ * `zcp:fleet`, `zcp:baseAmiId`, `zcp:runtime`, `zcp:deploy`, `zcp:image`, `zcp:stateBackend`.
+ * Every problem is reported with the field it concerns:
+ * `zcp:deploy.batch: must be 1..100% or a count, got "0%"`.
+ *
+ * `loadConfig()` is the only place that reads Pulumi config; everything else receives the
+ * parsed, plain `ZcpConfig`.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { APP_DIR_PATTERN, APP_USER_PATTERN, HEALTH_URL_PATTERN, SERVICE_PATTERN } from "./agent/document.js";
+import { ConfigError } from "./errors.js";
+import { APP_PATTERN, ENV_PATTERN } from "./naming.js";
+
+export const CONFIG_NAMESPACE = "zcp";
+
+export type ProcessManager = "supervisor" | "systemd";
+
+export interface GitHubConfig {
+  /** Repository owner (user or organization), exactly as GitHub spells it. */
+  owner: string;
+  /** Repository name, exactly as GitHub spells it. */
+  repo: string;
+  /** Numeric owner id. With `repoId`, the roles also accept the immutable id-form subject. */
+  ownerId?: string;
+  /** Numeric repository id. */
+  repoId?: string;
+  /** GitHub environment whose jobs may assume the release role. @default the zcp environment name */
+  environment: string;
+}
+
+export interface AwsConfig {
+  /** The AWS account this environment lives in (12 digits); every other account is refused. */
+  accountId: string;
+  /** AWS region, like `eu-west-1`. */
+  region: string;
+  /** Accounts this stack must never touch, e.g. dev's account in the prod stack. @default [] */
+  forbiddenAccountIds: string[];
+}
+
+export interface ArtifactsConfig {
+  /** Days an artifact is kept; 0 keeps artifacts forever. `latest.json` never expires. @default 365 */
+  retainDays: number;
+  /** Days an overwritten or deleted object version is kept. @default 30 */
+  noncurrentRetainDays: number;
+}
+
+/** The account's GitHub OIDC provider: created here, or adopted; never both. */
+export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: string };
+
+export interface TargetGroupConfig {
+  /** VPC of the fleet's subnets. */
+  vpcId: string;
+  /** Port the application listens on. */
+  port: number;
+  /** Path of the load balancer's health check. @default the path of `runtime.healthUrl` */
+  healthCheckPath: string;
+}
+
+export interface FleetCreateConfig {
+  mode: "create";
+  /** @default 1 */
+  minSize: number;
+  /** @default 2 */
+  maxSize: number;
+  /** @default minSize */
+  desiredCapacity: number;
+  /** Subnets the Auto Scaling Group launches into (at least one). */
+  subnetIds: string[];
+  /** @default "t3.small" */
+  instanceType: string;
+  /** Security groups of the instances. @default [] (the VPC's default group) */
+  securityGroupIds: string[];
+  /** Creates a target group and registers the ASG with it. @default none */
+  targetGroup?: TargetGroupConfig;
+}
+
+export interface FleetExistingConfig {
+  mode: "existing";
+  /** Name of an Auto Scaling Group that already exists; zcp reads it and never changes it. */
+  asgName: string;
+  /** Instance type for the launch template; the ASG may override it. @default none */
+  instanceType?: string;
+  /** @default [] */
+  securityGroupIds: string[];
+}
+
+export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
+
+export interface RuntimeConfig {
+  /** User the application runs as. @default "ubuntu" */
+  user: string;
+  /** Absolute application directory (`releases/`, `current`, `shared/`). @default "/opt/<app>" */
+  appDir: string;
+  /** @default "supervisor" */
+  processManager: ProcessManager;
+  /** Service (supervisor program or systemd unit) to restart. @default the app name */
+  service: string;
+  /** http(s) URL on the instance that answers 2xx when the release is healthy. Required. */
+  healthUrl: string;
+  /** Seconds to wait for the health check after a restart. @default 60 */
+  healthTimeoutS: number;
+}
+
+export interface DeployConfig {
+  /** Instances that get a release first; 0 skips the canary. @default 1 */
+  canary: number;
+  /** Batch after the canary: a count (`"2"`) or a percentage of the fleet (`"25%"`). @default "25%" */
+  batch: string;
+  /** Seconds to watch the canary before rolling on. @default 60 */
+  soakSeconds: number;
+  /** Failed instances tolerated before the release stops and rolls back. @default 0 */
+  maxErrors: number;
+  /** Releases kept on each instance (at least 2, so there is one to roll back to). @default 5 */
+  keepReleases: number;
+  /** Seconds one instance's deploy may take. @default 600 */
+  commandTimeoutS: number;
+}
+
+export interface ImageConfig {
+  /** Bake an image after each release and make it the launch template's default. @default true */
+  enabled: boolean;
+  /** Do not reboot the instance while imaging (no downtime; file systems are not frozen). @default true */
+  noReboot: boolean;
+  /** Baked images kept per app (images still in use are never removed). @default 3 */
+  retain: number;
+  /** Minutes to wait for an image to become available. @default 60 */
+  waitTimeoutMinutes: number;
+}
+
+export interface StateBackendConfig {
+  /** S3 bucket of the Pulumi state (`s3://bucket/keyPrefix`). */
+  bucket: string;
+  /** Key prefix inside the bucket, without leading or trailing slash. @default the whole bucket */
+  keyPrefix?: string;
+  /** KMS key ARN of the `awskms://` secrets provider. @default none */
+  kmsKeyArn?: string;
+}
+
+export interface ZcpConfig {
+  /** Application name: lower-case letters, digits and hyphens, 2..32 characters. */
+  app: string;
+  /** Environment name (`dev`, `prod`, …); must equal the stack name for stacks `dev` and `prod`. */
+  environment: string;
+  github: GitHubConfig;
+  aws: AwsConfig;
+  artifacts: ArtifactsConfig;
+  /** @default { mode: "create" } */
+  oidc: OidcConfig;
+  fleet: FleetConfig;
+  /** AMI instances boot from before the first baked image. */
+  baseAmiId: string;
+  runtime: RuntimeConfig;
+  deploy: DeployConfig;
+  image: ImageConfig;
+  /** The release stack's state backend, when the release role must reach it. @default none */
+  stateBackend?: StateBackendConfig;
+}
+
+/** The stack-config keys (under `zcp:`) that hold objects; the others are strings. */
+export const OBJECT_KEYS = ["github", "aws", "artifacts", "oidc", "fleet", "runtime", "deploy", "image", "stateBackend"] as const;
+export const STRING_KEYS = ["app", "environment", "baseAmiId"] as const;
+
+/** Stacks whose name is the environment name they must configure. */
+export const ENVIRONMENT_STACKS = ["dev", "prod"] as const;
+
+// ---------------------------------------------------------------------------------------
+// Schema
+// ---------------------------------------------------------------------------------------
+
+const ACCOUNT_ID_RE = /^[0-9]{12}$/;
+const REGION_RE = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/;
+const AMI_RE = /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const SUBNET_RE = /^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const SECURITY_GROUP_RE = /^sg-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const VPC_RE = /^vpc-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const INSTANCE_TYPE_RE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+const ASG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
+/** GitHub logins: letters, digits and single inner hyphens, up to 39 characters. */
+const GITHUB_OWNER_RE = /^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$/;
+const GITHUB_REPO_RE = /^[A-Za-z0-9._-]{1,100}$/;
+const GITHUB_ID_RE = /^[1-9][0-9]{0,19}$/;
+/** GitHub environment names as zcp accepts them (no characters that could widen a subject). */
+const GITHUB_ENVIRONMENT_RE = /^[A-Za-z0-9._-]{1,255}$/;
+const OIDC_PROVIDER_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):oidc-provider\/token\.actions\.githubusercontent\.com$/;
+const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const KEY_PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const KMS_KEY_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/;
+const BATCH_RE = /^(?:([1-9][0-9]{0,4})|([1-9][0-9]?|100)%)$/;
+
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (Array.isArray(value)) return "a list";
+  if (value !== null && typeof value === "object") return "an object";
+  return JSON.stringify(value);
+}
+
+const required = (what: string) => (iss: { input?: unknown }) =>
+  iss.input === undefined ? "is required" : `must be ${what}, got ${show(iss.input)}`;
+
+function matching(re: RegExp | string, what: string) {
+  const pattern = typeof re === "string" ? new RegExp(re) : re;
+  return z.string({ error: required(what) }).regex(pattern, { error: (iss) => `must be ${what}, got ${show(iss.input)}` });
+}
+
+/** YAML and `pulumi config set --path` can deliver numbers as strings; accept both. */
+function wholeNumber(min: number, max: number) {
+  const error = (iss: { input?: unknown }) =>
+    iss.input === undefined ? "is required" : `must be a whole number ${min}..${max}, got ${show(iss.input)}`;
+  return z.preprocess(
+    (v) => (typeof v === "string" && /^-?[0-9]+$/.test(v.trim()) ? Number(v) : v),
+    z.int({ error }).min(min, { error }).max(max, { error }),
+  );
+}
+
+function flag() {
+  return z.preprocess(
+    (v) => (v === "true" ? true : v === "false" ? false : v),
+    z.boolean({ error: (iss) => `must be true or false, got ${show(iss.input)}` }),
+  );
+}
+
+/** Numeric ids may arrive as YAML numbers; they are kept as strings. */
+function numericId(what: string) {
+  return z.preprocess((v) => (typeof v === "number" && Number.isSafeInteger(v) ? String(v) : v), matching(GITHUB_ID_RE, what));
+}
+
+const healthUrl = z
+  .string({ error: required("an http(s) URL") })
+  .refine((v) => isHttpUrl(v) && new RegExp(HEALTH_URL_PATTERN).test(v), {
+    error: (iss) => `must be an http(s) URL without credentials, spaces or quotes, got ${show(iss.input)}`,
+  });
+
+const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits and ._-/").refine(
+  (v) => !v.split("/").includes("..") && !v.includes("//") && !v.endsWith("/") && !v.split("/").includes("."),
+  { error: (iss) => `must be a normalized absolute path (no "..", ".", "//" or trailing "/"), got ${show(iss.input)}` },
+);
+
+const rawSchema = z.strictObject({
+  app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
+  environment: matching(ENV_PATTERN, "a lower-case name like dev or prod"),
+  github: z.strictObject(
+    {
+      owner: matching(GITHUB_OWNER_RE, "a GitHub user or organization name"),
+      repo: matching(GITHUB_REPO_RE, "a GitHub repository name").refine((v) => v !== "." && v !== "..", {
+        error: "must be a GitHub repository name",
+      }),
+      ownerId: numericId("a numeric GitHub owner id").optional(),
+      repoId: numericId("a numeric GitHub repository id").optional(),
+      environment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
+    },
+    { error: required("an object with owner and repo") },
+  ),
+  aws: z.strictObject(
+    {
+      accountId: z.string({ error: required("a quoted 12-digit account id") }).regex(ACCOUNT_ID_RE, {
+        error: (iss) => `must be a 12-digit account id, got ${show(iss.input)}`,
+      }),
+      region: matching(REGION_RE, "an AWS region like eu-west-1"),
+      forbiddenAccountIds: z
+        .array(matching(ACCOUNT_ID_RE, "a quoted 12-digit account id"), { error: required("a list of account ids") })
+        .default([]),
+    },
+    { error: required("an object with accountId and region") },
+  ),
+  artifacts: z
+    .strictObject(
+      {
+        retainDays: wholeNumber(0, 36500).default(365),
+        noncurrentRetainDays: wholeNumber(1, 3650).default(30),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
+  oidc: z
+    .strictObject(
+      {
+        create: flag().optional(),
+        existingProviderArn: matching(OIDC_PROVIDER_ARN_RE, "the ARN of the account's token.actions.githubusercontent.com provider").optional(),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
+  fleet: z.strictObject(
+    {
+      mode: z.enum(["create", "existing"], { error: (iss) => `must be "create" or "existing", got ${show(iss.input)}` }).optional(),
+      minSize: wholeNumber(0, 1000).optional(),
+      maxSize: wholeNumber(1, 1000).optional(),
+      desiredCapacity: wholeNumber(0, 1000).optional(),
+      subnetIds: z.array(matching(SUBNET_RE, "a subnet id"), { error: required("a list of subnet ids") }).optional(),
+      instanceType: matching(INSTANCE_TYPE_RE, "an EC2 instance type like t3.small").optional(),
+      securityGroupIds: z.array(matching(SECURITY_GROUP_RE, "a security group id"), { error: required("a list of security group ids") }).optional(),
+      targetGroup: z
+        .strictObject(
+          {
+            vpcId: matching(VPC_RE, "a VPC id"),
+            port: wholeNumber(1, 65535),
+            healthCheckPath: matching(/^\/[A-Za-z0-9._~/?=&%+-]*$/, "a path starting with /").optional(),
+          },
+          { error: required("an object with vpcId and port") },
+        )
+        .optional(),
+      asgName: matching(ASG_NAME_RE, "an Auto Scaling Group name").optional(),
+    },
+    { error: required("an object") },
+  ),
+  baseAmiId: matching(AMI_RE, "an AMI id like ami-0123456789abcdef0"),
+  runtime: z.strictObject(
+    {
+      user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -").default("ubuntu"),
+      appDir: appDir.optional(),
+      processManager: z
+        .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
+        .default("supervisor"),
+      service: matching(SERVICE_PATTERN, "a service name of letters, digits and _.@:-").optional(),
+      healthUrl,
+      healthTimeoutS: wholeNumber(1, 3600).default(60),
+    },
+    { error: required("an object with at least healthUrl") },
+  ),
+  deploy: z
+    .strictObject(
+      {
+        canary: wholeNumber(0, 100).default(1),
+        batch: z
+          .preprocess((v) => (typeof v === "number" ? String(v) : v), z.string({ error: required("a count or a percentage") }))
+          .refine((v) => BATCH_RE.test(v), { error: (iss) => `must be 1..100% or a count, got ${show(iss.input)}` })
+          .default("25%"),
+        soakSeconds: wholeNumber(0, 3600).default(60),
+        maxErrors: wholeNumber(0, 1000).default(0),
+        keepReleases: wholeNumber(2, 50).default(5),
+        commandTimeoutS: wholeNumber(30, 7200).default(600),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
+  image: z
+    .strictObject(
+      {
+        enabled: flag().default(true),
+        noReboot: flag().default(true),
+        retain: wholeNumber(1, 100).default(3),
+        waitTimeoutMinutes: wholeNumber(5, 480).default(60),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
+  stateBackend: z
+    .strictObject(
+      {
+        bucket: matching(BUCKET_RE, "an S3 bucket name"),
+        keyPrefix: matching(KEY_PREFIX_RE, "a key prefix without leading or trailing /").optional(),
+        kmsKeyArn: matching(KMS_KEY_ARN_RE, "a KMS key ARN (arn:…:kms:REGION:ACCOUNT:key/ID)").optional(),
+      },
+      { error: required("an object with bucket") },
+    )
+    .optional(),
+});
+
+type RawParsed = z.output<typeof rawSchema>;
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.username === "" && u.password === "";
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Problems
+// ---------------------------------------------------------------------------------------
+
+interface Problem {
+  field: string;
+  problem: string;
+}
+
+/** `["deploy", "batch"]` → `zcp:deploy.batch`; list items as `zcp:fleet.subnetIds[0]`. */
+export function fieldName(path: readonly PropertyKey[]): string {
+  let out = CONFIG_NAMESPACE;
+  path.forEach((part, i) => {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += `${i === 0 ? ":" : "."}${String(part)}`;
+  });
+  return out;
+}
+
+/** Messages for issues no schema worded itself. */
+function genericMessage(iss: z.core.$ZodRawIssue): string {
+  switch (iss.code) {
+    case "invalid_type":
+      return iss.input === undefined ? "is required" : `must be ${iss.expected === "array" ? "a list" : `a ${iss.expected}`}, got ${show(iss.input)}`;
+    case "too_small":
+      return iss.origin === "array" ? `needs at least ${String(iss.minimum)} item(s)` : `must be at least ${String(iss.minimum)}`;
+    case "too_big":
+      return iss.origin === "array" ? `takes at most ${String(iss.maximum)} item(s)` : `must be at most ${String(iss.maximum)}`;
+    case "invalid_value":
+      return `must be one of ${iss.values.map((v) => JSON.stringify(v)).join(", ")}, got ${show(iss.input)}`;
+    default:
+      return `is invalid (${iss.code ?? "unknown problem"})`;
+  }
+}
+
+function problemsOf(issues: readonly z.core.$ZodIssue[]): Problem[] {
+  const out: Problem[] = [];
+  for (const iss of issues) {
+    if (iss.code === "unrecognized_keys") {
+      for (const key of iss.keys) out.push({ field: fieldName([...iss.path, key]), problem: "is not a zcp setting (check the spelling)" });
+    } else {
+      out.push({ field: fieldName(iss.path), problem: iss.message });
+    }
+  }
+  return out;
+}
+
+/** Rules that relate fields to each other or to the stack. */
+function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): Problem[] {
+  const out: Problem[] = [];
+  const add = (path: PropertyKey[], problem: string) => out.push({ field: fieldName(path), problem });
+
+  const stack = ctx.stack?.split("/").pop();
+  if (stack && (ENVIRONMENT_STACKS as readonly string[]).includes(stack) && c.environment !== stack) {
+    add(["environment"], `must be "${stack}" in stack "${stack}", got ${show(c.environment)}`);
+  }
+  if (c.aws.forbiddenAccountIds.includes(c.aws.accountId)) {
+    add(["aws", "accountId"], `${c.aws.accountId} is listed in zcp:aws.forbiddenAccountIds; environment "${c.environment}" must not use it`);
+  }
+  if ((c.github.ownerId === undefined) !== (c.github.repoId === undefined)) {
+    add(["github", c.github.ownerId === undefined ? "ownerId" : "repoId"], "ownerId and repoId go together: set both or neither");
+  }
+
+  if (c.oidc.create === true && c.oidc.existingProviderArn !== undefined) {
+    add(["oidc"], "set either create: true or existingProviderArn, not both (an account has one GitHub provider)");
+  } else if (c.oidc.create === false && c.oidc.existingProviderArn === undefined) {
+    add(["oidc", "existingProviderArn"], "is required when create is false");
+  } else if (c.oidc.existingProviderArn !== undefined) {
+    const account = OIDC_PROVIDER_ARN_RE.exec(c.oidc.existingProviderArn)?.[2];
+    if (account !== c.aws.accountId) {
+      add(["oidc", "existingProviderArn"], `belongs to account ${account ?? "?"}, not to zcp:aws.accountId ${c.aws.accountId}`);
+    }
+  }
+
+  const f = c.fleet;
+  const mode = f.mode ?? (f.asgName !== undefined ? "existing" : "create");
+  if (mode === "existing") {
+    if (f.asgName === undefined) add(["fleet", "asgName"], 'is required when mode is "existing"');
+    for (const key of ["minSize", "maxSize", "desiredCapacity", "subnetIds", "targetGroup"] as const) {
+      if (f[key] !== undefined) add(["fleet", key], `only applies when zcp creates the fleet; an existing ASG (asgName) keeps its own`);
+    }
+  } else {
+    if (f.asgName !== undefined) add(["fleet", "asgName"], 'only applies with mode "existing"; set either asgName or the new group\'s settings');
+    if (f.subnetIds === undefined || f.subnetIds.length === 0) add(["fleet", "subnetIds"], "needs at least one subnet id");
+    const min = f.minSize ?? 1;
+    const max = f.maxSize ?? Math.max(2, min);
+    const desired = f.desiredCapacity ?? min;
+    if (min > max) add(["fleet", "minSize"], `must not exceed maxSize (${max}), got ${min}`);
+    else if (desired < min || desired > max) add(["fleet", "desiredCapacity"], `must be within minSize..maxSize (${min}..${max}), got ${desired}`);
+  }
+  return out;
+}
+
+function throwProblems(problems: Problem[]): never {
+  const [first, ...rest] = problems;
+  const more = rest.map((p) => `\n${p.field}: ${p.problem}`).join("");
+  throw new ConfigError(first!.field, `${first!.problem}${more}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Validates raw config (the `zcp:` keys without their namespace, values already decoded)
+ * and fills in defaults. Throws a `ConfigError` whose `field` is the first problem's
+ * `zcp:`-prefixed path; the message lists every problem, one per line.
+ */
+export function parseConfig(raw: unknown, ctx: { stack?: string } = {}): ZcpConfig {
+  const result = rawSchema.safeParse(raw, { error: genericMessage, reportInput: true });
+  if (!result.success) throwProblems(problemsOf(result.error.issues));
+  const cross = crossFieldProblems(result.data, ctx);
+  if (cross.length > 0) throwProblems(cross);
+  return normalize(result.data);
+}
+
+function normalize(c: RawParsed): ZcpConfig {
+  const github: GitHubConfig = { owner: c.github.owner, repo: c.github.repo, environment: c.github.environment ?? c.environment };
+  if (c.github.ownerId !== undefined) github.ownerId = c.github.ownerId;
+  if (c.github.repoId !== undefined) github.repoId = c.github.repoId;
+
+  const oidc: OidcConfig =
+    c.oidc.existingProviderArn !== undefined ? { mode: "existing", existingProviderArn: c.oidc.existingProviderArn } : { mode: "create" };
+
+  const healthPath = new URL(c.runtime.healthUrl).pathname;
+  const f = c.fleet;
+  let fleet: FleetConfig;
+  if ((f.mode ?? (f.asgName !== undefined ? "existing" : "create")) === "existing") {
+    fleet = { mode: "existing", asgName: f.asgName!, securityGroupIds: f.securityGroupIds ?? [] };
+    if (f.instanceType !== undefined) fleet.instanceType = f.instanceType;
+  } else {
+    const minSize = f.minSize ?? 1;
+    fleet = {
+      mode: "create",
+      minSize,
+      maxSize: f.maxSize ?? Math.max(2, minSize),
+      desiredCapacity: f.desiredCapacity ?? minSize,
+      subnetIds: f.subnetIds ?? [],
+      instanceType: f.instanceType ?? "t3.small",
+      securityGroupIds: f.securityGroupIds ?? [],
+    };
+    if (f.targetGroup) {
+      fleet.targetGroup = { vpcId: f.targetGroup.vpcId, port: f.targetGroup.port, healthCheckPath: f.targetGroup.healthCheckPath ?? healthPath };
+    }
+  }
+
+  const config: ZcpConfig = {
+    app: c.app,
+    environment: c.environment,
+    github,
+    aws: { accountId: c.aws.accountId, region: c.aws.region, forbiddenAccountIds: c.aws.forbiddenAccountIds },
+    artifacts: { ...c.artifacts },
+    oidc,
+    fleet,
+    baseAmiId: c.baseAmiId,
+    runtime: {
+      user: c.runtime.user,
+      appDir: c.runtime.appDir ?? `/opt/${c.app}`,
+      processManager: c.runtime.processManager,
+      service: c.runtime.service ?? c.app,
+      healthUrl: c.runtime.healthUrl,
+      healthTimeoutS: c.runtime.healthTimeoutS,
+    },
+    deploy: { ...c.deploy },
+    image: { ...c.image },
+  };
+  if (c.stateBackend) {
+    const sb: StateBackendConfig = { bucket: c.stateBackend.bucket };
+    if (c.stateBackend.keyPrefix !== undefined) sb.keyPrefix = c.stateBackend.keyPrefix;
+    if (c.stateBackend.kmsKeyArn !== undefined) sb.kmsKeyArn = c.stateBackend.kmsKeyArn;
+    config.stateBackend = sb;
+  }
+  return config;
+}
+
+/**
+ * The batch size for a fleet of `fleetSize` instances: a count (capped at the fleet) or a
+ * percentage (rounded down), never below 1.
+ */
+export function parseBatch(spec: string, fleetSize: number): number {
+  if (!Number.isInteger(fleetSize) || fleetSize < 0) throw new RangeError(`fleet size must be a whole number >= 0, got ${fleetSize}`);
+  const m = BATCH_RE.exec(String(spec).trim());
+  if (!m) throw new ConfigError("zcp:deploy.batch", `must be 1..100% or a count, got ${JSON.stringify(spec)}`);
+  const size = m[1] !== undefined ? Number(m[1]) : Math.floor((fleetSize * Number(m[2])) / 100);
+  return Math.max(1, Math.min(size, Math.max(fleetSize, 1)));
+}
+
+/**
+ * Raw config from stack settings: the `config:` map of a `Pulumi.<stack>.yaml` (values as
+ * YAML gave them) or Pulumi's runtime config (objects as JSON text). Keeps the `zcp:` keys,
+ * without the namespace; other namespaces (`aws:`, …) are not zcp's and are skipped.
+ */
+export function rawConfigFromEntries(entries: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  for (const [key, value] of Object.entries(entries)) {
+    if (!key.startsWith(prefix)) continue;
+    const name = key.slice(prefix.length);
+    raw[name] = decodeValue(name, value);
+  }
+  return raw;
+}
+
+function decodeValue(name: string, value: unknown): unknown {
+  if (typeof value !== "string" || !(OBJECT_KEYS as readonly string[]).includes(name)) return value;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    throw new ConfigError(fieldName([name]), `must be an object (set it in Pulumi.<stack>.yaml or with --path), got ${show(value)}`);
+  }
+}
+
+/**
+ * Reads and validates the current stack's `zcp:` config. The only reader of Pulumi config
+ * in zcp; unknown `zcp:` keys are reported like any other problem.
+ */
+export function loadConfig(): ZcpConfig {
+  const config = new pulumi.Config(CONFIG_NAMESPACE);
+  const entries: Record<string, unknown> = {};
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  for (const key of Object.keys(pulumi.runtime.allConfig())) {
+    if (!key.startsWith(prefix)) continue;
+    entries[key] = config.get(key.slice(prefix.length));
+  }
+  return parseConfig(rawConfigFromEntries(entries), { stack: pulumi.getStack() });
+}
+
+/**
+ * Cross-stack rule: prod has an AWS account of its own. Given every environment's config
+ * (for example both `Pulumi.dev.yaml` and `Pulumi.prod.yaml`), throws when prod's account
+ * is also configured for another environment.
+ */
+export function checkAccountSeparation(configs: readonly ZcpConfig[]): void {
+  for (const prod of configs.filter((c) => c.environment === "prod")) {
+    const shared = configs.find((c) => c.environment !== "prod" && c.aws.accountId === prod.aws.accountId);
+    if (shared) {
+      throw new ConfigError(
+        "zcp:aws.accountId",
+        `prod is configured with account ${prod.aws.accountId}, which "${shared.environment}" uses too; prod needs an account of its own`,
+      );
+    }
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * The AWS-facing half of the release runner against the AWS emulator: the same requests the
+ * unit tests assert on, sent for real to moto on 127.0.0.1.
+ *
+ * What the emulator does not model, and where that is covered instead:
+ * - SSM runs nothing and has no ListCommandInvocations; SendCommand is checked for acceptance
+ *   and round-trip (ListCommands), the polling in the mocked unit tests.
+ * - CreateLaunchTemplateVersion ignores SourceVersion and ClientToken (the new version holds
+ *   only the given data); the copy-from-default semantics are AWS's own.
+ * - Images are available at once; waiting through `pending` is covered by the unit tests.
+ */
+import { expect } from "chai";
+import { createHash } from "node:crypto";
+import { CreateAutoScalingGroupCommand } from "@aws-sdk/client-auto-scaling";
+import {
+  CreateLaunchTemplateCommand,
+  DescribeImagesCommand,
+  DescribeSnapshotsCommand,
+  RunInstancesCommand,
+  type EC2Client,
+} from "@aws-sdk/client-ec2";
+import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from "@aws-sdk/client-ssm";
+import { startEmulator, type Emulator } from "../helpers/emulator.js";
+import { createAwsClients, destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
+import { headArtifact, uploadArtifact, verifyArtifact } from "../../deploy/aws/artifacts.js";
+import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../../deploy/aws/latest-pointer.js";
+import { discoverFleet } from "../../deploy/aws/fleet.js";
+import { applyImageRetention, findImageForVersion, findOrCreateImage, waitForImageAvailable } from "../../deploy/aws/images.js";
+import { describeDefaultVersion, releaseImageToLaunchTemplate } from "../../deploy/aws/launch-template.js";
+import { buildGetCommandInvocationInput, buildListCommandsInput, buildSendCommandInput, ssmParameters } from "../../deploy/commands/ssm.js";
+import { artifactKey, deployDocumentName } from "../../shared/naming.js";
+import { ConfigError, PointerRaceError } from "../../shared/errors.js";
+import { baseTags } from "../../shared/tags.js";
+import { tagList } from "../../deploy/aws/call.js";
+import { PARAMS } from "../fixtures/aws/fake-ssm.js";
+
+const APP = "shop";
+const ENV = "dev";
+const BUCKET = "zcp-artifacts-test";
+const fast = { initialDelayMs: 10 };
+
+function sha256(b: Buffer): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  return await p.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e as Error,
+  );
+}
+
+/** An AMI the emulator ships with, to launch instances from. */
+async function baseImage(ec2: EC2Client): Promise<string> {
+  const out = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
+  const id = out.Images?.find((i) => i.ImageId && i.State === "available")?.ImageId;
+  if (!id) throw new Error("the emulator offers no base image");
+  return id;
+}
+
+async function runTagged(ec2: EC2Client, imageId: string, count: number, tags: Record<string, string>): Promise<string[]> {
+  const out = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: imageId,
+      InstanceType: "t3.micro",
+      MinCount: count,
+      MaxCount: count,
+      TagSpecifications: [{ ResourceType: "instance", Tags: tagList(tags) }],
+    }),
+  );
+  return (out.Instances ?? []).map((i) => i.InstanceId ?? "");
+}
+
+describe("deploy/aws against the AWS emulator", function () {
+  this.timeout(120_000);
+  let emu: Emulator;
+  let aws: AwsClients;
+
+  before(async function () {
+    emu = await startEmulator();
+    aws = createAwsClients(
+      {
+        region: "us-east-1",
+        endpoint: emu.endpoint,
+        credentials: { accessKeyId: emu.env.AWS_ACCESS_KEY_ID ?? "", secretAccessKey: emu.env.AWS_SECRET_ACCESS_KEY ?? "" },
+      },
+      {},
+    );
+  });
+  after(async function () {
+    if (aws) destroyAwsClients(aws);
+    if (emu) await emu.stop();
+  });
+  beforeEach(async function () {
+    await emu.reset();
+  });
+
+  describe("artifacts", function () {
+    const body = Buffer.from("release package bytes\n");
+    const key = artifactKey(APP, "v1");
+
+    beforeEach(async function () {
+      await aws.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    });
+
+    it("uploads once, reuses identical bytes, refuses other bytes under the same version", async function () {
+      const first = await uploadArtifact(aws.s3, { bucket: BUCKET, key, body, sha256: sha256(body), metadata: { commit: "abc123", createdAt: "2026-04-26T10:00:00Z" } });
+      expect(first.uploaded).to.equal(true);
+
+      const head = await headArtifact(aws.s3, BUCKET, key);
+      expect(head).to.deep.include({ size: body.length, sha256: sha256(body) });
+      expect(head?.metadata).to.deep.include({ "zcp-sha256": sha256(body), "zcp-commit": "abc123" });
+
+      const again = await uploadArtifact(aws.s3, { bucket: BUCKET, key, body, sha256: sha256(body), metadata: { createdAt: "2026-04-26T11:00:00Z" } });
+      expect(again.uploaded).to.equal(false);
+      expect(again.head.etag).to.equal(head?.etag);
+      expect((await headArtifact(aws.s3, BUCKET, key))?.metadata["zcp-created-at"]).to.equal("2026-04-26T10:00:00Z");
+
+      const other = Buffer.from("different bytes\n");
+      const err = await rejection(uploadArtifact(aws.s3, { bucket: BUCKET, key, body: other, sha256: sha256(other), metadata: { createdAt: "x" } }));
+      expect(err).to.be.instanceOf(ConfigError);
+      expect(err.message).to.match(/^--version: artifacts are immutable: /);
+
+      expect(await verifyArtifact(aws.s3, BUCKET, key, sha256(body))).to.deep.include({ ok: true });
+      expect(await verifyArtifact(aws.s3, BUCKET, key, sha256(other))).to.deep.include({ ok: false });
+      expect(await verifyArtifact(aws.s3, BUCKET, artifactKey(APP, "v9"), sha256(body))).to.deep.include({ ok: false });
+    });
+
+    it("honours IfNoneMatch on PutObject, so a racing first upload cannot overwrite", async function () {
+      await uploadArtifact(aws.s3, { bucket: BUCKET, key, body, sha256: sha256(body), metadata: { createdAt: "x" } });
+      const err = await rejection(aws.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: "other", IfNoneMatch: "*" })));
+      expect(err.name).to.equal("PreconditionFailed");
+    });
+  });
+
+  describe("latest pointer", function () {
+    beforeEach(async function () {
+      await aws.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    });
+
+    it("moves only with a matching ETag: the emulator honours IfMatch and IfNoneMatch", async function () {
+      expect(await readLatestPointer(aws.s3, BUCKET, APP)).to.equal(undefined);
+      const v1 = nextLatestPointer(undefined, { version: "v1", key: artifactKey(APP, "v1"), sha256: "1".repeat(64), releasedAt: "2026-04-26T10:00:00Z" });
+      const w1 = await writeLatestPointer(aws.s3, BUCKET, APP, v1, undefined);
+
+      // A second "first" pointer loses: IfNoneMatch "*".
+      const lostFirst = await rejection(writeLatestPointer(aws.s3, BUCKET, APP, { ...v1, version: "v1b" }, undefined));
+      expect(lostFirst).to.be.instanceOf(PointerRaceError);
+      expect(lostFirst.message).to.match(/it now points to v1 /);
+
+      const read1 = await readLatestPointer(aws.s3, BUCKET, APP);
+      expect(read1?.pointer).to.deep.equal(v1);
+      expect(read1?.etag).to.equal(w1.etag);
+
+      const v2 = nextLatestPointer(read1?.pointer, { version: "v2", key: artifactKey(APP, "v2"), sha256: "2".repeat(64), imageId: "ami-0abc", launchTemplateVersion: 2, releasedAt: "2026-04-26T11:00:00Z" });
+      await writeLatestPointer(aws.s3, BUCKET, APP, v2, read1?.etag);
+      expect((await readLatestPointer(aws.s3, BUCKET, APP))?.pointer).to.deep.equal({ ...v2, previous: "v1" });
+
+      // A release that read v1's ETag and finishes after v2 moved the pointer: IfMatch fails.
+      const stale = await rejection(writeLatestPointer(aws.s3, BUCKET, APP, { ...v1, version: "v3" }, read1?.etag));
+      expect(stale).to.be.instanceOf(PointerRaceError);
+      expect(stale.message).to.match(/it now points to v2 \(released 2026-04-26T11:00:00Z/);
+    });
+  });
+
+  describe("fleet", function () {
+    it("discovers running instances by app/env tags, and narrows to an ASG's in-service members", async function () {
+      const ami = await baseImage(aws.ec2);
+      const loose = await runTagged(aws.ec2, ami, 2, baseTags(APP, ENV));
+      await runTagged(aws.ec2, ami, 1, baseTags(APP, "prod"));
+      await runTagged(aws.ec2, ami, 1, baseTags("other", ENV));
+
+      const lt = await aws.ec2.send(
+        new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: ami, InstanceType: "t3.micro" } }),
+      );
+      await aws.autoScaling.send(
+        new CreateAutoScalingGroupCommand({
+          AutoScalingGroupName: "shop-dev",
+          LaunchTemplate: { LaunchTemplateId: lt.LaunchTemplate?.LaunchTemplateId ?? "", Version: "$Default" },
+          MinSize: 2,
+          MaxSize: 2,
+          DesiredCapacity: 2,
+          AvailabilityZones: ["us-east-1a"],
+          Tags: Object.entries(baseTags(APP, ENV)).map(([Key, Value]) => ({ Key, Value, PropagateAtLaunch: true })),
+        }),
+      );
+
+      const all = await discoverFleet({ ec2: aws.ec2 }, { app: APP, env: ENV });
+      expect(all).to.have.length(4);
+      expect(all.every((i) => i.tags["zcp:app"] === APP && i.tags["zcp:env"] === ENV && i.imageId === ami)).to.equal(true);
+      const sorted = [...all].sort((a, b) => a.launchTime.getTime() - b.launchTime.getTime() || a.instanceId.localeCompare(b.instanceId));
+      expect(all.map((i) => i.instanceId)).to.deep.equal(sorted.map((i) => i.instanceId));
+
+      const inGroup = await discoverFleet({ ec2: aws.ec2, autoScaling: aws.autoScaling }, { app: APP, env: ENV, autoScalingGroupName: "shop-dev" });
+      expect(inGroup).to.have.length(2);
+      expect(inGroup.some((i) => loose.includes(i.instanceId))).to.equal(false);
+    });
+  });
+
+  describe("images and the launch template", function () {
+    it("bakes an image once per version, waits for it, and prunes without touching referenced ones", async function () {
+      const ami = await baseImage(aws.ec2);
+      const [source] = await runTagged(aws.ec2, ami, 1, baseTags(APP, ENV));
+      const bake = (version: string) => ({ instanceId: source ?? "", app: APP, env: ENV, version, sha256: sha256(Buffer.from(version)), noReboot: true });
+
+      const v1 = await findOrCreateImage(aws.ec2, { ...bake("v1"), stamp: "20260101T000000Z" });
+      expect(v1.reused).to.equal(false);
+      const ready = await waitForImageAvailable(aws.ec2, v1.imageId, { timeoutMinutes: 1, pollInitialDelayMs: 10, pollMaxDelayMs: 50 });
+      expect(ready.tags).to.deep.include({ "zcp:app": APP, "zcp:env": ENV, "zcp:version": "v1" });
+      expect((await findOrCreateImage(aws.ec2, { ...bake("v1"), stamp: "20260101T000001Z" })).imageId).to.equal(v1.imageId);
+      expect((await findImageForVersion(aws.ec2, { app: APP, env: ENV, version: "v1" }))?.imageId).to.equal(v1.imageId);
+
+      const v2 = await findOrCreateImage(aws.ec2, { ...bake("v2"), stamp: "20260102T000000Z" });
+      const v3 = await findOrCreateImage(aws.ec2, { ...bake("v3"), stamp: "20260103T000000Z" });
+      const v4 = await findOrCreateImage(aws.ec2, { ...bake("v4"), stamp: "20260104T000000Z" });
+
+      // v1 stays in the template's history, an instance runs v2; v3 is the only unreferenced old one.
+      const lt = await aws.ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: v1.imageId } }));
+      const ltId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
+      await runTagged(aws.ec2, v2.imageId, 1, { Name: "still on v2" });
+
+      const snapshotsOf = async (imageId: string) =>
+        ((await aws.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0]?.BlockDeviceMappings ?? [])
+          .map((b) => b.Ebs?.SnapshotId)
+          .filter((s): s is string => !!s);
+      const v3Snapshots = await snapshotsOf(v3.imageId);
+
+      const result = await applyImageRetention(aws.ec2, { app: APP, env: ENV, keep: 1, launchTemplateId: ltId }, fast);
+      expect(result.kept.map((k) => k.imageId).sort()).to.deep.equal([v1.imageId, v2.imageId, v4.imageId].sort());
+      expect(result.removed.map((r) => r.imageId)).to.deep.equal([v3.imageId]);
+      expect(result.removed[0]?.snapshotIds).to.deep.equal(v3Snapshots);
+
+      const left = await aws.ec2.send(new DescribeImagesCommand({ Owners: ["self"] }));
+      expect((left.Images ?? []).map((i) => i.ImageId)).to.not.include(v3.imageId);
+      if (v3Snapshots.length > 0) {
+        const snaps = await aws.ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
+        expect((snaps.Snapshots ?? []).map((s) => s.SnapshotId)).to.not.include.members(v3Snapshots);
+      }
+    });
+
+    it("makes a new template version with the image the default, once", async function () {
+      const ami = await baseImage(aws.ec2);
+      const lt = await aws.ec2.send(
+        new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: ami, InstanceType: "t3.micro" } }),
+      );
+      const launchTemplateId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
+      const [source] = await runTagged(aws.ec2, ami, 1, baseTags(APP, ENV));
+      const image = await findOrCreateImage(aws.ec2, { instanceId: source ?? "", app: APP, env: ENV, version: "v2", sha256: "2".repeat(64), noReboot: true });
+
+      const first = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: image.imageId, app: APP, version: "v2" });
+      expect(first).to.deep.include({ action: "created", previousDefaultVersion: 1, defaultVersion: 2 });
+      const def = await describeDefaultVersion(aws.ec2, launchTemplateId);
+      expect(def).to.deep.include({ versionNumber: 2, imageId: image.imageId, description: "zcp shop v2 (" + image.imageId + ")" });
+
+      const second = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: image.imageId, app: APP, version: "v2" });
+      expect(second).to.deep.include({ action: "unchanged", defaultVersion: 2 });
+
+      const back = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: ami, app: APP, version: "v1" });
+      expect(back).to.deep.include({ action: "created", previousDefaultVersion: 2, defaultVersion: 3 });
+    });
+  });
+
+  describe("ssm SendCommand", function () {
+    it("accepts the deploy command by ids and by tags; document and parameters round-trip", async function () {
+      const ami = await baseImage(aws.ec2);
+      const ids = await runTagged(aws.ec2, ami, 2, baseTags(APP, ENV));
+      const documentName = deployDocumentName(APP, ENV);
+
+      const byIds = buildSendCommandInput({ documentName, params: PARAMS, targets: { instanceIds: ids }, timeoutS: 600, maxConcurrency: "1", maxErrors: "0" });
+      const sent = await aws.ssm.send(new SendCommandCommand(byIds));
+      const commandId = sent.Command?.CommandId ?? "";
+      expect(commandId).to.match(/^[0-9a-f-]{36}$/);
+
+      const listed = (await aws.ssm.send(new ListCommandsCommand(buildListCommandsInput(commandId)))).Commands?.[0];
+      expect(listed).to.deep.include({ DocumentName: documentName, Comment: "zcp deploy shop v2", MaxConcurrency: "1", MaxErrors: "0", TimeoutSeconds: 600 });
+      expect(listed?.Parameters).to.deep.equal(ssmParameters(PARAMS));
+      expect([...(listed?.InstanceIds ?? [])].sort()).to.deep.equal([...ids].sort());
+
+      const invocation = await aws.ssm.send(new GetCommandInvocationCommand(buildGetCommandInvocationInput(commandId, ids[0] ?? "")));
+      expect(invocation).to.deep.include({ CommandId: commandId, InstanceId: ids[0], DocumentName: documentName });
+
+      const byTags = buildSendCommandInput({ documentName, params: PARAMS, targets: { fleet: { app: APP, env: ENV } }, timeoutS: 600 });
+      const tagged = await aws.ssm.send(new SendCommandCommand(byTags));
+      const resolved = (await aws.ssm.send(new ListCommandsCommand(buildListCommandsInput(tagged.Command?.CommandId ?? "")))).Commands?.[0];
+      expect(resolved?.Targets).to.deep.equal(byTags.Targets);
+      expect([...(resolved?.InstanceIds ?? [])].sort()).to.deep.equal([...ids].sort());
+    });
+  });
+});
