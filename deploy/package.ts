@@ -87,11 +87,15 @@ export interface PackageResult {
 
 /** Packages a source tree into a deterministic `.tar.gz`; see the module comment. */
 export async function packageSource(opts: PackageOptions): Promise<PackageResult> {
+  const concurrency = opts.concurrency ?? defaultConcurrency();
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new ConfigError("concurrency", `must be a whole number of at least 1, got ${concurrency}`);
+  }
   const source = await readSource(opts.source);
   try {
     const entries = assembleEntries(source, opts.extraFiles ?? {});
     const outDir = await prepareOutDir(opts.outDir, source.root);
-    const written = await writeArchive(entries, source.content, outDir, opts.concurrency ?? defaultConcurrency());
+    const written = await writeArchive(entries, source.content, outDir, concurrency);
     return {
       ...written,
       files: entries.filter((e) => e.kind !== "dir").length,

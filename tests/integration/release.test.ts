@@ -1,0 +1,162 @@
+/**
+ * zcp's main job, end to end on the real parts: the real Pulumi engine (file backend), the
+ * AWS emulator, three local instances each with its own supervisord running the example app,
+ * the real agent script, real HTTP health checks.
+ */
+import { expect } from "chai";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { collect, waitFor, ZcpHarness } from "../helpers/zcp.js";
+import { REPO_ROOT } from "../helpers/emulator.js";
+import { makeBrokenSource } from "../fixtures/release/sources.js";
+
+function allAt(versions: Record<string, string>, v: string): boolean {
+  return Object.values(versions).length > 0 && Object.values(versions).every((x) => x === v);
+}
+
+describe("zcp release on the local environment (real engine, emulator, supervisord, agent)", function () {
+  const zcp = new ZcpHarness(3);
+  after(async () => zcp.teardown());
+
+  it("v1 healthy → broken v2 rolled back at the canary → v3 everywhere, image baked, template and latest moved", async function () {
+    const v1 = await zcp.run(["release", "--env", "local", "--version", "v1"]);
+    expect(v1.code, v1.stderr).to.equal(0);
+    expect(allAt(await zcp.versions(), "v1"), JSON.stringify(await zcp.versions())).to.equal(true);
+    const latest1 = await zcp.latest();
+    expect(latest1?.body.version).to.equal("v1");
+    const template1 = await zcp.templateDefault();
+
+    const broken = makeBrokenSource();
+    let v2;
+    try {
+      v2 = await zcp.run(["release", "--env", "local", "--version", "v2", "--source", broken]);
+    } finally {
+      fs.rmSync(broken, { recursive: true, force: true });
+    }
+    expect(v2.code, v2.stdout + v2.stderr).to.equal(1);
+    expect(v2.stderr).to.match(/release v2 failed in canary/);
+    expect(v2.stderr).to.match(/rolled_back/);
+    expect(allAt(await zcp.versions(), "v1")).to.equal(true);
+    const latest2 = await zcp.latest();
+    expect(latest2?.body.version).to.equal("v1");
+    expect(latest2?.etag).to.equal(latest1?.etag);
+    expect(await zcp.templateDefault()).to.deep.equal(template1);
+
+    const v3 = await zcp.run(["release", "--env", "local", "--version", "v3", "--json"]);
+    expect(v3.code, v3.stderr).to.equal(0);
+    const summary = JSON.parse(v3.stdout) as { version: string; imageId: string; launchTemplateVersion: number; instances: unknown[] };
+    expect(summary.version).to.equal("v3");
+    expect(summary.instances).to.have.length(3);
+    expect(allAt(await zcp.versions(), "v3")).to.equal(true);
+    const latest3 = await zcp.latest();
+    expect(latest3?.body).to.include({ version: "v3", previous: "v1", imageId: summary.imageId });
+    const template3 = await zcp.templateDefault();
+    expect(template3.version).to.be.greaterThan(template1.version);
+    expect(template3.imageId).to.equal(summary.imageId);
+    expect(await zcp.imageTags(summary.imageId)).to.include({ "zcp:app": "example", "zcp:env": "local", "zcp:version": "v3" });
+
+    const history = await zcp.run(["history", "--env", "local", "--json"]);
+    expect(history.code, history.stderr).to.equal(0);
+    const entries = JSON.parse(history.stdout) as { message: string; result: string }[];
+    const releases = entries.filter((e) => /^release /.test(e.message)).map((e) => `${e.message}:${e.result}`);
+    expect(releases).to.include.members(["release v1:succeeded", "release v2:failed", "release v3:succeeded"]);
+
+    const status = await zcp.run(["status", "--env", "local", "--json"]);
+    expect(status.code, status.stderr).to.equal(0);
+    const s = JSON.parse(status.stdout) as { latest: { version: string }; instances: { version: string }[] };
+    expect(s.latest.version).to.equal("v3");
+    expect(s.instances.map((i) => i.version)).to.deep.equal(["v3", "v3", "v3"]);
+  });
+
+  it("rollback returns the fleet and latest to the previous version without packaging", async function () {
+    const keysBefore = await zcp.objectKeys();
+    const r = await zcp.run(["rollback", "--env", "local"]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(allAt(await zcp.versions(), "v1")).to.equal(true);
+    expect((await zcp.latest())?.body.version).to.equal("v1");
+    // Only latest.json changed: no artifact was packaged or uploaded.
+    const changed = (await zcp.objectKeys()).filter((k) => !keysBefore.includes(k));
+    expect(changed.every((k) => k.startsWith("releases/example/latest.json@"))).to.equal(true);
+  });
+
+  it("a second release of the same environment exits 3 naming the lock holder, and changes nothing", async function () {
+    const first = zcp.spawn(["release", "--env", "local", "--version", "v4"]);
+    const firstDone = collect(first);
+    const lockRoot = path.join(zcp.workDir, "local", "pulumi-state", ".pulumi", "locks");
+    await waitFor("the first release to take the stack lock", () => hasFile(lockRoot), 90000);
+    const keysBefore = await zcp.objectKeys();
+    const second = await zcp.run(["release", "--env", "local", "--version", "v5"]);
+    expect(second.code, second.stderr).to.equal(3);
+    expect(second.stderr).to.match(/another release of "local" is in progress \(lock held by .+pid \d+/);
+    expect((await zcp.objectKeys()).filter((k) => k.includes("v5"))).to.deep.equal([]);
+    void keysBefore;
+    const done = await firstDone;
+    expect(done.code, done.stderr).to.equal(0);
+    expect(allAt(await zcp.versions(), "v4")).to.equal(true);
+  });
+
+  it("a runner killed during FleetDeployment leaves no instance half-switched; the next release recovers and completes", async function () {
+    const victim = zcp.spawn(["release", "--env", "local", "--version", "v6"]);
+    const victimDone = collect(victim);
+    const releaseDir = path.join(zcp.workDir, "release", "local");
+    await waitFor(
+      "FleetDeployment to start",
+      () =>
+        fs.existsSync(releaseDir) &&
+        fs
+          .readdirSync(releaseDir)
+          .filter((f) => f.startsWith("progress-"))
+          .some((f) => fs.readFileSync(path.join(releaseDir, f), "utf8").includes('"step":"FleetDeployment","state":"start"')),
+      90000,
+    );
+    process.kill(-(victim.pid as number), "SIGKILL");
+    await victimDone;
+    // Whatever the agents were doing, each instance ends on a whole release: v4 or v6, healthy.
+    await new Promise((r) => setTimeout(r, 8000));
+    for (const v of Object.values(await zcp.versions())) expect(["v4", "v6"]).to.include(v);
+
+    const next = await zcp.run(["release", "--env", "local", "--version", "v6"]);
+    expect(next.code, next.stdout + next.stderr).to.equal(0);
+    expect(next.stdout).to.match(/recovered:/);
+    expect(allAt(await zcp.versions(), "v6")).to.equal(true);
+    expect((await zcp.latest())?.body.version).to.equal("v6");
+  });
+
+  describe("bad input exits 2 and changes nothing", function () {
+    async function snapshot() {
+      return {
+        objects: await zcp.objectKeys(),
+        versions: await zcp.versions(),
+        template: await zcp.templateDefault(),
+        history: (JSON.parse((await zcp.run(["history", "--env", "local", "--json"])).stdout) as unknown[]).length,
+      };
+    }
+    const cases: [string, string[], Record<string, string>, RegExp][] = [
+      ["a hostile version", ["release", "--env", "local", "--version", "1.0;touch /tmp/zcp-pwned"], {}, /--version: must match/],
+      ["a version with a newline", ["release", "--env", "local", "--version", "v7\nv8"], {}, /--version: must not contain control characters/],
+      ["an unknown environment", ["release", "--env", "staging", "--version", "v7"], { ZCP_PROJECT_DIR: REPO_ROOT }, /--env: unknown environment "staging"/],
+      ["the wrong account", ["release", "--env", "local", "--version", "v7"], { ZCP_LOCAL_ACCOUNT_ID: "210987654321" }, /configured for AWS account 210987654321, but the current credentials belong to 123456789012/],
+      ["a batch of 0%", ["release", "--env", "local", "--version", "v7", "--batch", "0%"], {}, /--batch: must be 1\.\.100% or a count, got "0%"/],
+      ["rollback to a version never released", ["rollback", "--env", "local", "--to", "v99"], {}, /--to: no artifact for version v99/],
+    ];
+    for (const [what, args, extra, message] of cases) {
+      it(what, async function () {
+        const before = await snapshot();
+        const r = await zcp.run(args, extra);
+        expect(r.code, r.stderr).to.equal(2);
+        expect(r.stderr).to.match(message);
+        expect(await snapshot()).to.deep.equal(before);
+        expect(fs.existsSync("/tmp/zcp-pwned")).to.equal(false);
+      });
+    }
+  });
+});
+
+function hasFile(dir: string): boolean {
+  if (!fs.existsSync(dir)) return false;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (e.isFile() && e.name.endsWith(".json")) return true;
+    if (e.isDirectory() && hasFile(path.join(dir, e.name))) return true;
+  }
+  return false;
+}
