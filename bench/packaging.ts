@@ -19,6 +19,7 @@
  */
 import { spawn } from "node:child_process";
 import { createCipheriv, createHash } from "node:crypto";
+import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -45,7 +46,7 @@ function parseArgs(argv: string[]): BenchArgs {
     const value = Number(argv[i + 1]);
     if (flag !== "--mb" && flag !== "--seed" && flag !== "--runs") throw new Error(`unknown argument ${flag}`);
     if (!Number.isFinite(value) || value <= 0) throw new Error(`${flag} needs a positive number`);
-    args[flag.slice(2) as keyof BenchArgs] = value;
+    args[flag.slice(2) as keyof BenchArgs] = flag === "--mb" ? value : Math.floor(value);
     i++;
   }
   return args;
@@ -54,7 +55,7 @@ function parseArgs(argv: string[]): BenchArgs {
 /** Deterministic bytes: an AES-128-CTR keystream keyed by the seed. */
 class SeededBytes {
   private readonly cipher;
-  private pool = Buffer.alloc(0);
+  private pool: Buffer = Buffer.alloc(0);
   private at = 0;
 
   constructor(seed: number) {
@@ -188,6 +189,13 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value:
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), "zcp-bench-packaging-"));
+  // An interrupted run must not leave a few hundred MB behind in the temp directory.
+  const interrupted = (): void => {
+    fs.rmSync(work, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
   try {
     const tree = path.join(work, "tree");
     const out = path.join(work, "out");
@@ -222,10 +230,15 @@ async function main(): Promise<void> {
     const baseRate = bytes / MB / Math.min(...baseTimes);
     console.log(`zcp packageSource: ${zcpRate.toFixed(1)} MB/s (best of ${args.runs}), archive ${(zcpBytes / MB).toFixed(1)} MB`);
     console.log(`tar | gzip -6:     ${baseRate.toFixed(1)} MB/s (best of ${args.runs}), archive ${(baseBytes / MB).toFixed(1)} MB`);
+    // The tree is a function of the seed, so this digest should match on any machine whose Node
+    // bundles the same zlib.
+    console.log(`zcp sha256: ${[...hashes].join(", ")} (node ${process.version}, zlib ${process.versions.zlib})`);
     console.log(
       `packaging: ratio ${(zcpRate / baseRate).toFixed(2)} (zcp/baseline throughput), reproducible: ${hashes.size === 1 ? "yes" : "no"}`,
     );
   } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
     await fsp.rm(work, { recursive: true, force: true });
   }
 }

@@ -27,7 +27,7 @@ export interface ReleaseSettings {
   accountId: string;
   runtime: Omit<AgentParams, "app" | "version" | "artifact" | "sha256">;
   deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number };
-  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number };
+  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
 }
 
 export interface EnvironmentContext {
@@ -72,6 +72,7 @@ export function settingsFromConfig(c: ZcpConfig): ReleaseSettings {
       noReboot: c.image.noReboot,
       retain: c.image.retain,
       waitTimeoutMinutes: c.image.waitTimeoutMinutes,
+      tagSnapshotsOnCreate: true,
     },
   };
 }
@@ -103,7 +104,8 @@ export function localSettings(appUser: string): ReleaseSettings {
       maxErrors: 0,
       commandTimeoutS: num("ZCP_LOCAL_COMMAND_TIMEOUT_S", 120),
     },
-    image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 5 },
+    // The emulator rejects snapshot tag specifications in CreateImage; tag them afterwards.
+    image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 5, tagSnapshotsOnCreate: false },
   };
 }
 

@@ -15,6 +15,18 @@
  *   in a PAX extended header (as are link targets over 100 bytes and sizes of 8 GiB and more);
  * - closed by two zero blocks and padded to a whole 10 KiB record, as tar itself writes.
  *
+ * What goes in:
+ * - a directory source: every regular file and symlink under it, except anything named `.git`
+ *   or `node_modules` at any depth (the agent installs dependencies on the instance); any other
+ *   kind of file (socket, fifo, device) is refused;
+ * - a git source: the blobs of the commit's tree, byte for byte as committed (no clean/smudge
+ *   filters, no `export-ignore`); a submodule appears as an empty directory, as with
+ *   `git archive`;
+ * - directories only as parents of what is packaged: an empty directory is left out, which a
+ *   git source could not carry anyway, so both sources of one tree give the same archive;
+ * - symlinks as symlinks, never followed; one whose target is absolute or resolves outside the
+ *   tree is refused, since it would reach into the instance beyond the release directory.
+ *
  * The tar stream is cut into fixed 1 MiB blocks and compressed at level 6 (gzip's default),
  * block by block on several threads (see {@link BlockGzip}); the bytes depend only on the
  * block boundaries, never on the thread count. The gzip header is written here, fixed: no
@@ -35,6 +47,7 @@ import { constants as fsConstants } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
+import { PassThrough } from "node:stream";
 import { constants, crc32, deflateRaw } from "node:zlib";
 import { ConfigError, StepError, describeError } from "../shared/errors.js";
 
@@ -48,8 +61,12 @@ export const SKIPPED_NAMES: ReadonlySet<string> = new Set([".git", "node_modules
 export type PackageSourceSpec =
   /** Every regular file and symlink under `dir`, except `.git` and `node_modules`. */
   | { kind: "dir"; dir: string }
-  /** The files of `commit` as committed, read from the object store, not the work tree. */
-  | { kind: "git"; repoDir: string; commit: string };
+  /**
+   * The files of `commit` as committed, read from the object store, not the work tree; with
+   * `subdir`, only that directory of the commit, as the archive's root (an app that lives in a
+   * subdirectory of its repository, whose VERSION belongs beside its code).
+   */
+  | { kind: "git"; repoDir: string; commit: string; subdir?: string };
 
 export interface PackageOptions {
   source: PackageSourceSpec;
@@ -139,7 +156,7 @@ interface Source {
 }
 
 function readSource(spec: PackageSourceSpec): Promise<Source> {
-  return spec.kind === "dir" ? readDirectorySource(spec.dir) : readGitSource(spec.repoDir, spec.commit);
+  return spec.kind === "dir" ? readDirectorySource(spec.dir) : readGitSource(spec.repoDir, spec.commit, spec.subdir);
 }
 
 /** Adds the directories, merges the extra files in, sorts, and checks every symlink. */
@@ -241,13 +258,13 @@ function symlinkProblem(linkPath: string, links: ReadonlyMap<string, string>): s
 // ---------------------------------------------------------------------------------------------
 // Directory source
 
-/** Bound on concurrent filesystem calls while walking and reading ahead. */
+/** Bound on concurrent filesystem calls while walking the tree. */
 const FS_CONCURRENCY = 32;
 /** Files up to this size are read whole, ahead of need; larger ones are streamed. */
 const WHOLE_READ_MAX = 1 << 20;
 /** Read-ahead window for whole-read files. */
 const READ_AHEAD_FILES = 64;
-const READ_AHEAD_BYTES = 32 << 20;
+const READ_AHEAD_BYTES = 16 << 20;
 /** Chunk size for streamed files. */
 const STREAM_CHUNK = 1 << 20;
 
@@ -318,6 +335,7 @@ class DirectoryReader implements ContentReader {
   private next = 0;
   private inFlightBytes = 0;
   private readonly ahead = new Map<FileEntry, Promise<Buffer>>();
+  private readonly slab = new Slab(4 << 20);
 
   constructor(
     private readonly root: string,
@@ -370,7 +388,7 @@ class DirectoryReader implements ContentReader {
     // Plain descriptors rather than FileHandles, and one read sized from the walk's lstat
     // plus a byte to notice growth: three thread-pool trips per file instead of readFile's four
     // or more, which is what thousands of small files cost.
-    const data = Buffer.allocUnsafe(file.size + 1);
+    const data = this.slab.carve(file.size + 1);
     let got = 0;
     let fd: number;
     try {
@@ -422,6 +440,30 @@ class DirectoryReader implements ContentReader {
   }
 }
 
+/**
+ * Hands out pieces of large shared buffers: thousands of small files then cost a handful of
+ * allocations instead of one each, which is most of the garbage collector's work otherwise.
+ * A slab is freed once nothing refers to any piece of it.
+ */
+class Slab {
+  private current = Buffer.allocUnsafe(0);
+  private used = 0;
+
+  constructor(private readonly size: number) {}
+
+  carve(n: number): Buffer {
+    if (n > this.size / 4) return Buffer.allocUnsafe(n);
+    if (this.used + n > this.current.length) {
+      this.current = Buffer.allocUnsafe(this.size);
+      this.used = 0;
+    }
+    const piece = this.current.subarray(this.used, this.used + n);
+    // Keep pieces 8-byte aligned, as allocations would be.
+    this.used += (n + 7) & ~7;
+    return piece;
+  }
+}
+
 const openFd = (file: string, flags: number): Promise<number> =>
   new Promise((resolve, reject) => fs.open(file, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 const readFd = (fd: number, into: Buffer, offset: number, length: number, position: number): Promise<number> =>
@@ -458,9 +500,9 @@ class Limiter {
  */
 const GIT_LOCATION_VARIABLES = ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"];
 
-async function readGitSource(repoDir: string, commit: string): Promise<Source> {
+async function readGitSource(repoDir: string, commit: string, subdir: string | undefined): Promise<Source> {
   const field = "commit";
-  if (commit === "" || commit.startsWith("-") || /[\s\0]/.test(commit)) {
+  if (commit === "" || commit.startsWith("-") || /[\s\0:]/.test(commit)) {
     throw new ConfigError(field, `"${commit}" is not a commit name`);
   }
   const git = new Git(path.resolve(repoDir), field);
@@ -468,7 +510,20 @@ async function readGitSource(repoDir: string, commit: string): Promise<Source> {
   if (revParse.code !== 0) throw new ConfigError(field, `"${commit}" is not a commit in ${repoDir}`);
   const commitId = revParse.stdout.toString("utf8").trim();
 
-  const listing = await git.run(["ls-tree", "-r", "-z", "-l", "--full-tree", commitId]);
+  let tree = commitId;
+  if (subdir !== undefined) {
+    const cleaned = subdir.replace(/\/+$/, "");
+    if (!isCleanRelativePath(cleaned)) throw new ConfigError("subdir", `"${subdir}" is not a relative path inside the repository`);
+    // `<commit>:<path>^{tree}` would read "^{tree}" as part of the path: ask for the type instead.
+    const subtree = await git.run(["rev-parse", "--verify", "--quiet", `${commitId}:${cleaned}`]);
+    tree = subtree.stdout.toString("utf8").trim();
+    const type = subtree.code === 0 ? await git.run(["cat-file", "-t", tree]) : undefined;
+    if (type?.code !== 0 || type.stdout.toString("utf8").trim() !== "tree") {
+      throw new ConfigError("subdir", `"${subdir}" is not a directory in commit ${commitId}`);
+    }
+  }
+
+  const listing = await git.run(["ls-tree", "-r", "-z", "-l", "--full-tree", tree]);
   if (listing.code !== 0) throw new ConfigError(field, `cannot list ${commitId}: ${listing.stderr.trim()}`);
   const entries: Entry[] = [];
   const symlinkIds = new Map<string, string>();
@@ -581,12 +636,15 @@ class GitBlobReader implements ContentReader {
       child.on("error", () => resolve(128));
       child.on("close", (code) => resolve(code ?? 128));
     });
-    this.exit.catch(() => undefined);
     // git answers in request order; it reads stdin as it writes stdout, so feed everything now
     // and let the pipe's backpressure pace it.
     child.stdin.on("error", () => undefined);
     child.stdin.end(ids.map((id) => `${id}\n`).join(""));
-    this.reader = new ByteReader(child.stdout);
+    // Piped from the start: when a child exits, Node resumes any of its output streams that no
+    // one is reading yet and drops what they hold, and an async iterator only starts reading at
+    // its first next(). A small repository's blobs can all be written, and git gone, before the
+    // archive asks for the first one.
+    this.reader = new ByteReader(child.stdout.pipe(new PassThrough({ highWaterMark: 1 << 20 })));
   }
 
   async *read(file: FileEntry, ref: string): AsyncIterable<Buffer> {

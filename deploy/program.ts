@@ -24,7 +24,7 @@ export interface ReleasePlan {
   artifactKey: string;
   sha256: string;
   fleet: Omit<FleetDeploymentInputs, "app" | "environment" | "region" | "version" | "sha256" | "bucket" | "artifactKey">;
-  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number };
+  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
   launchTemplateId: string;
   /** ETag of latest.json when the release started ("" when absent). */
   latestEtag: string;
@@ -71,6 +71,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
           retain: plan.image.retain,
           waitTimeoutMinutes: plan.image.waitTimeoutMinutes,
           launchTemplateId: plan.launchTemplateId,
+          tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate,
         },
         { dependsOn: [deployment] },
       );

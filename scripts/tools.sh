@@ -21,6 +21,10 @@ PULUMI_VERSION="3.274.1"
 # The oldest CLI the @pulumi/pulumi automation API accepts is older than this; a
 # pulumi already on PATH is used when it is at least this version.
 PULUMI_MIN_VERSION="3.200.0"
+# The Node.js language host (runs `pulumi up` of a nodejs project such as the foundation). Its
+# own module is never tagged, so the Go module proxy serves no version of it; it is built from
+# the last sdk/v3 release that still contained it (see tools/pulumi-language-nodejs/).
+LANGUAGE_HOST_SDK_VERSION="3.68.0"
 MOTO_VERSION="5.2.5"
 
 mkdir -p "$TOOLS/bin"
@@ -74,6 +78,26 @@ ensure_pulumi() {
     log "pulumi $("$TOOLS/bin/pulumi" version) built in $((SECONDS - start))s"
   fi
   ensure_nodejs_shim
+  ensure_language_host
+}
+
+ensure_language_host() {
+  if [ -x "$TOOLS/bin/pulumi-language-nodejs" ] && [ -f "$TOOLS/bin/.language-host-version" ] \
+    && [ "$(cat "$TOOLS/bin/.language-host-version")" = "$LANGUAGE_HOST_SDK_VERSION" ]; then
+    log "pulumi-language-nodejs (sdk v$LANGUAGE_HOST_SDK_VERSION, .tools/bin)"
+    return
+  fi
+  if command -v pulumi-language-nodejs >/dev/null 2>&1 && [ "$(command -v pulumi-language-nodejs)" != "$TOOLS/bin/pulumi-language-nodejs" ]; then
+    log "pulumi-language-nodejs (from PATH: $(command -v pulumi-language-nodejs))"
+    return
+  fi
+  log "building pulumi-language-nodejs from the Go module proxy"
+  local start=$SECONDS
+  (cd "$ROOT/tools/pulumi-language-nodejs" && GOFLAGS=-mod=mod go build -trimpath -o "$TOOLS/bin/pulumi-language-nodejs" \
+    -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$LANGUAGE_HOST_SDK_VERSION" \
+    github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs)
+  echo "$LANGUAGE_HOST_SDK_VERSION" > "$TOOLS/bin/.language-host-version"
+  log "pulumi-language-nodejs built in $((SECONDS - start))s"
 }
 
 # The engine starts dynamic providers through a plugin named pulumi-resource-pulumi-nodejs,

@@ -115,7 +115,7 @@ export interface DeployConfig {
   soakSeconds: number;
   /** Failed instances tolerated before the release stops and rolls back. @default 0 */
   maxErrors: number;
-  /** Releases kept on each instance (at least 2, so there is one to roll back to). @default 5 */
+  /** Older releases kept on each instance besides the current and the previous one. @default 3 */
   keepReleases: number;
   /** Seconds one instance's deploy may take. @default 600 */
   commandTimeoutS: number;
@@ -235,10 +235,16 @@ const healthUrl = z
     error: (iss) => `must be an http(s) URL without credentials, spaces or quotes, got ${show(iss.input)}`,
   });
 
-const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits and ._-/").refine(
-  (v) => !v.split("/").includes("..") && !v.includes("//") && !v.endsWith("/") && !v.split("/").includes("."),
-  { error: (iss) => `must be a normalized absolute path (no "..", ".", "//" or trailing "/"), got ${show(iss.input)}` },
-);
+/** Directories the agent refuses to deploy into (it would own and replace them). */
+const SYSTEM_DIRECTORIES = ["/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log"];
+
+const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits and ._-/")
+  .refine((v) => !v.split("/").includes("..") && !v.includes("//") && !v.endsWith("/") && !v.split("/").includes("."), {
+    error: (iss) => `must be a normalized absolute path (no "..", ".", "//" or trailing "/"), got ${show(iss.input)}`,
+  })
+  .refine((v) => !SYSTEM_DIRECTORIES.includes(v) && !v.startsWith("/usr/"), {
+    error: (iss) => `must be a directory of the app's own, not a system directory, got ${show(iss.input)}`,
+  });
 
 const rawSchema = z.strictObject({
   app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
@@ -332,7 +338,7 @@ const rawSchema = z.strictObject({
           .default("25%"),
         soakSeconds: wholeNumber(0, 3600).default(60),
         maxErrors: wholeNumber(0, 1000).default(0),
-        keepReleases: wholeNumber(2, 50).default(5),
+        keepReleases: wholeNumber(1, 50).default(3),
         commandTimeoutS: wholeNumber(30, 7200).default(600),
       },
       { error: required("an object") },
@@ -395,7 +401,9 @@ export function fieldName(path: readonly PropertyKey[]): string {
 function genericMessage(iss: z.core.$ZodRawIssue): string {
   switch (iss.code) {
     case "invalid_type":
-      return iss.input === undefined ? "is required" : `must be ${iss.expected === "array" ? "a list" : `a ${iss.expected}`}, got ${show(iss.input)}`;
+      if (iss.input === undefined) return "is required";
+      if (iss.expected === "array") return `must be a list, got ${show(iss.input)}`;
+      return `must be ${/^[aeiou]/.test(iss.expected) ? "an" : "a"} ${iss.expected}, got ${show(iss.input)}`;
     case "too_small":
       return iss.origin === "array" ? `needs at least ${String(iss.minimum)} item(s)` : `must be at least ${String(iss.minimum)}`;
     case "too_big":

@@ -7,7 +7,7 @@
 import { HeadObjectCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { ConfigError, StepError } from "../../shared/errors.js";
+import { ConfigError, StepError, describeError } from "../../shared/errors.js";
 import { SHA256_RE } from "../../shared/naming.js";
 import { awsCall, awsErrorName, awsHttpStatus, type Pacing } from "./call.js";
 
@@ -61,7 +61,8 @@ export async function headArtifact(s3: S3Client, bucket: string, key: string, pa
     if (isNotFound(err)) return undefined;
     // Without s3:ListBucket, S3 answers 403 instead of 404 for a missing key.
     if (awsHttpStatus(err) === 403 && err instanceof StepError) {
-      throw new StepError("Artifact lookup of", s3Uri(bucket, key), new Error(`${err.message} (a missing object reads as 403 without s3:ListBucket on the prefix)`));
+      const hint = new Error(`${describeError(err.cause)} (a missing object reads as 403 without s3:ListBucket on the prefix)`);
+      throw new StepError("Artifact lookup of", s3Uri(bucket, key), hint);
     }
     throw err;
   }

@@ -5,6 +5,7 @@
  */
 import {
   CreateImageCommand,
+  CreateTagsCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
@@ -117,6 +118,13 @@ export interface BakeImageRequest {
   noReboot: boolean;
   /** Makes the name unique. @default the current UTC time, `20260426T101500Z` */
   stamp?: string;
+  /**
+   * Tag the snapshots in the CreateImage request itself, so they are never untagged. The local
+   * emulator does not implement snapshot TagSpecifications on CreateImage; with `false`,
+   * `bakeImage` tags the snapshots with CreateTags once the image is available.
+   * @default true
+   */
+  tagSnapshotsOnCreate?: boolean;
 }
 
 /** `2026-04-26T10:15:00.123Z` → `20260426T101500Z` (AMI names allow no colons). */
@@ -138,7 +146,7 @@ export function buildCreateImageInput(req: BakeImageRequest, now: Date = new Dat
     NoReboot: req.noReboot,
     TagSpecifications: [
       { ResourceType: "image", Tags: tags },
-      { ResourceType: "snapshot", Tags: tags },
+      ...(req.tagSnapshotsOnCreate === false ? [] : [{ ResourceType: "snapshot" as const, Tags: tags }]),
     ],
   };
 }
@@ -243,6 +251,34 @@ export async function waitForImageAvailable(ec2: EC2Client, imageId: string, opt
     }
     throw err;
   }
+}
+
+/** Tags an image's snapshots like the image (for images baked with `tagSnapshotsOnCreate: false`). */
+export async function tagImageSnapshots(ec2: EC2Client, image: ImageSummary, req: BakeImageRequest, pacing: Pacing = {}): Promise<void> {
+  if (image.snapshotIds.length === 0) return;
+  const tags = tagList(imageTags(req.app, req.env, req.version, req.sha256, image.name));
+  await awsCall(
+    "Tagging the snapshots of image",
+    image.imageId,
+    () => ec2.send(new CreateTagsCommand({ Resources: [...image.snapshotIds], Tags: tags })),
+    pacing,
+  );
+}
+
+/**
+ * The whole bake: reuse or create the version's image, wait until it is available, and make
+ * sure its snapshots carry the zcp tags.
+ */
+export async function bakeImage(
+  ec2: EC2Client,
+  req: BakeImageRequest,
+  wait: ImageWaitOptions,
+): Promise<{ image: ImageSummary; reused: boolean }> {
+  const pacing = wait.pacing ?? {};
+  const made = await findOrCreateImage(ec2, req, pacing);
+  const image = await waitForImageAvailable(ec2, made.imageId, wait);
+  if (req.tagSnapshotsOnCreate === false) await tagImageSnapshots(ec2, image, req, pacing);
+  return { image, reused: made.reused };
 }
 
 // ---------------------------------------------------------------- retention

@@ -9,7 +9,8 @@ import type {
   ListCommandsCommandInput,
   SendCommandCommandInput,
 } from "@aws-sdk/client-ssm";
-import type { AgentParams } from "../transport.js";
+import { agentEnvironment, type AgentParams } from "../transport.js";
+import { sendCommandParameters, type AgentEnvName } from "../../shared/agent/document.js";
 import { fleetSelector } from "../../shared/tags.js";
 
 /** SendCommand accepts at most this many instance ids per call. */
@@ -21,30 +22,12 @@ export const SSM_MAX_TIMEOUT_S = 2_592_000;
 const MAX_COMMENT_LENGTH = 100;
 
 /**
- * The deploy document's parameter name for each agent input. The document declares one
- * parameter per `ZCP_*` variable, named in lower camel case like the `AgentParams` field.
+ * SendCommand `Parameters`: one single-element list per deploy document parameter, named and
+ * checked against its `allowedPattern` by the document's own table, so a value SSM would
+ * refuse fails here as a `ConfigError` naming its `ZCP_*` variable, before anything is sent.
  */
-export const DEPLOY_DOCUMENT_PARAMETER_NAMES: { readonly [K in keyof AgentParams]-?: string } = {
-  app: "app",
-  version: "version",
-  artifact: "artifact",
-  sha256: "sha256",
-  appDir: "appDir",
-  appUser: "appUser",
-  service: "service",
-  processManager: "processManager",
-  healthUrl: "healthUrl",
-  healthTimeoutS: "healthTimeoutS",
-  keepReleases: "keepReleases",
-};
-
-/** SendCommand `Parameters`: every document parameter takes a list of strings. */
 export function ssmParameters(params: AgentParams): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const field of Object.keys(DEPLOY_DOCUMENT_PARAMETER_NAMES) as (keyof AgentParams)[]) {
-    out[DEPLOY_DOCUMENT_PARAMETER_NAMES[field]] = [String(params[field])];
-  }
-  return out;
+  return sendCommandParameters(agentEnvironment(params) as Record<AgentEnvName, string>);
 }
 
 /** Who a command goes to: explicit instance ids (≤ 50) or the app/env tags of a fleet. */

@@ -383,6 +383,14 @@ export function agentParamsFor(
   };
 }
 
+/**
+ * What the agent needs besides AgentParams to act on this instance: its supervisord, its
+ * name in results, and a lock that lives (and goes away) with the instance.
+ */
+export function agentInstanceEnv(inst: LocalInstance): Record<string, string> {
+  return { ZCP_SUPERVISOR_CONF: inst.supervisorConf, ZCP_INSTANCE_ID: inst.id, ZCP_LOCK_DIR: inst.dir };
+}
+
 /** Runs the deploy agent for one instance with `env` (normally agentEnvironment(params)). */
 export async function runAgent(
   inst: LocalInstance,
@@ -395,8 +403,7 @@ export async function runAgent(
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,
     PATH: fs.existsSync(tools) ? `${basePath}:${tools}` : basePath,
-    ZCP_SUPERVISOR_CONF: inst.supervisorConf,
-    ZCP_INSTANCE_ID: inst.id,
+    ...agentInstanceEnv(inst),
     ...env,
   };
   const started = Date.now();

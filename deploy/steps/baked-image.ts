@@ -1,5 +1,5 @@
 /** BakedImage step: an image of a healthy instance on the new version, then retention. */
-import { applyImageRetention, findOrCreateImage, waitForImageAvailable } from "../aws/images.js";
+import { applyImageRetention, bakeImage as bake } from "../aws/images.js";
 import { emitProgress } from "../progress.js";
 import { stepPacing, traced, withClients } from "./context.js";
 import type { BakedImageInputs, BakedImageOutputs } from "./types.js";
@@ -10,7 +10,7 @@ export async function bakeImage(inputs: BakedImageInputs): Promise<BakedImageOut
   return traced(STEP, inputs.version, () =>
     withClients(inputs.region, async ({ ec2 }) => {
       const pacing = stepPacing(STEP);
-      const image = await findOrCreateImage(
+      const { image, reused } = await bake(
         ec2,
         {
           instanceId: inputs.sourceInstanceId,
@@ -19,11 +19,11 @@ export async function bakeImage(inputs: BakedImageInputs): Promise<BakedImageOut
           version: inputs.version,
           sha256: inputs.sha256,
           noReboot: inputs.noReboot,
+          tagSnapshotsOnCreate: inputs.tagSnapshotsOnCreate,
         },
-        pacing,
+        { timeoutMinutes: inputs.waitTimeoutMinutes, pacing },
       );
-      if (image.reused) emitProgress({ kind: "log", step: STEP, message: `reusing ${image.imageId} already baked for ${inputs.version}` });
-      await waitForImageAvailable(ec2, image.imageId, { timeoutMinutes: inputs.waitTimeoutMinutes, pacing });
+      if (reused) emitProgress({ kind: "log", step: STEP, message: `reusing ${image.imageId} already baked for ${inputs.version}` });
       const retention = await applyImageRetention(
         ec2,
         { app: inputs.app, env: inputs.environment, keep: inputs.retain, launchTemplateId: inputs.launchTemplateId, protectImageIds: [image.imageId] },
@@ -33,7 +33,7 @@ export async function bakeImage(inputs: BakedImageInputs): Promise<BakedImageOut
         ...inputs,
         imageId: image.imageId,
         imageName: image.name,
-        reused: image.reused,
+        reused,
         removedImages: retention.removed.map((r) => r.imageId),
       };
     }),

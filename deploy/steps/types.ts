@@ -77,6 +77,11 @@ export interface BakedImageInputs {
   retain: number;
   waitTimeoutMinutes: number;
   launchTemplateId: string;
+  /**
+   * Tag snapshots in CreateImage itself (AWS) or afterwards with CreateTags (the emulator
+   * rejects snapshot tag specifications).
+   */
+  tagSnapshotsOnCreate: boolean;
 }
 export interface BakedImageOutputs extends BakedImageInputs {
   imageId: string;

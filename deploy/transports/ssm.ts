@@ -320,6 +320,8 @@ class DeployRun {
     });
     const target = ids ? describeIds(ids) : `the ${this.params.app} fleet`;
     try {
+      // SendCommand has no idempotency token: a retry after a lost response can start a second
+      // command. The agent's instance lock and its `unchanged` result make that harmless.
       const out = await awsCall("SSM deploy to", target, () => this.options.ssm.send(new SendCommandCommand(input)), this.pacing);
       const commandId = out.Command?.CommandId;
       if (!commandId) throw new StepError("SSM deploy to", target, new Error("SendCommand returned no CommandId"));

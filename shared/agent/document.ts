@@ -32,8 +32,10 @@ export const SERVICE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$";
 export const PROCESS_MANAGER_PATTERN = "^(supervisor|systemd)$";
 /** http(s) URL without credentials, spaces or quotes. */
 export const HEALTH_URL_PATTERN = "^https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/?=&%+-]*)?$";
-export const HEALTH_TIMEOUT_PATTERN = "^[1-9][0-9]{0,3}$";
-export const KEEP_RELEASES_PATTERN = "^[1-9][0-9]?$";
+/** 1..3600 seconds, the agent's range. */
+export const HEALTH_TIMEOUT_PATTERN = "^([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|3600)$";
+/** 1..50 older releases kept besides the current and the previous one, the agent's range. */
+export const KEEP_RELEASES_PATTERN = "^([1-9]|[1-4][0-9]|50)$";
 
 /** The agent's environment variables, fixed by the agent contract. */
 export type AgentEnvName =
@@ -70,7 +72,7 @@ export const DEPLOY_PARAMETERS: readonly DeployParameter[] = [
   { name: "processManager", env: "ZCP_PROCESS_MANAGER", allowedPattern: PROCESS_MANAGER_PATTERN, description: "supervisor or systemd." },
   { name: "healthUrl", env: "ZCP_HEALTH_URL", allowedPattern: HEALTH_URL_PATTERN, description: "URL that answers 2xx when the release is healthy." },
   { name: "healthTimeoutS", env: "ZCP_HEALTH_TIMEOUT_S", allowedPattern: HEALTH_TIMEOUT_PATTERN, description: "Seconds to wait for the health check." },
-  { name: "keepReleases", env: "ZCP_KEEP_RELEASES", allowedPattern: KEEP_RELEASES_PATTERN, description: "How many releases to keep on the instance." },
+  { name: "keepReleases", env: "ZCP_KEEP_RELEASES", allowedPattern: KEEP_RELEASES_PATTERN, description: "Older releases kept besides the current and the previous one." },
 ];
 
 /** SSM Agent's first version with `interpolationType: ENV_VAR`. */

@@ -6,7 +6,7 @@ import { expect } from "chai";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
-import { agentScriptPath, readVersion, servicePid, type LocalInstance } from "../../deploy/local/fleet.js";
+import { agentInstanceEnv, agentScriptPath, readVersion, servicePid, type LocalInstance } from "../../deploy/local/fleet.js";
 import { agentEnvironment, parseAgentResult } from "../../deploy/transport.js";
 import { startEmulator, type Emulator } from "../helpers/emulator.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
@@ -166,8 +166,7 @@ describe("zcp-agent: deploying", function () {
     const env = {
       ...process.env,
       ...agentEnvironment(paramsFor(inst, v1)),
-      ZCP_SUPERVISOR_CONF: inst.supervisorConf,
-      ZCP_INSTANCE_ID: inst.id,
+      ...agentInstanceEnv(inst),
     };
     const shell = fs.existsSync("/bin/dash") ? "/bin/dash" : "sh";
     const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {

@@ -26,7 +26,7 @@ import { createAwsClients, destroyAwsClients, type AwsClients } from "../../depl
 import { headArtifact, uploadArtifact, verifyArtifact } from "../../deploy/aws/artifacts.js";
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../../deploy/aws/latest-pointer.js";
 import { discoverFleet } from "../../deploy/aws/fleet.js";
-import { applyImageRetention, findImageForVersion, findOrCreateImage, waitForImageAvailable } from "../../deploy/aws/images.js";
+import { applyImageRetention, bakeImage, findImageForVersion, findOrCreateImage, waitForImageAvailable } from "../../deploy/aws/images.js";
 import { describeDefaultVersion, releaseImageToLaunchTemplate } from "../../deploy/aws/launch-template.js";
 import { buildGetCommandInvocationInput, buildListCommandsInput, buildSendCommandInput, ssmParameters } from "../../deploy/commands/ssm.js";
 import { artifactKey, deployDocumentName } from "../../shared/naming.js";
@@ -38,7 +38,8 @@ import { PARAMS } from "../fixtures/aws/fake-ssm.js";
 const APP = "shop";
 const ENV = "dev";
 const BUCKET = "zcp-artifacts-test";
-const fast = { initialDelayMs: 10 };
+/** The emulator has images available at once; poll quickly anyway. */
+const IMAGE_WAIT = { timeoutMinutes: 1, pollInitialDelayMs: 10, pollMaxDelayMs: 50 };
 
 function sha256(b: Buffer): string {
   return createHash("sha256").update(b).digest("hex");
@@ -53,12 +54,14 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
   );
 }
 
-/** An AMI the emulator ships with, to launch instances from. */
+/** An AMI the emulator ships with (the same ids after every reset), to launch instances from. */
+let shippedImage: string | undefined;
 async function baseImage(ec2: EC2Client): Promise<string> {
+  if (shippedImage) return shippedImage;
   const out = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
-  const id = out.Images?.find((i) => i.ImageId && i.State === "available")?.ImageId;
-  if (!id) throw new Error("the emulator offers no base image");
-  return id;
+  shippedImage = out.Images?.find((i) => i.ImageId && i.State === "available")?.ImageId;
+  if (!shippedImage) throw new Error("the emulator offers no base image");
+  return shippedImage;
 }
 
 async function runTagged(ec2: EC2Client, imageId: string, count: number, tags: Record<string, string>): Promise<string[]> {
@@ -204,41 +207,50 @@ describe("deploy/aws against the AWS emulator", function () {
     it("bakes an image once per version, waits for it, and prunes without touching referenced ones", async function () {
       const ami = await baseImage(aws.ec2);
       const [source] = await runTagged(aws.ec2, ami, 1, baseTags(APP, ENV));
-      const bake = (version: string) => ({ instanceId: source ?? "", app: APP, env: ENV, version, sha256: sha256(Buffer.from(version)), noReboot: true });
+      // The emulator does not implement snapshot TagSpecifications on CreateImage.
+      const bake = (version: string) => ({ instanceId: source ?? "", app: APP, env: ENV, version, sha256: sha256(Buffer.from(version)), noReboot: true, tagSnapshotsOnCreate: false });
 
-      const v1 = await findOrCreateImage(aws.ec2, { ...bake("v1"), stamp: "20260101T000000Z" });
+      const v1 = await bakeImage(aws.ec2, bake("v1"), IMAGE_WAIT);
       expect(v1.reused).to.equal(false);
-      const ready = await waitForImageAvailable(aws.ec2, v1.imageId, { timeoutMinutes: 1, pollInitialDelayMs: 10, pollMaxDelayMs: 50 });
-      expect(ready.tags).to.deep.include({ "zcp:app": APP, "zcp:env": ENV, "zcp:version": "v1" });
-      expect((await findOrCreateImage(aws.ec2, { ...bake("v1"), stamp: "20260101T000001Z" })).imageId).to.equal(v1.imageId);
-      expect((await findImageForVersion(aws.ec2, { app: APP, env: ENV, version: "v1" }))?.imageId).to.equal(v1.imageId);
+      expect(v1.image).to.deep.include({ state: "available" });
+      expect(v1.image.tags).to.deep.include({ "zcp:app": APP, "zcp:env": ENV, "zcp:version": "v1", "zcp:sha256": sha256(Buffer.from("v1")) });
+      const snaps = await aws.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: v1.image.snapshotIds }));
+      expect(snaps.Snapshots?.[0]?.Tags).to.deep.include({ Key: "zcp:version", Value: "v1" });
 
-      const v2 = await findOrCreateImage(aws.ec2, { ...bake("v2"), stamp: "20260102T000000Z" });
-      const v3 = await findOrCreateImage(aws.ec2, { ...bake("v3"), stamp: "20260103T000000Z" });
-      const v4 = await findOrCreateImage(aws.ec2, { ...bake("v4"), stamp: "20260104T000000Z" });
+      // A retried bake of the same version finds the image by its tags instead of making another.
+      const retried = await bakeImage(aws.ec2, bake("v1"), IMAGE_WAIT);
+      expect(retried).to.deep.include({ reused: true });
+      expect(retried.image.imageId).to.equal(v1.image.imageId);
+      expect((await findImageForVersion(aws.ec2, { app: APP, env: ENV, version: "v1" }))?.imageId).to.equal(v1.image.imageId);
+
+      const v2 = await findOrCreateImage(aws.ec2, bake("v2"));
+      const v3 = await findOrCreateImage(aws.ec2, bake("v3"));
+      // The emulator stamps CreationDate to the second: make v4 unambiguously the newest.
+      await new Promise((r) => setTimeout(r, 1100));
+      const v4 = await findOrCreateImage(aws.ec2, bake("v4"));
+      expect((await waitForImageAvailable(aws.ec2, v4.imageId, IMAGE_WAIT)).state).to.equal("available");
 
       // v1 stays in the template's history, an instance runs v2; v3 is the only unreferenced old one.
-      const lt = await aws.ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: v1.imageId } }));
+      const lt = await aws.ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: v1.image.imageId } }));
       const ltId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
       await runTagged(aws.ec2, v2.imageId, 1, { Name: "still on v2" });
+      const v3Snapshots = (await findImageForVersion(aws.ec2, { app: APP, env: ENV, version: "v3" }))?.snapshotIds ?? [];
+      expect(v3Snapshots).to.have.length(1);
 
-      const snapshotsOf = async (imageId: string) =>
-        ((await aws.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0]?.BlockDeviceMappings ?? [])
-          .map((b) => b.Ebs?.SnapshotId)
-          .filter((s): s is string => !!s);
-      const v3Snapshots = await snapshotsOf(v3.imageId);
-
-      const result = await applyImageRetention(aws.ec2, { app: APP, env: ENV, keep: 1, launchTemplateId: ltId }, fast);
-      expect(result.kept.map((k) => k.imageId).sort()).to.deep.equal([v1.imageId, v2.imageId, v4.imageId].sort());
-      expect(result.removed.map((r) => r.imageId)).to.deep.equal([v3.imageId]);
-      expect(result.removed[0]?.snapshotIds).to.deep.equal(v3Snapshots);
+      const dry = await applyImageRetention(aws.ec2, { app: APP, env: ENV, keep: 1, launchTemplateId: ltId, dryRun: true });
+      const result = await applyImageRetention(aws.ec2, { app: APP, env: ENV, keep: 1, launchTemplateId: ltId });
+      expect(dry).to.deep.equal(result);
+      expect(Object.fromEntries(result.kept.map((k) => [k.imageId, k.reasons.join("; ").replace(/ i-[0-9a-f]+$/, " i-…")]))).to.deep.equal({
+        [v4.imageId]: "one of the newest 1",
+        [v2.imageId]: "used by instance i-…",
+        [v1.image.imageId]: `launch template version ${ltId}:1 (default)`,
+      });
+      expect(result.removed.map((r) => [r.imageId, r.snapshotIds])).to.deep.equal([[v3.imageId, v3Snapshots]]);
 
       const left = await aws.ec2.send(new DescribeImagesCommand({ Owners: ["self"] }));
       expect((left.Images ?? []).map((i) => i.ImageId)).to.not.include(v3.imageId);
-      if (v3Snapshots.length > 0) {
-        const snaps = await aws.ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
-        expect((snaps.Snapshots ?? []).map((s) => s.SnapshotId)).to.not.include.members(v3Snapshots);
-      }
+      const allSnapshots = await aws.ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
+      expect((allSnapshots.Snapshots ?? []).map((s) => s.SnapshotId)).to.not.include.members(v3Snapshots);
     });
 
     it("makes a new template version with the image the default, once", async function () {
@@ -248,7 +260,7 @@ describe("deploy/aws against the AWS emulator", function () {
       );
       const launchTemplateId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
       const [source] = await runTagged(aws.ec2, ami, 1, baseTags(APP, ENV));
-      const image = await findOrCreateImage(aws.ec2, { instanceId: source ?? "", app: APP, env: ENV, version: "v2", sha256: "2".repeat(64), noReboot: true });
+      const image = await findOrCreateImage(aws.ec2, { instanceId: source ?? "", app: APP, env: ENV, version: "v2", sha256: "2".repeat(64), noReboot: true, tagSnapshotsOnCreate: false });
 
       const first = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: image.imageId, app: APP, version: "v2" });
       expect(first).to.deep.include({ action: "created", previousDefaultVersion: 1, defaultVersion: 2 });

@@ -4,7 +4,12 @@
  */
 import { expect } from "chai";
 import * as pulumi from "@pulumi/pulumi";
-import { ConcurrentUpdateError, type EngineEvent } from "@pulumi/pulumi/automation/index.js";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ConcurrentUpdateError, LocalWorkspace, type EngineEvent } from "@pulumi/pulumi/automation/index.js";
+import { REPO_ROOT } from "../helpers/emulator.js";
+import { engineEnv, uniqueName } from "../helpers/stack.js";
 import { withStack } from "../helpers/stack.js";
 import { classifyEngineError } from "../../deploy/engine-errors.js";
 import { ReleaseLockedError, ExitCode } from "../../shared/errors.js";
@@ -109,5 +114,34 @@ describe("the Pulumi engine (real CLI, file backend, dynamic provider)", functio
       expect(mapped.exitCode).to.equal(ExitCode.Locked);
       expect(mapped.message).to.match(/another release of "test" is in progress \(lock held by .*pid \d+/);
     });
+  });
+
+  it("runs a nodejs project (not inline) through the Node.js language host", async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-lh-"));
+    const state = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-lh-state-"));
+    try {
+      fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(dir, "node_modules"));
+      fs.writeFileSync(path.join(dir, "Pulumi.yaml"), "name: zcp-language-host-check\nruntime: nodejs\nmain: index.js\n");
+      fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "zcp-language-host-check", private: true }));
+      fs.writeFileSync(
+        path.join(dir, "index.js"),
+        [
+          'const pulumi = require("@pulumi/pulumi");',
+          "const provider = { async create(inputs) { return { id: 'x', outs: { echoed: inputs.word + '!' } }; } };",
+          "class Echo extends pulumi.dynamic.Resource { constructor(n, a) { super(provider, n, { ...a, echoed: undefined }, {}); } }",
+          "exports.echoed = new Echo('echo', { word: 'ready' }).echoed;",
+        ].join("\n"),
+      );
+      const stack = await LocalWorkspace.createOrSelectStack(
+        { stackName: uniqueName("lh"), workDir: dir },
+        { envVars: engineEnv(`file://${state}`) },
+      );
+      const up = await stack.up({ onOutput: () => undefined });
+      expect(up.outputs.echoed?.value).to.equal("ready!");
+      await stack.destroy({ onOutput: () => undefined });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(state, { recursive: true, force: true });
+    }
   });
 });

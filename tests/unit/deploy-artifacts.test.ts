@@ -131,6 +131,8 @@ describe("deploy/aws/artifacts", function () {
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(err?.message).to.match(new RegExp(`^Artifact lookup of s3://b/${KEY} failed: .*Forbidden.*without s3:ListBucket`));
+    expect(err?.message).to.equal(
+      `Artifact lookup of s3://b/${KEY} failed: Forbidden: Forbidden (a missing object reads as 403 without s3:ListBucket on the prefix)`,
+    );
   });
 });

@@ -5,6 +5,7 @@
 import { expect } from "chai";
 import {
   CreateImageCommand,
+  CreateTagsCommand,
   DeleteSnapshotCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
@@ -15,6 +16,7 @@ import {
 import { mockClient } from "aws-sdk-client-mock";
 import {
   applyImageRetention,
+  bakeImage,
   buildCreateImageInput,
   findImageForVersion,
   findOrCreateImage,
@@ -107,6 +109,24 @@ describe("deploy/aws/images", function () {
         { ResourceType: "snapshot", Tags: tags },
       ],
     });
+  });
+
+  it("can tag snapshots after the bake instead of in CreateImage, for the local emulator", async function () {
+    const ec2 = offlineEc2();
+    const mock = mockClient(ec2);
+    mock
+      .on(DescribeImagesCommand)
+      .resolvesOnce({ Images: [] })
+      .resolves({ Images: [image("ami-0fresh", "2026-01-01T00:00:00.000Z", "available", "v2")] });
+    mock.on(CreateImageCommand).resolves({ ImageId: "ami-0fresh" });
+    mock.on(CreateTagsCommand).resolves({});
+    const got = await bakeImage(ec2, { ...REQ, tagSnapshotsOnCreate: false }, { timeoutMinutes: 5, pacing });
+    expect(got).to.deep.include({ reused: false });
+    expect(got.image.imageId).to.equal("ami-0fresh");
+    expect(mock.commandCalls(CreateImageCommand)[0]?.args[0].input.TagSpecifications?.map((t) => t.ResourceType)).to.deep.equal(["image"]);
+    const [tagging] = mock.commandCalls(CreateTagsCommand);
+    expect(tagging?.args[0].input.Resources).to.deep.equal(["snap-0fresh"]);
+    expect(tagging?.args[0].input.Tags).to.deep.include({ Key: "zcp:sha256", Value: SHA });
   });
 
   it("stamps image names without characters AMI names refuse", function () {

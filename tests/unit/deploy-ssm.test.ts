@@ -19,6 +19,8 @@ import {
 } from "../../deploy/commands/ssm.js";
 import { SsmTransport, outcomeFromInvocation, pluginOutput } from "../../deploy/transports/ssm.js";
 import type { ProgressEvent, RunOptions } from "../../deploy/transport.js";
+import { DEPLOY_PARAMETERS } from "../../shared/agent/document.js";
+import { ConfigError } from "../../shared/errors.js";
 import { awsError, fakeClock, offlineSsm, type FakeClock } from "../fixtures/aws/clients.js";
 import { PARAMS, agentLine, fakeSsm, ok, type Step } from "../fixtures/aws/fake-ssm.js";
 
@@ -105,10 +107,19 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
     expect(shareRateLimit("10", 20, 20, "concurrency")).to.equal("10");
   });
 
-  it("maps every agent parameter to its document parameter as a one-element list", function () {
-    const p = ssmParameters(PARAMS);
-    expect(Object.keys(p)).to.have.length(11);
-    for (const v of Object.values(p)) expect(v).to.have.length(1);
+  it("names parameters as the deploy document declares them, and refuses a value SSM would reject", function () {
+    expect(Object.keys(ssmParameters(PARAMS))).to.deep.equal(DEPLOY_PARAMETERS.map((p) => p.name));
+    expect(() => ssmParameters({ ...PARAMS, healthUrl: "http://x/$(reboot)" })).to.throw(ConfigError, /^ZCP_HEALTH_URL: must match /);
+  });
+
+  it("sends nothing when a parameter is invalid", async function () {
+    const { transport, mock } = setup({});
+    const err = await transport.runAgent(ids(2), { ...PARAMS, version: "not a version" }, run()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ConfigError);
+    expect(mock.calls()).to.have.length(0);
   });
 });
 

@@ -5,6 +5,7 @@
 import { expect } from "chai";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { PACKAGE_MTIME, packageSource, type PackageOptions, type PackageResult } from "../../deploy/package.js";
@@ -269,6 +270,34 @@ describe("packageSource", function () {
       expect(fs.readFileSync(path.join(into, "src/server.js"), "utf8")).to.equal("console.log('up');\n");
     });
 
+    it("packages one directory of a commit as the archive root when given a subdir", async function () {
+      const repo = scratch("package-repo");
+      const appTree = Object.fromEntries(Object.entries(APP).map(([name, node]) => [`examples/app/${name}`, node]));
+      const commit = initRepo(repo, { ...appTree, "infra/index.ts": "export {};\n" });
+      const sub = await pack({ source: { kind: "git", repoDir: repo, commit, subdir: "examples/app/" }, extraFiles: { VERSION: "v2\n" } });
+      const dir = await packDir(treeOf(APP), { extraFiles: { VERSION: "v2\n" } });
+      expect(sub.sha256).to.equal(dir.sha256);
+      expect(sub.commit).to.equal(commit);
+
+      const missing = await rejection(pack({ source: { kind: "git", repoDir: repo, commit, subdir: "examples/nope" } }));
+      expect(missing.field).to.equal("subdir");
+      const escaping = await rejection(pack({ source: { kind: "git", repoDir: repo, commit, subdir: "../elsewhere" } }));
+      expect(escaping.field).to.equal("subdir");
+    });
+
+    it("keeps git's output when git has finished before the first blob is wanted", async function () {
+      // A large extra file sorted first keeps the writer busy compressing while git answers every
+      // request and exits; its output must still be there when the first blob is read.
+      const repo = scratch("package-repo");
+      const commit = initRepo(repo, APP);
+      const slow: string[] = [];
+      for (let i = 0; slow.length < 60_000; i++) slow.push(createHash("sha1").update(String(i)).digest("hex"));
+      const extraFiles = { "0-first.txt": slow.join("\n") };
+      const fromGit = await pack({ source: { kind: "git", repoDir: repo, commit }, extraFiles, concurrency: 1 });
+      const fromDir = await packDir(treeOf(APP), { extraFiles });
+      expect(fromGit.sha256).to.equal(fromDir.sha256);
+    });
+
     it("refuses a name that is not a commit, and option-like names", async function () {
       const repo = scratch("package-repo");
       initRepo(repo, APP);
@@ -323,6 +352,18 @@ describe("packageSource", function () {
         ["logs", "shared/logs"],
         ["via-lib", "lib/../../README.md"],
       ]);
+    });
+
+    it("refuses a file that is neither regular, directory nor symlink", async function () {
+      const src = treeOf(APP);
+      const server = net.createServer();
+      await new Promise<void>((resolve) => server.listen(path.join(src, "app.sock"), resolve));
+      try {
+        const err = await rejection(packDir(src));
+        expect(err.message).to.equal('--source: "app.sock" is not a regular file, directory or symlink');
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
 
     it("refuses a source directory that does not exist", async function () {

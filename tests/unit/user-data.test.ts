@@ -1,0 +1,182 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { expect } from "chai";
+import { sha256Hex } from "../../shared/agent/document.js";
+import { type ConvergeScriptArgs, buildConvergeScript, shellQuote } from "../../infra/user-data.js";
+import { agentObjectKey } from "../../infra/deploy-document.js";
+import { RELEASE_SHA256, stubAgentScript } from "../fixtures/infra/agent.js";
+import { repoRoot } from "../../shared/agent/document.js";
+
+const BUCKET = "zcp-web-dev-abc1234";
+const FAKE_AWS = path.join(repoRoot(), "tests", "fixtures", "infra", "fake-aws.sh");
+
+interface Boot {
+  root: string;
+  appDir: string;
+  s3: string;
+  logFile: string;
+  args: ConvergeScriptArgs;
+}
+
+/** A fake instance: an app dir, an S3 bucket as a directory, the agent copy in it. */
+function fakeInstance(options: { current?: string; agent?: string } = {}): Boot {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-boot-"));
+  const appDir = path.join(root, "app");
+  const s3 = path.join(root, "s3");
+  fs.mkdirSync(path.join(appDir, "releases"), { recursive: true });
+  if (options.current) {
+    fs.mkdirSync(path.join(appDir, "releases", options.current));
+    fs.symlinkSync(`releases/${options.current}`, path.join(appDir, "current"));
+  }
+  const script = stubAgentScript();
+  const sha = sha256Hex(script);
+  const key = agentObjectKey("web", sha);
+  fs.mkdirSync(path.dirname(path.join(s3, BUCKET, key)), { recursive: true });
+  fs.writeFileSync(path.join(s3, BUCKET, key), options.agent ?? script);
+  fs.mkdirSync(path.join(root, "bin"));
+  fs.copyFileSync(FAKE_AWS, path.join(root, "bin", "aws"));
+  fs.chmodSync(path.join(root, "bin", "aws"), 0o755);
+  const logFile = path.join(root, "converge.log");
+  return {
+    root,
+    appDir,
+    s3,
+    logFile,
+    args: {
+      app: "web",
+      environment: "dev",
+      region: "eu-west-1",
+      bucket: BUCKET,
+      agentKey: key,
+      agentSha256: sha,
+      appDir,
+      appUser: "ubuntu",
+      service: "web",
+      processManager: "supervisor",
+      healthUrl: "http://127.0.0.1:8080/health",
+      healthTimeoutS: 60,
+      keepReleases: 3,
+      logFile,
+    },
+  };
+}
+
+function publishLatest(boot: Boot, latest: Record<string, unknown>): void {
+  const file = path.join(boot.s3, BUCKET, "releases", "web", "latest.json");
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(latest));
+}
+
+function boot(b: Boot, env: Record<string, string> = {}) {
+  const file = path.join(b.root, "user-data.sh");
+  fs.writeFileSync(file, buildConvergeScript(b.args));
+  const result = spawnSync("bash", [file], {
+    env: { PATH: `${path.join(b.root, "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`, FAKE_S3_ROOT: b.s3, ...env },
+    encoding: "utf8",
+  });
+  const log = fs.existsSync(b.logFile) ? fs.readFileSync(b.logFile, "utf8") : "";
+  const requestsFile = path.join(b.s3, "requests.log");
+  const requests = fs.existsSync(requestsFile) ? fs.readFileSync(requestsFile, "utf8").trim().split("\n") : [];
+  return { status: result.status, log, requests };
+}
+
+describe("launch template user data (infra/user-data.ts)", () => {
+  const made: string[] = [];
+  const instance = (options?: { current?: string; agent?: string }) => {
+    const b = fakeInstance(options);
+    made.push(b.root);
+    return b;
+  };
+  after(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  it("is valid bash", () => {
+    const b = instance();
+    const file = path.join(b.root, "user-data.sh");
+    fs.writeFileSync(file, buildConvergeScript(b.args));
+    const check = spawnSync("bash", ["-n", file], { encoding: "utf8" });
+    expect(check.status, check.stderr).to.equal(0);
+  });
+
+  it("keeps the image as it is when nothing was released yet", () => {
+    const b = instance();
+    const run = boot(b);
+    expect(run.status, run.log).to.equal(0);
+    expect(run.log).to.contain("no release yet");
+    expect(run.requests).to.deep.equal([`${BUCKET}/releases/web/latest.json`]);
+  });
+
+  it("does nothing when the image already runs the released version", () => {
+    const b = instance({ current: "v1.4.2" });
+    publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256 });
+    const run = boot(b);
+    expect(run.status, run.log).to.equal(0);
+    expect(run.log).to.contain("already on v1.4.2");
+    expect(run.log).to.not.contain("ZCP_VERSION=");
+  });
+
+  it("runs the published agent on the released version when the image is older", () => {
+    const b = instance({ current: "v1.4.1" });
+    publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, image: "ami-0123", time: "t" });
+    const run = boot(b, { ZCP_STUB_EXIT: "0" });
+    expect(run.status, run.log).to.equal(0);
+    expect(run.requests).to.deep.equal([`${BUCKET}/releases/web/latest.json`, `${BUCKET}/${b.args.agentKey}`]);
+    const seen = run.log.split("\n").filter((l) => l.startsWith("ZCP_"));
+    expect(seen).to.deep.equal([
+      "ZCP_APP=web",
+      "ZCP_VERSION=v1.4.2",
+      `ZCP_ARTIFACT=s3://${BUCKET}/releases/web/v1.4.2.tar.gz`,
+      `ZCP_SHA256=${RELEASE_SHA256}`,
+      `ZCP_APP_DIR=${b.appDir}`,
+      "ZCP_APP_USER=ubuntu",
+      "ZCP_SERVICE=web",
+      "ZCP_PROCESS_MANAGER=supervisor",
+      "ZCP_HEALTH_URL=http://127.0.0.1:8080/health",
+      "ZCP_HEALTH_TIMEOUT_S=60",
+      "ZCP_KEEP_RELEASES=3",
+    ]);
+  });
+
+  it("deploys on a fresh base image without any release, and reports the agent's failure", () => {
+    const b = instance();
+    publishLatest(b, { version: "v2", key: "releases/web/v2.tar.gz", sha256: RELEASE_SHA256 });
+    const run = boot(b, { ZCP_STUB_EXIT: "1" });
+    expect(run.status).to.equal(1);
+    expect(run.log).to.contain("image has no release, latest is v2").and.contain("ZCP_VERSION=v2");
+  });
+
+  it("refuses an agent copy that does not match its SHA-256", () => {
+    const b = instance({ current: "v1", agent: `${stubAgentScript()}\necho tampered\n` });
+    publishLatest(b, { version: "v2", key: "releases/web/v2.tar.gz", sha256: RELEASE_SHA256 });
+    const run = boot(b);
+    expect(run.status).to.equal(1);
+    expect(run.log).to.contain("does not match its SHA-256").and.not.contain("ZCP_VERSION=");
+  });
+
+  const badPointers: [string, Record<string, unknown>][] = [
+    ["a version with shell syntax", { version: "v2;reboot", key: "releases/web/v2.tar.gz", sha256: RELEASE_SHA256 }],
+    ["a key outside the app's prefix", { version: "v2", key: "releases/api/v2.tar.gz", sha256: RELEASE_SHA256 }],
+    ["a key climbing out of the prefix", { version: "v2", key: "releases/web/../api/v2.tar.gz", sha256: RELEASE_SHA256 }],
+    ["a malformed sha256", { version: "v2", key: "releases/web/v2.tar.gz", sha256: "abc" }],
+    ["missing fields", { version: "v2" }],
+  ];
+  for (const [what, latest] of badPointers) {
+    it(`refuses latest.json with ${what}`, () => {
+      const b = instance({ current: "v1" });
+      publishLatest(b, latest);
+      const run = boot(b);
+      expect(run.status).to.equal(1);
+      expect(run.log).to.contain("latest.json").and.not.contain("ZCP_VERSION=");
+      expect(run.requests).to.have.length(1);
+    });
+  }
+
+  it("quotes every configured value", () => {
+    expect(shellQuote("it's")).to.equal(`'it'\\''s'`);
+    const b = instance();
+    const text = buildConvergeScript(b.args);
+    expect(text).to.contain(`BUCKET='${BUCKET}'`).and.contain("export AWS_DEFAULT_REGION='eu-west-1'");
+    expect(text).to.contain(`AGENT_SHA256='${b.args.agentSha256}'`);
+  });
+});
