@@ -21,7 +21,7 @@ import { findRepoRoot } from "./repo.js";
 import * as local from "./local/environment.js";
 import * as fleet from "./local/fleet.js";
 
-export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: string; commit: string };
+export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: string; commit: string; subdir?: string };
 
 export interface ReleaseSettings {
   accountId: string;
@@ -113,7 +113,9 @@ function gitHead(dir: string): SourceSpec {
   try {
     const top = execFileSync("git", ["-C", dir, "rev-parse", "--show-toplevel"], { encoding: "utf8" }).trim();
     const commit = execFileSync("git", ["-C", dir, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
-    return { kind: "git", repoDir: top, commit };
+    // The project may live below the repository's top level; package only the project.
+    const subdir = path.relative(top, path.resolve(dir));
+    return { kind: "git", repoDir: top, commit, ...(subdir ? { subdir } : {}) };
   } catch {
     return { kind: "dir", dir };
   }

@@ -225,7 +225,7 @@ async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log
     }
     const source = req.source ?? ctx.defaultSource;
     const pkg = await packageSource({
-      source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit },
+      source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit, ...(source.subdir ? { subdir: source.subdir } : {}) },
       extraFiles: { VERSION: `${req.version}\n` },
     });
     try {
@@ -441,7 +441,7 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
       // Not uploaded yet: the checksum the release would have, without uploading anything.
       const source = req.source ?? ctx.defaultSource;
       const pkg = await packageSource({
-        source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit },
+        source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit, ...(source.subdir ? { subdir: source.subdir } : {}) },
         extraFiles: { VERSION: `${req.version}\n` },
       });
       sha256 = pkg.sha256;
@@ -570,8 +570,9 @@ export async function history(ctx: EnvironmentContext): Promise<HistoryEntry[]> 
   } catch (err) {
     throw classifyEngineError(err, { environment: ctx.name });
   }
-  return entries.map((h) => ({
-    update: h.version,
+  // Newest first; file backends leave the update number unset, so count it here.
+  return entries.map((h, i) => ({
+    update: h.version || entries.length - i,
     kind: h.kind,
     message: h.message ?? "",
     result: h.result,

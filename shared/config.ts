@@ -161,9 +161,8 @@ export interface ZcpConfig {
   stateBackend?: StateBackendConfig;
 }
 
-/** The stack-config keys (under `zcp:`) that hold objects; the others are strings. */
+/** The stack-config keys (under `zcp:`) that hold objects; `app`, `environment` and `baseAmiId` are strings. */
 export const OBJECT_KEYS = ["github", "aws", "artifacts", "oidc", "fleet", "runtime", "deploy", "image", "stateBackend"] as const;
-export const STRING_KEYS = ["app", "environment", "baseAmiId"] as const;
 
 /** Stacks whose name is the environment name they must configure. */
 export const ENVIRONMENT_STACKS = ["dev", "prod"] as const;

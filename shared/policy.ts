@@ -371,7 +371,10 @@ export function launchTemplateReleasePolicy(s: {
   ]);
 }
 
-/** The preview role: what a pull request's `zcp preview` reads, and nothing it could change. */
+/**
+ * The preview role: what a pull request's `zcp preview` and foundation `pulumi preview` read,
+ * and nothing they could change (except the state lock a preview takes).
+ */
 export function previewRolePolicy(s: RoleScope): PolicyDocument {
   const { partition: p, region, accountId } = s;
   const prefix = artifactPrefix(s.app);
@@ -388,6 +391,13 @@ export function previewRolePolicy(s: RoleScope): PolicyDocument {
       Effect: "Allow",
       Action: ["ssm:DescribeDocument", "ssm:GetDocument"],
       Resource: documentArn(p, region, accountId, s.documentName),
+    },
+    {
+      // A foundation preview of a stack that adopts the account's provider looks it up.
+      Sid: "ReadGitHubProvider",
+      Effect: "Allow",
+      Action: "iam:GetOpenIDConnectProvider",
+      Resource: `arn:${p}:iam::${accountId}:oidc-provider/${GITHUB_OIDC_HOST}`,
     },
     {
       Sid: "Describe",

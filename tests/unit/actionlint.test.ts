@@ -1,7 +1,9 @@
 /**
- * actionlint over the workflows: syntax, expressions and contexts, action inputs (including
- * the local composite actions), and every `run:` block through shellcheck. The scripts the
- * workflows call (.github/scripts) go through shellcheck directly.
+ * actionlint over the workflows: syntax, expressions and contexts, the inputs given to actions
+ * (checked against the local composite actions' own metadata too), and every `run:` block
+ * through shellcheck. What actionlint does not read, the scripts the workflows call
+ * (.github/scripts) and the `run:` steps of the composite actions, goes through shellcheck
+ * directly.
  *
  * actionlint is installed by scripts/tools.sh into .tools/bin; a missing actionlint or
  * shellcheck fails these tests instead of skipping them, since a skipped lint would pass
@@ -11,6 +13,7 @@ import { expect } from "chai";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { findRepoRoot } from "../../deploy/repo.js";
 
 const ROOT = findRepoRoot();
@@ -88,5 +91,25 @@ describe("actionlint", function () {
     const run = spawnSync(requireTool(onPath("shellcheck"), "shellcheck"), ["--severity=style", ...scripts], { encoding: "utf8" });
     expect(`${run.stdout}${run.stderr}`).to.equal("");
     expect(run.status).to.equal(0);
+  });
+
+  it("shellcheck passes the run: steps of the composite actions", () => {
+    const shellcheck = requireTool(onPath("shellcheck"), "shellcheck");
+    const dir = path.join(ROOT, ".github", "actions");
+    const steps = fs
+      .readdirSync(dir)
+      .map((d) => path.join(dir, d, "action.yml"))
+      .filter((f) => fs.existsSync(f))
+      .flatMap((f) => {
+        const action = parseYaml(fs.readFileSync(f, "utf8")) as { runs?: { steps?: { name?: string; run?: string; shell?: string }[] } };
+        return (action.runs?.steps ?? []).filter((s) => s.run !== undefined).map((s) => ({ where: `${path.relative(ROOT, f)} › ${s.name ?? "step"}`, ...s }));
+      });
+    expect(steps.length, "composite action run: steps").to.be.greaterThan(0);
+    for (const step of steps) {
+      expect(step.shell, `${step.where}: composite run steps name their shell`).to.equal("bash");
+      const run = spawnSync(shellcheck, ["--shell=bash", "--severity=style", "-"], { input: step.run, encoding: "utf8" });
+      expect(`${run.stdout}${run.stderr}`, step.where).to.equal("");
+      expect(run.status, step.where).to.equal(0);
+    }
   });
 });

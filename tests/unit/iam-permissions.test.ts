@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import type * as FleetModule from "../../infra/fleet.js";
 import type * as RolesModule from "../../infra/roles.js";
-import { ACCOUNT, REGION, STATE_BACKEND, fleetArgs, rolesArgs } from "../fixtures/infra/components.js";
+import { ACCOUNT, PROVIDER_ARN, REGION, STATE_BACKEND, fleetArgs, rolesArgs } from "../fixtures/infra/components.js";
 import { type MockRecorder, mockLaunchTemplateId, registered, useMocks, valueOf } from "../helpers/pulumi-mocks.js";
 import { decide } from "./support/iam-engine.js";
 
@@ -161,6 +161,7 @@ describe("role permissions under an IAM engine", () => {
       { name: "read latest.json", action: "s3:GetObject", resource: ARN.object("releases/web/latest.json") },
       { name: "list the bucket", action: "s3:ListBucket", resource: ARN.bucket() },
       { name: "read the document", action: "ssm:GetDocument", resource: ARN.document("zcp-web-dev-deploy") },
+      { name: "look up the GitHub provider", action: "iam:GetOpenIDConnectProvider", resource: PROVIDER_ARN },
       { name: "describe instances", action: "ec2:DescribeInstances", resource: "*" },
       { name: "read release state", action: "s3:GetObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "take the preview lock", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/locks/release/dev/x.json", STATE_BACKEND.bucket) },
@@ -176,6 +177,9 @@ describe("role permissions under an IAM engine", () => {
       { name: "write release state", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "encrypt state secrets", action: "kms:Encrypt", resource: STATE_BACKEND.kmsKeyArn },
       { name: "cancel a command", action: "ssm:CancelCommand", resource: "*" },
+      { name: "change the GitHub provider", action: "iam:UpdateOpenIDConnectProviderThumbprint", resource: PROVIDER_ARN },
+      { name: "read another app's artifacts", action: "s3:GetObject", resource: ARN.object("releases/api/v1.tar.gz") },
+      { name: "read another document", action: "ssm:GetDocument", resource: ARN.document("zcp-api-dev-deploy") },
     ],
   );
 

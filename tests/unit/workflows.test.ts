@@ -188,9 +188,12 @@ function checkCompositeAction(file: string, text: string): Finding[] {
 
 type Add = (rule: Rule, where: string, message: string) => void;
 
+/** Inputs and variables that carry static AWS credentials. */
+const STATIC_AWS_CREDENTIALS = /aws-access-key-id|aws-secret-access-key|aws-session-token|AWS_SECRET|AWS_ACCESS_KEY|AWS_SESSION_TOKEN/i;
+
 /** Rules about the raw text: no access keys, no stored secrets, versions beside pinned SHAs. */
 function checkText(text: string, add: Add): void {
-  const keys = /aws-access-key-id|aws-secret-access-key|aws-session-token|AWS_SECRET|AWS_ACCESS_KEY|AWS_SESSION_TOKEN/i.exec(text);
+  const keys = STATIC_AWS_CREDENTIALS.exec(text);
   if (keys) add("static-credentials", "", `mentions ${keys[0]}: AWS is reached through OIDC role sessions only`);
 
   for (const m of text.matchAll(/\$\{\{([^}]*)\}\}/g)) {
@@ -496,6 +499,19 @@ describe("GitHub workflows", function () {
 
   it("exist: ci, preview, release and rollback", () => {
     expect(workflowFiles.map((f) => path.basename(f))).to.include.members(["ci.yml", "preview.yml", "release.yml", "rollback.yml"]);
+  });
+
+  it("no file under .github names a static AWS credential", () => {
+    const files: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(dir, e.name));
+        else files.push(path.join(dir, e.name));
+      }
+    };
+    walk(path.join(ROOT, ".github"));
+    expect(files.length).to.be.greaterThan(4);
+    expect(files.filter((f) => STATIC_AWS_CREDENTIALS.test(read(f))).map(rel)).to.deep.equal([]);
   });
 
   describe("pass every rule", function () {
