@@ -452,6 +452,8 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   }
   const latest = await currentLatestEtag(ctx);
   const plan = buildPlan(ctx, req, { key, sha256 }, latest.etag);
+  const ltClients = createAwsClients({ region: ctx.outputs.region });
+  const currentTemplate = await describeDefaultVersion(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
   const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
   fs.writeFileSync(progressFile, "");
   try {
@@ -464,8 +466,9 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
         if (!m || !m.type.includes("dynamic")) return;
         const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
         const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
+        if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
         const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-        steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op, changed });
+        steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
       },
     });
     const imageStep = steps.find((s) => s.resource === "BakedImage");
@@ -475,9 +478,15 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
       versionFrom: latest.version,
       versionTo: req.version,
       steps,
-      image: !plan.image.enabled ? "not baked (--skip-image or image.enabled=false)" : imageStep && imageStep.op !== "same" ? `a new image for ${req.version} (${imageStep.op})` : "unchanged",
+      image: !plan.image.enabled
+        ? "not baked (--skip-image or image.enabled=false)"
+        : imageStep && imageStep.op !== "same"
+          ? `a new image for ${req.version} (now ${currentTemplate.imageId ?? "?"})`
+          : "unchanged",
       launchTemplate:
-        !plan.image.enabled ? "unchanged" : templateStep && templateStep.op !== "same" ? `a new default version with the ${req.version} image (${templateStep.op})` : "unchanged",
+        !plan.image.enabled || !templateStep || templateStep.op === "same"
+          ? `unchanged (default version ${currentTemplate.versionNumber})`
+          : `default version ${currentTemplate.versionNumber} → a new version with the ${req.version} image`,
     };
     void out;
     return summary;

@@ -110,8 +110,9 @@ export class Fleet extends pulumi.ComponentResource {
           { resourceType: "volume", tags: instanceTags },
         ],
         // A foundation change (user data, profile, type) must reach new instances, so it
-        // becomes the default version. It carries whatever image the state holds (imageId is
-        // ignored below); the user data converges such an instance to the released version.
+        // becomes the default version. With imageId ignored below, that version carries the
+        // image first recorded (the base AMI); its user data converges such an instance to
+        // the released version, and the next release bakes and re-points as usual.
         updateDefaultVersion: true,
         tags,
       },

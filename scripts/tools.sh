@@ -26,6 +26,7 @@ PULUMI_MIN_VERSION="3.200.0"
 # the last sdk/v3 release that still contained it (see tools/pulumi-language-nodejs/).
 LANGUAGE_HOST_SDK_VERSION="3.68.0"
 MOTO_VERSION="5.2.5"
+ACTIONLINT_VERSION="1.7.12"
 
 mkdir -p "$TOOLS/bin"
 log() { printf 'tools: %s\n' "$*"; }
@@ -123,18 +124,41 @@ ensure_moto() {
   log "moto $MOTO_VERSION (.tools/venv)"
 }
 
+# apt needs root; on a developer machine or CI runner that is not root, use sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "${ZCP_APT_UPDATED:-}" ]; then as_root apt-get update -qq >/dev/null; ZCP_APT_UPDATED=1; fi
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 ensure_supervisor() {
   if command -v supervisord >/dev/null 2>&1; then
     log "supervisord $(supervisord --version)"
     return
   fi
   log "installing supervisor (Debian package)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends supervisor >/dev/null
+  apt_install supervisor
   # The package enables a system-wide supervisord; zcp runs its own per instance.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now supervisor >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --now supervisor >/dev/null 2>&1 || true; fi
   log "supervisord $(supervisord --version)"
+}
+
+# actionlint checks the GitHub workflows; it runs shellcheck on their `run:` blocks.
+ensure_actionlint() {
+  if ! command -v shellcheck >/dev/null 2>&1; then
+    log "installing shellcheck (Debian package)"
+    apt_install shellcheck
+  fi
+  if [ -x "$TOOLS/bin/actionlint" ] && [ "$("$TOOLS/bin/actionlint" -version | head -n1)" = "v$ACTIONLINT_VERSION" ]; then
+    log "actionlint v$ACTIONLINT_VERSION (.tools/bin)"
+    return
+  fi
+  GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
+  log "actionlint $("$TOOLS/bin/actionlint" -version | head -n1) (.tools/bin)"
 }
 
 ensure_npm_deps() {
@@ -155,5 +179,6 @@ ensure_node
 ensure_pulumi
 ensure_moto
 ensure_supervisor
+ensure_actionlint
 ensure_npm_deps
 log "ready"

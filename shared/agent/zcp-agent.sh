@@ -106,6 +106,8 @@ DETAIL=/dev/null
 STAGING=""
 FAILED_AT=""
 INTERRUPTED=""
+# What the deploy is doing, for the message when a step fails.
+STEP=""
 
 # --- output ----------------------------------------------------------------------------
 
@@ -497,7 +499,7 @@ extract_release() {
   if [[ -e $release || -L $release ]]; then
     quiet rm -rf -- "$release"
   fi
-  mv -T -- "$STAGING" "$release"
+  quiet mv -T -- "$STAGING" "$release"
   STAGING=""
 }
 
@@ -663,8 +665,15 @@ on_exit() {
   set +e
   trap - ERR
   if ((RESULT_PRINTED == 0)); then
-    local message="unexpected error${FAILED_AT:+ at $FAILED_AT}"
-    [[ -z $INTERRUPTED ]] || message="interrupted by SIG$INTERRUPTED"
+    local message="${STEP:-the deploy} failed"
+    if [[ -n $INTERRUPTED ]]; then
+      message="interrupted by SIG$INTERRUPTED while ${STEP:-deploying}"
+    else
+      warn "${STEP:-the deploy} failed${FAILED_AT:+ at $FAILED_AT}"
+    fi
+    if ((!SWITCHED)); then
+      message+="; ${PREVIOUS:-nothing}${PREVIOUS:+ is still current}${PREVIOUS:- was switched}"
+    fi
     if ((SWITCHED)) && [[ -n $PREVIOUS ]]; then
       if switch_current "$PREVIOUS" && service_restart && wait_healthy; then
         report rolled_back 1 "$message; rolled back to $PREVIOUS"
@@ -728,7 +737,8 @@ main() {
     reuse=1
     say "release $ZCP_VERSION is already on this instance and verified; reusing it"
   else
-    fetch_artifact || finish failed 1 "could not fetch $ZCP_ARTIFACT; nothing was changed"
+    STEP="fetching $ZCP_ARTIFACT"
+    fetch_artifact
     local got
     got=$(sha256sum "$ARTIFACT_FILE" | cut -d' ' -f1)
     [[ $got == "$ZCP_SHA256" ]] ||
@@ -736,20 +746,26 @@ main() {
     say "artifact verified (sha256 ${got:0:12})"
   fi
 
-  # From here on the app dir changes.
+  # From here on the app dir changes. A failing step ends the deploy through on_exit, which
+  # reports it; until the switch, the current release keeps running untouched.
+  STEP="preparing $APP_DIR"
   make_app_dirs
   if ((!reuse)); then
-    extract_release || finish failed 1 "could not extract the artifact${PREVIOUS:+; $PREVIOUS is still current}"
+    STEP="extracting the artifact"
+    extract_release
     say "release extracted into releases/$ZCP_VERSION"
   fi
-  install_dependencies ||
-    finish failed 1 "dependency install failed${PREVIOUS:+; $PREVIOUS is still current}"
+  STEP="installing dependencies"
+  install_dependencies
   say "dependencies: $DEPS"
+  STEP="handing files to $APP_USER"
   own_app_dir
 
+  STEP="switching to $ZCP_VERSION"
   SWITCHED=1
   switch_current "$ZCP_VERSION"
   say "current -> releases/$ZCP_VERSION; restarting $ZCP_SERVICE"
+  STEP="starting $ZCP_VERSION"
   local problem=""
   if ! service_restart; then
     problem="$ZCP_PROCESS_MANAGER could not start $ZCP_SERVICE"
@@ -760,24 +776,26 @@ main() {
   if [[ -z $problem ]]; then
     SWITCHED=0
     say "$ZCP_VERSION is healthy"
-    prune
+    prune || warn "could not remove old releases"
     finish deployed 0 "$ZCP_VERSION is current and healthy"
   fi
 
   warn "$ZCP_VERSION failed: $problem"
   if [[ -n $PREVIOUS ]]; then
+    STEP="rolling back to $PREVIOUS"
     switch_current "$PREVIOUS"
     SWITCHED=0
     say "rolled back current -> releases/$PREVIOUS; restarting $ZCP_SERVICE"
     service_restart || true
     if wait_healthy; then
-      prune
+      prune || warn "could not remove old releases"
       finish rolled_back 1 "$ZCP_VERSION failed ($problem); rolled back to $PREVIOUS, which is healthy"
     fi
     finish failed 1 "$ZCP_VERSION failed ($problem); rolled back to $PREVIOUS, which is not healthy either: $HEALTH_PROBLEM"
   fi
   # First deploy: there is nothing to go back to, so nothing broken is left running or
   # pointed at (a reboot would start it again).
+  STEP="stopping $ZCP_SERVICE"
   service_stop
   rm -f -- "$APP_DIR/current"
   SWITCHED=0

@@ -29,6 +29,7 @@ describe("zcp-agent: failures", function () {
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let broken: BuiltRelease;
+  let unresolvable: BuiltRelease;
 
   before(async () => {
     emu = await startEmulator();
@@ -37,6 +38,11 @@ describe("zcp-agent: failures", function () {
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
     broken = buildRelease(out, { version: "2.0.1-broken", broken: true });
+    // Pins a dependency version the release does not ship: pip cannot resolve it offline.
+    unresolvable = buildRelease(out, {
+      version: "2.0.2-nodep",
+      extraFiles: { "requirements.txt": "--no-index\n--find-links ./vendor\nzcp-example-dep==9.9.9\n" },
+    });
   });
 
   after(async () => {
@@ -70,6 +76,21 @@ describe("zcp-agent: failures", function () {
     expect(await readVersion(inst)).to.equal(undefined);
     // Nothing points at the broken release: a reboot must not start it.
     expect(currentTarget(inst)).to.equal(undefined);
+  });
+
+  it("a dependency install that fails stops the deploy before the switch; the app keeps running", async () => {
+    const inst = await fleet.add();
+    await deployExpecting(inst, paramsFor(inst, v1), 0);
+    const pid = (await readVersion(inst))?.pid;
+
+    const run = await deployExpecting(inst, paramsFor(inst, unresolvable), 1);
+
+    expect(run.result).to.include({ status: "failed", version: "2.0.2-nodep", previous: "1.0.0", current: "1.0.0" });
+    expect(run.result?.message).to.match(/installing dependencies failed; 1\.0\.0 is still current/);
+    expect(currentTarget(inst)).to.equal("releases/1.0.0");
+    const live = await readVersion(inst);
+    expect(live?.version).to.equal("1.0.0");
+    expect(live?.pid, "the running app was restarted").to.equal(pid);
   });
 
   it("an agent interrupted while checking health puts the previous release back", async () => {

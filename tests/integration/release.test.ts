@@ -26,6 +26,16 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     expect(latest1?.body.version).to.equal("v1");
     const template1 = await zcp.templateDefault();
 
+    // A preview names what would change and changes nothing.
+    const pv = await zcp.run(["preview", "--env", "local", "--version", "v2", "--json"]);
+    expect(pv.code, pv.stderr).to.equal(0);
+    const p = JSON.parse(pv.stdout) as { versionFrom: string; versionTo: string; steps: { resource: string; op: string; changed: string[] }[] };
+    expect(p).to.include({ versionFrom: "v1", versionTo: "v2" });
+    expect(p.steps.find((st) => st.resource === "FleetDeployment")).to.deep.include({ op: "update" });
+    expect(p.steps.find((st) => st.resource === "BakedImage")?.op).to.equal("replace");
+    expect((await zcp.latest())?.etag).to.equal(latest1?.etag);
+    expect(allAt(await zcp.versions(), "v1")).to.equal(true);
+
     const broken = makeBrokenSource();
     let v2;
     try {
@@ -42,8 +52,12 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     expect(latest2?.etag).to.equal(latest1?.etag);
     expect(await zcp.templateDefault()).to.deep.equal(template1);
 
-    const v3 = await zcp.run(["release", "--env", "local", "--version", "v3", "--json"]);
+    const stepSummary = path.join(zcp.workDir, "step-summary.md");
+    const v3 = await zcp.run(["release", "--env", "local", "--version", "v3", "--json"], { GITHUB_STEP_SUMMARY: stepSummary });
     expect(v3.code, v3.stderr).to.equal(0);
+    const md = fs.readFileSync(stepSummary, "utf8");
+    expect(md).to.match(/### zcp: local released v3/);
+    expect(md).to.match(/\| instance \| batch \| status \|/);
     const summary = JSON.parse(v3.stdout) as { version: string; imageId: string; launchTemplateVersion: number; instances: unknown[] };
     expect(summary.version).to.equal("v3");
     expect(summary.instances).to.have.length(3);

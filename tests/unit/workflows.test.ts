@@ -94,7 +94,7 @@ interface Finding {
 // What a job does
 // ---------------------------------------------------------------------------------------
 
-/** Commands that reach an AWS account or a state backend in one (all of them need a session). */
+/** Commands that reach an environment's AWS account or its state backend: each needs a role session. */
 const AWS_COMMAND = /\b(?:zcp\s+(?:release|rollback|preview|status|history)|pulumi\s+(?:up|preview|refresh|destroy|import|cancel|login|stack|state|config))\b/;
 /** Commands that change an environment. */
 const CHANGE_COMMAND = /\b(?:zcp\s+(?:release|rollback)|pulumi\s+(?:up|refresh|destroy|import|cancel|state))\b/;
