@@ -14,7 +14,7 @@ import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
 import { ConfigError, describeError } from "../shared/errors.js";
 import type { FoundationOutputs } from "../shared/outputs.js";
 import { FOUNDATION_OUTPUT_KEYS } from "../shared/outputs.js";
-import { parseConfig, type ZcpConfig } from "../shared/config.js";
+import { parseConfig, rawConfigFromEntries, type ZcpConfig } from "../shared/config.js";
 import type { AgentParams } from "./transport.js";
 import type { TransportSpec } from "./steps/types.js";
 import { findRepoRoot } from "./repo.js";
@@ -168,17 +168,8 @@ async function resolveFoundation(name: string): Promise<EnvironmentContext> {
   } catch (err) {
     throw new ConfigError("--env", `cannot open the foundation stack "${name}": ${describeError(err)}`, { cause: err });
   }
-  const raw: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(await stack.getAllConfig())) {
-    if (!k.startsWith("zcp:")) continue;
-    let value: unknown = v.value;
-    try {
-      value = JSON.parse(v.value);
-    } catch {
-      // plain string
-    }
-    raw[k.slice(4)] = value;
-  }
+  const entries = Object.fromEntries(Object.entries(await stack.getAllConfig()).map(([k, v]) => [k, v.value]));
+  const raw = rawConfigFromEntries(entries);
   const config = parseConfig(raw, { stack: name });
   const outs = await stack.outputs();
   const missing = FOUNDATION_OUTPUT_KEYS.filter((k) => outs[k] === undefined);

@@ -156,7 +156,7 @@ function lockDir(backendDir: string): string {
 export function inspectFileLock(ctx: EnvironmentContext, log: (m: string) => void): void {
   if (!ctx.fileBackendDir) return;
   const dir = path.join(lockDir(ctx.fileBackendDir), ctx.name);
-  let files: string[] = [];
+  let files: string[];
   try {
     files = fs.readdirSync(dir).filter((f) => f.endsWith(".json"));
   } catch {
@@ -164,7 +164,7 @@ export function inspectFileLock(ctx: EnvironmentContext, log: (m: string) => voi
   }
   for (const f of files) {
     const file = path.join(dir, f);
-    let holder: LockHolder & { pid?: number } = {};
+    let holder: LockHolder;
     try {
       holder = JSON.parse(fs.readFileSync(file, "utf8")) as LockHolder;
     } catch {

@@ -3,7 +3,8 @@
  * canary first, health checked by the agent, a soak, then the rest in batches; at the first
  * failed batch every instance this release switched is rolled back to its previous release.
  */
-import { ConfigError, ReleaseFailedError } from "../../shared/errors.js";
+import { ReleaseFailedError } from "../../shared/errors.js";
+import { parseBatch } from "../../shared/config.js";
 import type { AgentParams, InstanceOutcome, Transport } from "../transport.js";
 import type { InstanceReport } from "./types.js";
 
@@ -34,14 +35,7 @@ export interface RolloutResult {
 
 /** Batch size for a spec ("3" or "25%") on a fleet of `fleetSize` instances; never below 1. */
 export function batchSize(spec: string, fleetSize: number): number {
-  const m = /^([1-9][0-9]*)(%?)$/.exec(spec);
-  if (!m) throw new ConfigError("zcp:deploy.batch", `must be 1..100% or a count, got ${JSON.stringify(spec)}`);
-  const n = Number(m[1]);
-  if (m[2] === "%") {
-    if (n > 100) throw new ConfigError("zcp:deploy.batch", `must be 1..100% or a count, got ${JSON.stringify(spec)}`);
-    return Math.max(1, Math.ceil((fleetSize * n) / 100));
-  }
-  return n;
+  return parseBatch(spec, fleetSize);
 }
 
 /** Splits the fleet into [canary, batch, batch, …]. */
