@@ -109,8 +109,9 @@ export function parseAgentResult(stdout: string): AgentResult | undefined {
 
 /** Maps the agent's exit code and result to an outcome status. */
 export function outcomeFromAgent(exitCode: number, result: AgentResult | undefined): OutcomeStatus {
+  // Exit 2 and 3 say more than the result line's `failed`: nothing was touched.
+  if (exitCode === 2 || result?.reason === "rejected" || result?.reason === "checksum") return "rejected";
+  if (exitCode === 3 || result?.reason === "locked") return "locked";
   if (result) return result.status;
-  if (exitCode === 2) return "rejected";
-  if (exitCode === 3) return "locked";
   return "error";
 }

@@ -402,7 +402,8 @@ export async function runAgent(
   const basePath = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,
-    PATH: fs.existsSync(tools) ? `${basePath}:${tools}` : basePath,
+    // The project's pinned AWS CLI first: it is the one known to work with the emulator.
+    PATH: fs.existsSync(tools) ? `${tools}:${basePath}` : basePath,
     ...agentInstanceEnv(inst),
     ...env,
   };

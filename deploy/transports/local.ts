@@ -73,8 +73,7 @@ class LocalTransport implements Transport {
       env: {
         ...process.env,
         PATH: [path.join(root, ".tools", "venv", "bin"), process.env.PATH ?? "/usr/bin:/bin"].join(path.delimiter),
-        ZCP_SUPERVISOR_CONF: inst.supervisorConf,
-        ZCP_INSTANCE_ID: inst.id,
+        ...fleet.agentInstanceEnv(inst),
         ...env,
       },
       stdio: ["ignore", fd, fd],

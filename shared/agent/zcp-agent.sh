@@ -18,7 +18,8 @@
 #   ZCP_PROCESS_MANAGER   supervisor | systemd
 #   ZCP_HEALTH_URL        http(s) URL that answers 200 when the app is healthy
 #   ZCP_HEALTH_TIMEOUT_S  seconds the new release has to become healthy (1..3600)
-#   ZCP_KEEP_RELEASES     releases to keep besides the current and previous one (1..50)
+#   ZCP_KEEP_RELEASES     how many of the newest releases to keep (1..50); the current and
+#                         the previous release are always kept
 # Optional:
 #   ZCP_SUPERVISOR_CONF   supervisord config file passed to `supervisorctl -c`, so that a
 #                         supervisord with its own socket (one per app, or one per instance of
@@ -38,8 +39,9 @@
 #                         node_modules links to its dependency environment
 #   current               symlink to releases/<version>, switched atomically
 #   shared/               state that outlives releases: venvs/<key>/ and node/<key>/
-#                         (dependency environments keyed by lockfile hash), deploy.log (one
-#                         JSON line per deploy), deploy-detail.log (command output)
+#                         (dependency environments keyed by lockfile hash), deploy.log (the
+#                         result line of every deploy that got as far as changing something
+#                         or finding nothing to change), deploy-detail.log (command output)
 # The lock file lives outside the app dir (ZCP_LOCK_DIR, else /run/zcp as root, else
 # /run/lock or the temp dir), so taking it never needs the app dir; artifacts are fetched
 # into a temp dir outside it too.
@@ -241,7 +243,7 @@ validate_inputs() {
       ERRORS+=("ZCP_APP_DIR must be an absolute path of A-Z a-z 0-9 . _ @ + - without . or .. segments")
     else
       case $APP_DIR in
-        / | /bin | /boot | /dev | /etc | /home | /lib | /lib32 | /lib64 | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /usr/* | /var | /var/lib | /var/log)
+        / | /bin | /boot | /dev | /etc | /home | /lib | /lib32 | /lib64 | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /usr/bin | /usr/lib | /usr/local | /usr/sbin | /usr/share | /var | /var/lib | /var/log)
           ERRORS+=("ZCP_APP_DIR must not be a system directory") ;;
       esac
     fi
@@ -579,6 +581,8 @@ install_node_deps() {
     cp -- "$release/package.json" "$release/package-lock.json" "$env/"
     own_app_dir
     (cd "$env" && quiet as_app_user npm ci --omit=dev --no-audit --no-fund --loglevel=error) || return 1
+    # A lockfile without dependencies installs nothing; the release's link still resolves.
+    [[ -d $env/node_modules ]] || as_app_user mkdir "$env/node_modules"
     : >"$env/.zcp-complete"
     give_to_app_user "$env/.zcp-complete"
     DEPS=installed
@@ -671,8 +675,10 @@ on_exit() {
     else
       warn "${STEP:-the deploy} failed${FAILED_AT:+ at $FAILED_AT}"
     fi
-    if ((!SWITCHED)); then
-      message+="; ${PREVIOUS:-nothing}${PREVIOUS:+ is still current}${PREVIOUS:- was switched}"
+    if ((!SWITCHED)) && [[ -n $PREVIOUS ]]; then
+      message+="; $PREVIOUS is still current"
+    elif ((!SWITCHED)); then
+      message+="; nothing was switched"
     fi
     if ((SWITCHED)) && [[ -n $PREVIOUS ]]; then
       if switch_current "$PREVIOUS" && service_restart && wait_healthy; then

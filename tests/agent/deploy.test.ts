@@ -5,8 +5,8 @@
 import { expect } from "chai";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawn } from "node:child_process";
-import { agentInstanceEnv, agentScriptPath, readVersion, servicePid, type LocalInstance } from "../../deploy/local/fleet.js";
+import { execFileSync, spawn } from "node:child_process";
+import { agentInstanceEnv, agentScriptPath, readVersion, repoRoot, servicePid, type LocalInstance } from "../../deploy/local/fleet.js";
 import { agentEnvironment, parseAgentResult } from "../../deploy/transport.js";
 import { startEmulator, type Emulator } from "../helpers/emulator.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
@@ -21,6 +21,17 @@ import {
   uidOf,
   uploadArtifact,
 } from "../helpers/supervisor.js";
+
+const FIXTURES = path.resolve(repoRoot(), "tests", "fixtures", "agent");
+
+function commandExists(cmd: string): boolean {
+  try {
+    execFileSync(cmd, ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe("zcp-agent: deploying", function () {
   this.timeout(120000);
@@ -116,6 +127,26 @@ describe("zcp-agent: deploying", function () {
     expect((await deployed(inst, newDep)).result?.deps).to.equal("installed");
     expect(fs.readdirSync(venvs)).to.have.length(2);
     expect(await readVersion(inst)).to.include({ version: "5.0.0", dependency: "1.1.0" });
+  });
+
+  it("a release with a package-lock.json gets node_modules from npm ci, reused while the lockfile stays", async function () {
+    if (!commandExists("npm")) this.skip();
+    const nodeLock = path.join(FIXTURES, "node");
+    const files = {
+      "package.json": fs.readFileSync(path.join(nodeLock, "package.json"), "utf8"),
+      "package-lock.json": fs.readFileSync(path.join(nodeLock, "package-lock.json"), "utf8"),
+    };
+    const out = path.join(fleet.root, "artifacts");
+    const n1 = buildRelease(out, { version: "6.0.0", extraFiles: files });
+    const n2 = buildRelease(out, { version: "6.1.0", extraFiles: files });
+    const inst = await fleet.add();
+
+    expect((await deployed(inst, n1)).result?.deps).to.equal("installed");
+    const modules = fs.realpathSync(path.join(inst.appDir, "current", "node_modules"));
+    expect(path.relative(inst.appDir, modules)).to.match(/^shared\/node\/[0-9a-f]{16}\/node_modules$/);
+
+    expect((await deployed(inst, n2)).result?.deps).to.equal("reused");
+    expect(fs.realpathSync(path.join(inst.appDir, "current", "node_modules"))).to.equal(modules);
   });
 
   it("leaves every file in the app dir owned by the app user", async () => {
