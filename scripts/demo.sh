@@ -28,7 +28,7 @@ zcp release --env local --version v1
 broken="$(mktemp -d)"
 cp -R examples/app/. "$broken/"
 touch "$broken/BROKEN"   # this release answers 503 on /health (see examples/app/README.md)
-step "zcp release --env local --version v2   (a broken build)"
+step "a broken build: zcp release --env local --version v2 --source \"\$broken\""
 set +e
 zcp release --env local --version v2 --source "$broken"
 code=$?

@@ -34,7 +34,6 @@ export const LOCAL_REGION = "us-east-1";
 /** The emulator's fixed account id. */
 export const LOCAL_ACCOUNT = "123456789012";
 const LOCAL_BUCKET = "zcp-local-artifacts";
-const FIRST_APP_PORT = 18080;
 
 export interface LocalState {
   emulator?: { pid: number; port: number };
@@ -245,9 +244,11 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
 
     const state = readLocalState();
     const instances: LocalState["instances"] = [];
-    for (const [index, instanceId] of ids.sort().entries()) {
+    for (const instanceId of ids.sort()) {
       const known = state.instances.find((i) => i.instanceId === instanceId);
-      const port = known?.port ?? FIRST_APP_PORT + index;
+      // A free port per new instance, so several local environments (tests, benchmarks) can
+      // run side by side.
+      const port = known?.port ?? (await freePort());
       const dir = known?.dir ?? path.join(fleetRoot(), instanceId);
       const inst = fs.existsSync(path.join(dir, "instance.json"))
         ? fleet.loadInstance(fleetRoot(), instanceId)

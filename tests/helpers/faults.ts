@@ -8,6 +8,7 @@
 import { execFileSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { S3Client, ListObjectVersionsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -116,6 +117,33 @@ export async function eventually<T>(what: string, cond: () => Promise<T | undefi
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** The app ports the local environment gives its instances (deploy/local/environment.ts). */
+export function localAppPorts(count: number): number[] {
+  return Array.from({ length: count }, (_, i) => 18080 + i);
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Waits until nothing listens on `ports`. Every local environment numbers its instances' app
+ * ports from the same base, so two on one machine collide: an instance whose port is taken
+ * fails every health check, which would read as a product failure.
+ */
+export async function waitForFreePorts(ports: readonly number[], timeoutMs: number): Promise<void> {
+  await eventually(
+    `app ports ${ports.join(", ")} to be free (another local environment on this machine holds them)`,
+    async () => ((await Promise.all(ports.map(portFree))).every(Boolean) ? true : undefined),
+    timeoutMs,
+    2000,
+  );
 }
 
 // ---------------------------------------------------------------- progress

@@ -26,10 +26,12 @@ import {
   instanceIds,
   isStep,
   killSession,
+  localAppPorts,
   MountUnavailable,
   overwriteLatest,
   ProgressWatcher,
   RecordedEmulator,
+  waitForFreePorts,
   waitSessionGone,
   wholeReleases,
 } from "../helpers/faults.js";
@@ -56,6 +58,7 @@ function expectStderr(r: ZcpRun, ...expected: RegExp[]): void {
 
 describe("fault suite: every failed release ends cleanly (real engine, emulator, supervisord, agent)", function () {
   const zcp = new ZcpHarness(3);
+  before(async () => waitForFreePorts(localAppPorts(zcp.instances), 300000));
   after(async () => zcp.teardown());
 
   /** The fleet's whole release, latest.json and the template default; all instances must agree. */
@@ -170,8 +173,8 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
     }
     expect(r.code, r.stdout + r.stderr).to.equal(1);
     expectStderr(r, /release f-slow failed in canary/, new RegExp(`${canary}\\s+batch 1\\s+timed_out .*agent timed out after 20s`));
-    // The runner stops waiting at the timeout and signals the agent, which switches its
-    // instance back on its own; its deploy log records that.
+    // The runner stops waiting at the timeout and signals the agent, which puts its instance
+    // back on its own (switching back if it had switched) and records that in its deploy log.
     const last = await eventually(
       "the canary's agent to finish after the timeout",
       () => {
@@ -180,8 +183,11 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
       },
       120000,
     );
-    expect(last, JSON.stringify(last)).to.include({ status: "rolled_back", current: before.version });
-    expect(String(last.message)).to.match(new RegExp(`interrupted by SIGTERM.*rolled back to ${before.version}`));
+    expect(last.current, JSON.stringify(last)).to.equal(before.version);
+    expect(String(last.message), JSON.stringify(last)).to.match(/interrupted by SIGTERM/);
+    // The app takes ten minutes to listen, so the agent is normally waiting for health by then.
+    expect(last.status, JSON.stringify(last)).to.be.oneOf(["rolled_back", "failed"]);
+    if (last.status === "rolled_back") expect(String(last.message)).to.match(new RegExp(`rolled back to ${before.version}`));
     await expectNothingChanged(before);
   });
 
@@ -237,6 +243,8 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
       /Not overwriting it with f-race/,
     );
     expect(theirs?.body, "the other writer's latest.json is kept as they wrote it").to.deep.equal(foreign);
+    // The launch template's default has moved already: its step precedes the pointer. Whether
+    // it should be put back when the pointer race is lost is a product decision, not asserted.
     // Not rolled back, by design: the pointer is the last step, so by the time the race is
     // lost every instance runs f-race and passed its health check. Undoing a healthy fleet
     // because a pointer write lost would throw away a good release; which release should be
