@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { GetCallerIdentityCommand } from "@aws-sdk/client-sts";
-import { LocalWorkspace, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation/index.js";
+import { LocalWorkspace, StackNotFoundError, type Stack, type UpdateSummary } from "@pulumi/pulumi/automation/index.js";
 import { ConfigError, ReleaseFailedError, ReleaseLockedError, WrongAccountError, describeError } from "../shared/errors.js";
 import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
@@ -101,6 +101,32 @@ function workspaceDir(ctx: EnvironmentContext): string {
   return dir;
 }
 
+/** The release stack if it exists (undefined on a first release), repaired if a release was interrupted. */
+async function openExistingStack(ctx: EnvironmentContext, progressFile: string, log: (m: string) => void): Promise<Stack | undefined> {
+  const workDir = workspaceDir(ctx);
+  let stack: Stack;
+  try {
+    stack = await LocalWorkspace.selectStack(
+      { stackName: ctx.name, projectName: RELEASE_PROJECT, program: async () => ({}) },
+      { workDir, projectSettings: releaseProjectSettings(ctx), envVars: engineEnvFor(ctx, progressFile) },
+    );
+  } catch (err) {
+    if (err instanceof StackNotFoundError) return undefined;
+    throw err;
+  }
+  await recoverInterruptedUpdate(stack, log);
+  return stack;
+}
+
+function releaseProjectSettings(ctx: EnvironmentContext) {
+  return {
+    name: RELEASE_PROJECT,
+    runtime: "nodejs" as const,
+    description: "zcp release stack: one update per release",
+    backend: { url: ctx.backendUrl },
+  };
+}
+
 async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined, progressFile: string): Promise<Stack> {
   const workDir = workspaceDir(ctx);
   const program = plan ? releaseProgram(plan) : async () => ({});
@@ -108,12 +134,7 @@ async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined,
     { stackName: ctx.name, projectName: RELEASE_PROJECT, program },
     {
       workDir,
-      projectSettings: {
-        name: RELEASE_PROJECT,
-        runtime: "nodejs",
-        description: "zcp release stack: one update per release",
-        backend: { url: ctx.backendUrl },
-      },
+      projectSettings: releaseProjectSettings(ctx),
       envVars: engineEnvFor(ctx, progressFile),
     },
   );
@@ -310,16 +331,23 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
   try {
     await checkAccount(ctx);
     inspectFileLock(ctx, log);
-    const artifact = await prepareArtifact(ctx, req, log);
-    const latest = await currentLatestEtag(ctx);
-    log(`${kind} ${latest.version ?? "(none)"} → ${req.version} on ${ctx.name}`);
-    const plan = buildPlan(ctx, req, artifact, latest.etag);
-
     const progressFile = path.join(workspaceDir(ctx), `progress-${process.pid}-${Date.now()}.jsonl`);
     fs.writeFileSync(progressFile, "");
+    // Selecting an existing stack (and repairing what an interrupted release left) changes no
+    // release state, so it runs while the artifact is packaged and uploaded.
+    const existing = openExistingStack(ctx, progressFile, log).then(
+      (stack) => ({ stack }),
+      (error: unknown) => ({ error }),
+    );
     try {
-      const stack = await openStack(ctx, plan, progressFile);
-      await recoverInterruptedUpdate(stack, log);
+      const artifact = await prepareArtifact(ctx, req, log);
+      const latest = await currentLatestEtag(ctx);
+      log(`${kind} ${latest.version ?? "(none)"} → ${req.version} on ${ctx.name}`);
+      const plan = buildPlan(ctx, req, artifact, latest.etag);
+      const opened = await existing;
+      if ("error" in opened) throw opened.error;
+      const stack = opened.stack ?? (await openStack(ctx, plan, progressFile));
+      stack.workspace.program = releaseProgram(plan);
       let engineOperations = 0;
       const { value: result } = await withProgress(progressFile, view, () =>
         stack.up({
@@ -347,6 +375,8 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
       };
       return summary;
     } finally {
+      // Never leave an engine command running behind a refused release.
+      await existing;
       fs.rmSync(progressFile, { force: true });
     }
   } catch (err) {

@@ -125,23 +125,29 @@ export class LocalZcp {
     return { run, summary: JSON.parse(run.stdout) as ReleaseSummary };
   }
 
-  /** Stops the environment (`zcp local down`, by the pids it recorded) and removes its folder. */
+  /**
+   * Stops the environment (`zcp local down`, by the pids it recorded) and removes its folder.
+   * When it cannot be stopped, the folder stays: it holds the record of what to stop.
+   */
   async down(): Promise<void> {
     if (!live.has(this)) return;
-    await this.run(["local", "down"]).catch(() => undefined);
-    this.removeFolder();
+    const run = await this.run(["local", "down"]).catch(() => undefined);
+    this.afterDown(run?.code ?? null);
   }
 
   /** The same, synchronously, for a signal handler. */
   downSync(): void {
     if (!live.has(this)) return;
-    spawnSync(process.execPath, [BIN, "local", "down"], { env: this.env(), stdio: "ignore" });
-    this.removeFolder();
+    this.afterDown(spawnSync(process.execPath, [BIN, "local", "down"], { env: this.env(), stdio: "ignore" }).status);
   }
 
-  private removeFolder(): void {
+  private afterDown(code: number | null): void {
     live.delete(this);
-    fs.rmSync(this.workDir, { recursive: true, force: true });
+    if (code === 0) {
+      fs.rmSync(this.workDir, { recursive: true, force: true });
+    } else {
+      console.error(`could not stop the local environment in ${this.workDir}; stop it with: ZCP_WORK_DIR=${this.workDir} bin/zcp local down`);
+    }
   }
 
   private check(run: ZcpRun): ZcpRun {

@@ -32,12 +32,20 @@ export interface Phase {
 export function phasesOf(lines: readonly TimedLine[], wallMs: number): Phase[] {
   const out: Phase[] = [];
   let from = 0;
+  let fromLine = -1;
   for (const p of PHASES) {
     const endsAt = p.endsAt;
-    const at = endsAt === "exit" ? wallMs : lines.find((l) => endsAt.test(l.text))?.atMs;
-    if (at === undefined || at < from) continue;
-    out.push({ name: p.name, ms: at - from });
-    from = at;
+    if (endsAt === "exit") {
+      out.push({ name: p.name, ms: wallMs - from });
+      break;
+    }
+    const index = lines.findIndex((l) => endsAt.test(l.text));
+    const line = lines[index];
+    // Not there (the step did not run), or the line that ended the previous phase.
+    if (!line || index <= fromLine) continue;
+    out.push({ name: p.name, ms: line.atMs - from });
+    from = line.atMs;
+    fromLine = index;
   }
   return out;
 }

@@ -8,7 +8,6 @@
 import { execFileSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { S3Client, ListObjectVersionsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -119,33 +118,6 @@ export async function eventually<T>(what: string, cond: () => Promise<T | undefi
   }
 }
 
-/** The app ports the local environment gives its instances (deploy/local/environment.ts). */
-export function localAppPorts(count: number): number[] {
-  return Array.from({ length: count }, (_, i) => 18080 + i);
-}
-
-async function portFree(port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
-}
-
-/**
- * Waits until nothing listens on `ports`. Every local environment numbers its instances' app
- * ports from the same base, so two on one machine collide: an instance whose port is taken
- * fails every health check, which would read as a product failure.
- */
-export async function waitForFreePorts(ports: readonly number[], timeoutMs: number): Promise<void> {
-  await eventually(
-    `app ports ${ports.join(", ")} to be free (another local environment on this machine holds them)`,
-    async () => ((await Promise.all(ports.map(portFree))).every(Boolean) ? true : undefined),
-    timeoutMs,
-    2000,
-  );
-}
-
 // ---------------------------------------------------------------- progress
 
 type Trigger = { match: (r: ProgressRecord) => boolean; fire: (r: ProgressRecord) => void };
@@ -248,7 +220,8 @@ export const isStep = (step: string, state: string) => (r: ProgressRecord) => r.
 
 interface ProcStat {
   state: string;
-  session: number;
+  /** The setsid id: the pid of the process that called setsid(2) for it or an ancestor. */
+  sid: number;
 }
 
 function procStat(pid: number): ProcStat | undefined {
@@ -256,33 +229,33 @@ function procStat(pid: number): ProcStat | undefined {
     const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name may hold spaces and parentheses; the fields after its last ")" do not.
     const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return { state: fields[0] ?? "?", session: Number(fields[3]) };
+    return { state: fields[0] ?? "?", sid: Number(fields[3]) };
   } catch {
     return undefined;
   }
 }
 
-/** Every process (zombies included) of the session `sid`. */
-export function sessionMembers(sid: number): number[] {
+/** Every process (zombies included) started under the runner, found by its setsid id. */
+export function runnerProcesses(runnerPid: number): number[] {
   return fs
     .readdirSync("/proc")
     .filter((d) => /^[0-9]+$/.test(d))
     .map(Number)
-    .filter((pid) => procStat(pid)?.session === sid);
+    .filter((pid) => procStat(pid)?.sid === runnerPid);
 }
 
 /**
  * Kills a runner the harness spawned, the way a lost machine or a killed CI job would: the
- * runner and everything of its session. The harness starts the runner detached, so the
- * runner leads a session of its own; the session is wider than the runner's process group on
- * purpose, because the engine starts each dynamic-provider host in a process group of its own:
- * killing only the runner's group leaves the host finishing the step it was in, against an
- * engine that is gone. Agents and supervisord daemons start sessions of their own and are
- * not touched, as on a real instance.
+ * runner and every process under it. The harness starts the runner detached, which calls
+ * setsid(2), so everything the runner starts carries the runner's pid as its setsid id. That
+ * reaches wider than the runner's process group on purpose: the engine starts each
+ * dynamic-provider host in a process group of its own, so killing only the runner's group
+ * leaves the host finishing the step it was in, against an engine that is gone. Agents and
+ * supervisord daemons call setsid themselves and are not touched, as on a real instance.
  */
-export function killSession(sid: number | undefined): void {
-  if (!sid) throw new Error("the runner has no pid");
-  for (const pid of sessionMembers(sid)) {
+export function killRunner(runnerPid: number | undefined): void {
+  if (!runnerPid) throw new Error("the runner has no pid");
+  for (const pid of runnerProcesses(runnerPid)) {
     try {
       process.kill(pid, "SIGKILL");
     } catch (err) {
@@ -292,13 +265,13 @@ export function killSession(sid: number | undefined): void {
 }
 
 /**
- * Waits until every process of the session is gone and reaped. Processes orphaned by the kill
- * are reaped by the init process, which may take seconds; until then a lock's holder still
- * looks alive to `kill(pid, 0)`.
+ * Waits until every process under the runner is gone and reaped. Processes orphaned by the
+ * kill are reaped by the init process, which may take seconds; until then a lock's holder
+ * still looks alive to `kill(pid, 0)`.
  */
-export async function waitSessionGone(sid: number | undefined, timeoutMs = 30000): Promise<void> {
-  if (!sid) return;
-  await eventually(`the processes of session ${sid} to be reaped`, () => (sessionMembers(sid).length === 0 ? true : undefined), timeoutMs, 100);
+export async function waitRunnerGone(runnerPid: number | undefined, timeoutMs = 30000): Promise<void> {
+  if (!runnerPid) return;
+  await eventually(`the processes of runner ${runnerPid} to be reaped`, () => (runnerProcesses(runnerPid).length === 0 ? true : undefined), timeoutMs, 100);
 }
 
 function gone(pid: number): boolean {

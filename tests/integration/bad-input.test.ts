@@ -13,7 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ZcpHarness } from "../helpers/zcp.js";
 import { REPO_ROOT } from "../helpers/emulator.js";
-import { localAppPorts, snapshotWorld, waitForFreePorts } from "../helpers/faults.js";
+import { snapshotWorld } from "../helpers/faults.js";
 import {
   AGENT_CASES,
   CLI_CASES,
@@ -42,7 +42,6 @@ describe("bad input is refused as bad input and changes nothing", function () {
 
     before(async function () {
       prepareScratch(scratch);
-      await waitForFreePorts(localAppPorts(zcp.instances), 300000);
       const r = await zcp.run(["release", "--env", "local", "--version", RELEASED]);
       expect(r.code, r.stdout + r.stderr).to.equal(0);
     });
