@@ -85,7 +85,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     cmd = parseArgs(argv);
   } catch (err) {
-    process.stderr.write(`zcp: ${(err as Error).message}\n`);
+    process.stderr.write(`zcp: bad input: ${(err as Error).message}\n`);
     return exitCodeFor(err);
   }
   if (cmd.name === "help") {

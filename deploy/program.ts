@@ -77,7 +77,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       );
       const template = new LaunchTemplateRelease(
         "launch-template",
-        { region: plan.region, app: plan.app, launchTemplateId: plan.launchTemplateId, imageId: image.imageId, version: plan.version },
+        { region: plan.region, app: plan.app, bucket: plan.bucket, expectedLatestEtag: plan.latestEtag, launchTemplateId: plan.launchTemplateId, imageId: image.imageId, version: plan.version },
         { dependsOn: [image] },
       );
       imageId = image.imageId;

@@ -11,6 +11,7 @@
  *   5. `up`: Artifact → FleetDeployment → BakedImage → LaunchTemplateRelease → LatestPointer
  */
 import * as fs from "node:fs";
+import { processAlive } from "./process.js";
 import * as os from "node:os";
 import * as path from "node:path";
 import { GetCallerIdentityCommand } from "@aws-sdk/client-sts";
@@ -156,14 +157,7 @@ export async function checkAccount(ctx: EnvironmentContext): Promise<void> {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+const pidAlive = processAlive;
 
 function lockDir(backendDir: string): string {
   return path.join(backendDir, ".pulumi", "locks", "organization", RELEASE_PROJECT);

@@ -10,6 +10,7 @@
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import { processAlive } from "../process.js";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as net from "node:net";
@@ -90,14 +91,7 @@ export function localAwsEnv(endpoint: string): Record<string, string> {
   };
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const pidAlive = processAlive;
 
 async function httpOk(url: string): Promise<boolean> {
   try {

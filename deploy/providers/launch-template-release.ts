@@ -12,6 +12,7 @@ type Impl = typeof import("../steps/launch-template-release.js");
 
 export const launchTemplateReleaseProvider: pulumi.dynamic.ResourceProvider<LaunchTemplateReleaseInputs, LaunchTemplateReleaseOutputs> = {
   async diff(_id, olds, news) {
+    // The expected pointer ETag is a guard, not a reason to move the template again.
     const changed = changedKeys({ ...olds }, { ...news }, ["launchTemplateId", "imageId", "version", "region"]);
     return { changes: changed.length > 0, replaces: [], deleteBeforeReplace: false };
   },

@@ -24,9 +24,28 @@ export function stepLog(step: string): (message: string) => void {
   return (message: string) => emitProgress({ kind: "log", step, message });
 }
 
+/**
+ * The engine starts each provider host in its own process group, so a runner killed with its
+ * group leaves the host behind, finishing a step nobody waits for (and possibly moving things
+ * after the runner is gone). A host whose parent (the engine) disappeared stops itself; every
+ * step is safe to stop and retry, which the next release's recovery relies on.
+ */
+function exitWhenOrphaned(): () => void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) {
+      emitProgress({ kind: "log", step: "engine", message: "the release runner is gone; stopping this step" });
+      process.exit(1);
+    }
+  }, 500);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Runs a step with start/done/failed records around it. */
 export async function traced<T>(step: string, detail: string, fn: () => Promise<T>): Promise<T> {
   emitProgress({ kind: "step", step, state: "start", detail });
+  const stopWatching = exitWhenOrphaned();
   try {
     const out = await fn();
     emitProgress({ kind: "step", step, state: "done", detail });
@@ -34,5 +53,7 @@ export async function traced<T>(step: string, detail: string, fn: () => Promise<
   } catch (err) {
     emitProgress({ kind: "step", step, state: "failed", detail: err instanceof Error ? err.message : String(err) });
     throw err;
+  } finally {
+    stopWatching();
   }
 }

@@ -93,6 +93,13 @@ export interface BakedImageOutputs extends BakedImageInputs {
 export interface LaunchTemplateReleaseInputs {
   region: string;
   app: string;
+  bucket: string;
+  /**
+   * ETag of latest.json when the release started ("" when absent). The template is only
+   * moved while the pointer is still that one: a concurrent writer stops the release before
+   * new instances would boot an image `latest` does not name.
+   */
+  expectedLatestEtag: string;
   launchTemplateId: string;
   imageId: string;
   version: string;

@@ -22,6 +22,9 @@ import {
 import * as fleet from "../local/fleet.js";
 import { findRepoRoot } from "../repo.js";
 
+/** How long a timed-out agent gets to roll its instance back after SIGTERM. */
+const TIMEOUT_GRACE_MS = 90_000;
+
 export interface LocalTransportOptions {
   fleetRoot: string;
   /** At most this many agents at once. @default 16 */
@@ -80,14 +83,19 @@ class LocalTransport implements Transport {
       detached: true,
     });
     fs.closeSync(fd);
+    let timedOut = false;
     const exit = await new Promise<{ code: number | null; timedOut: boolean }>((resolve) => {
       const timer = setTimeout(() => {
+        timedOut = true;
         try {
           if (child.pid) process.kill(-child.pid, "SIGTERM");
         } catch {
           // gone
         }
-        resolve({ code: null, timedOut: true });
+        // A signalled agent puts its instance back on the previous release; wait (bounded) so
+        // the batch's outcome describes an instance that is whole again.
+        const grace = setTimeout(() => resolve({ code: null, timedOut: true }), TIMEOUT_GRACE_MS);
+        child.once("close", () => clearTimeout(grace));
       }, run.timeoutS * 1000);
       child.on("error", () => {
         clearTimeout(timer);
@@ -95,7 +103,7 @@ class LocalTransport implements Transport {
       });
       child.on("close", (code) => {
         clearTimeout(timer);
-        resolve({ code, timedOut: false });
+        resolve({ code, timedOut });
       });
     });
     const output = fs.readFileSync(outFile, "utf8");
@@ -104,7 +112,8 @@ class LocalTransport implements Transport {
     const result = parseAgentResult(output);
     if (exit.timedOut) {
       run.onProgress?.({ instanceId, phase: "done", status: "timed_out", elapsedMs: durationMs });
-      return { instanceId, ok: false, status: "timed_out", message: `agent timed out after ${run.timeoutS}s`, durationMs };
+      const after = result ? `; after the signal it reported ${result.status} (${String(result.message ?? "")})` : "";
+      return { instanceId, ok: false, status: "timed_out", message: `agent timed out after ${run.timeoutS}s${after}`, durationMs };
     }
     const status = outcomeFromAgent(exit.code ?? -1, result);
     const ok = (status === "deployed" || status === "unchanged") && result?.version === params.version;
