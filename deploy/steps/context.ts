@@ -26,26 +26,23 @@ export function stepLog(step: string): (message: string) => void {
 
 /**
  * The engine starts each provider host in its own process group, so a runner killed with its
- * group leaves the host behind, finishing a step nobody waits for (and possibly moving things
- * after the runner is gone). A host whose parent (the engine) disappeared stops itself; every
- * step is safe to stop and retry, which the next release's recovery relies on.
+ * group leaves the host behind: it would finish a step nobody waits for (possibly moving
+ * things after the runner is gone) and then idle forever. A host whose parent (the engine)
+ * disappeared stops itself; every step is safe to stop and retry, which the next release's
+ * recovery relies on. The watch starts when the host first loads a step and never keeps the
+ * process alive by itself.
  */
-function exitWhenOrphaned(): () => void {
-  const parent = process.ppid;
-  const timer = setInterval(() => {
-    if (process.ppid !== parent) {
-      emitProgress({ kind: "log", step: "engine", message: "the release runner is gone; stopping this step" });
-      process.exit(1);
-    }
-  }, 500);
-  timer.unref();
-  return () => clearInterval(timer);
-}
+const ENGINE_PID = process.ppid;
+setInterval(() => {
+  if (process.ppid !== ENGINE_PID) {
+    emitProgress({ kind: "log", step: "engine", message: "the release runner is gone; the provider host stops" });
+    process.exit(1);
+  }
+}, 500).unref();
 
 /** Runs a step with start/done/failed records around it. */
 export async function traced<T>(step: string, detail: string, fn: () => Promise<T>): Promise<T> {
   emitProgress({ kind: "step", step, state: "start", detail });
-  const stopWatching = exitWhenOrphaned();
   try {
     const out = await fn();
     emitProgress({ kind: "step", step, state: "done", detail });
@@ -53,7 +50,5 @@ export async function traced<T>(step: string, detail: string, fn: () => Promise<
   } catch (err) {
     emitProgress({ kind: "step", step, state: "failed", detail: err instanceof Error ? err.message : String(err) });
     throw err;
-  } finally {
-    stopWatching();
   }
 }

@@ -125,6 +125,10 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     );
     process.kill(-(victim.pid as number), "SIGKILL");
     await victimDone;
+    // The engine's provider host lives in a process group of its own; it must notice the
+    // runner is gone and stop instead of idling (or finishing steps) forever.
+    const workspace = path.join(zcp.workDir, "release", "local");
+    await waitFor("the orphaned provider host to stop", () => processesIn(workspace).length === 0, 15000);
     // Whatever the agents were doing, each instance ends on a whole release: v4 or v6, healthy.
     await new Promise((r) => setTimeout(r, 8000));
     for (const v of Object.values(await zcp.versions())) expect(["v4", "v6"]).to.include(v);
@@ -165,6 +169,20 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     }
   });
 });
+
+/** Pids of processes whose working directory is `dir` (Linux /proc). */
+function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readlinkSync(`/proc/${entry}/cwd`).replace(/ \(deleted\)$/, "") === dir) pids.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
 
 function hasFile(dir: string): boolean {
   if (!fs.existsSync(dir)) return false;
