@@ -103,7 +103,12 @@ function workspaceDir(ctx: EnvironmentContext): string {
 }
 
 /** The release stack if it exists (undefined on a first release), repaired if a release was interrupted. */
-async function openExistingStack(ctx: EnvironmentContext, progressFile: string, log: (m: string) => void): Promise<Stack | undefined> {
+async function openExistingStack(
+  ctx: EnvironmentContext,
+  progressFile: string,
+  log: (m: string) => void,
+  mayHavePendingOperations: boolean,
+): Promise<Stack | undefined> {
   const workDir = workspaceDir(ctx);
   let stack: Stack;
   try {
@@ -115,7 +120,7 @@ async function openExistingStack(ctx: EnvironmentContext, progressFile: string, 
     if (err instanceof StackNotFoundError) return undefined;
     throw err;
   }
-  await recoverInterruptedUpdate(stack, log);
+  if (mayHavePendingOperations) await recoverInterruptedUpdate(stack, log);
   return stack;
 }
 
@@ -168,14 +173,15 @@ function lockDir(backendDir: string): string {
  * this host is stale (a runner was killed) and is removed, which is what `pulumi cancel` does
  * for a file backend.
  */
-export function inspectFileLock(ctx: EnvironmentContext, log: (m: string) => void): void {
-  if (!ctx.fileBackendDir) return;
+export function inspectFileLock(ctx: EnvironmentContext, log: (m: string) => void): boolean {
+  if (!ctx.fileBackendDir) return false;
+  let removedStale = false;
   const dir = path.join(lockDir(ctx.fileBackendDir), ctx.name);
   let files: string[];
   try {
     files = fs.readdirSync(dir).filter((f) => f.endsWith(".json"));
   } catch {
-    return;
+    return false;
   }
   for (const f of files) {
     const file = path.join(dir, f);
@@ -189,10 +195,12 @@ export function inspectFileLock(ctx: EnvironmentContext, log: (m: string) => voi
     if (local && holder.pid !== undefined && !pidAlive(holder.pid)) {
       fs.rmSync(file, { force: true });
       log(`recovered: removed the lock of an interrupted release (${describeLockHolder(holder)}, no longer running)`);
+      removedStale = true;
       continue;
     }
     throw new ReleaseLockedError(ctx.name, describeLockHolder(holder));
   }
+  return removedStale;
 }
 
 /** Clears what an interrupted update left in the stack, then refreshes it, saying so. */
@@ -324,12 +332,15 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const kind = req.kind ?? "release";
   try {
     await checkAccount(ctx);
-    inspectFileLock(ctx, log);
+    // Only an engine that died mid-update leaves pending operations, and on a file backend
+    // such an engine also leaves its lock behind: no stale lock, nothing to repair.
+    const staleLockRemoved = inspectFileLock(ctx, log);
+    const mayHavePendingOperations = ctx.fileBackendDir === undefined || staleLockRemoved;
     const progressFile = path.join(workspaceDir(ctx), `progress-${process.pid}-${Date.now()}.jsonl`);
     fs.writeFileSync(progressFile, "");
     // Selecting an existing stack (and repairing what an interrupted release left) changes no
     // release state, so it runs while the artifact is packaged and uploaded.
-    const existing = openExistingStack(ctx, progressFile, log).then(
+    const existing = openExistingStack(ctx, progressFile, log, mayHavePendingOperations).then(
       (stack) => ({ stack }),
       (error: unknown) => ({ error }),
     );
