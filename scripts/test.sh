@@ -4,8 +4,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# Idempotent (about two seconds once everything is there), so `npm test` works on a fresh machine.
+bash scripts/tools.sh
 . scripts/env.sh
-command -v pulumi >/dev/null || { echo "test: run 'bash scripts/tools.sh' first (pulumi missing)" >&2; exit 1; }
 
 echo "== typecheck + build"
 rm -rf dist
@@ -20,9 +21,10 @@ for suite in $suites; do
   echo "== tests/$suite"
   npx mocha --config "tests/$suite/.mocharc.json" 2>&1 | tee "$log" || status=1
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-  p=$(grep -Eo '^ *[0-9]+ passing' "$log" | grep -Eo '[0-9]+' | tail -1 || true)
-  f=$(grep -Eo '^ *[0-9]+ failing' "$log" | grep -Eo '[0-9]+' | tail -1 || true)
-  k=$(grep -Eo '^ *[0-9]+ pending' "$log" | grep -Eo '[0-9]+' | tail -1 || true)
+  plain="$(sed 's/\x1b\[[0-9;]*m//g' "$log")"
+  p=$(grep -Eo '^ *[0-9]+ passing' <<<"$plain" | grep -Eo '[0-9]+' | tail -1 || true)
+  f=$(grep -Eo '^ *[0-9]+ failing' <<<"$plain" | grep -Eo '[0-9]+' | tail -1 || true)
+  k=$(grep -Eo '^ *[0-9]+ pending' <<<"$plain" | grep -Eo '[0-9]+' | tail -1 || true)
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${k:-0}))
 done
 # One closing line across all suites, in the plain form any reader understands.
