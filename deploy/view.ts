@@ -44,6 +44,7 @@ export class ProgressView {
     switch (r.kind) {
       case "step":
         if (r.state === "start") this.current = `${r.step} ${r.detail ?? ""}`.trim();
+        else this.current = "";
         this.line(`[${this.elapsed()}] ${r.step}: ${r.state}${r.detail && r.state !== "start" ? ` — ${firstLine(r.detail)}` : r.detail ? ` ${r.detail}` : ""}`);
         break;
       case "log":
