@@ -1,0 +1,159 @@
+/**
+ * A named environment (dev) is resolved from a real foundation stack: its Pulumi.dev.yaml
+ * (validated by the shared schema) and its outputs, read through the real engine from a
+ * `file://` backend. AWS is the emulator; the foundation stack here is an inline program that
+ * exports the outputs a real foundation would, pointing at resources seeded in the emulator.
+ */
+import { expect } from "chai";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { S3Client, CreateBucketCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { EC2Client, CreateLaunchTemplateCommand, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
+import { REPO_ROOT, startEmulator, type Emulator } from "../helpers/emulator.js";
+import { engineEnv } from "../helpers/stack.js";
+import { collect } from "../helpers/zcp.js";
+import { devConfigYaml } from "../fixtures/release/foundation.js";
+
+describe("a named environment read from its foundation stack (real engine, emulator)", function () {
+  let emu: Emulator;
+  let project: string;
+  let state: string;
+  let releaseState: string;
+  let launchTemplateId = "";
+  const instanceIds: string[] = [];
+
+  function zcp(args: string[]) {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin", "zcp"), ...args], {
+      env: {
+        ...process.env,
+        ...emu.env,
+        ...engineEnv(`file://${state}`),
+        CI: "true",
+        ZCP_PROJECT_DIR: project,
+        ZCP_RELEASE_BACKEND_URL: `file://${releaseState}`,
+        ZCP_WORK_DIR: path.join(project, ".work"),
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return collect(child);
+  }
+
+  async function bucketKeys(): Promise<string[]> {
+    const s3 = new S3Client({ region: "us-east-1", endpoint: emu.endpoint, forcePathStyle: true, credentials: { accessKeyId: "testing", secretAccessKey: "testing" } });
+    try {
+      return ((await s3.send(new ListObjectsV2Command({ Bucket: "web-dev-artifacts" }))).Contents ?? []).map((c) => c.Key ?? "");
+    } finally {
+      s3.destroy();
+    }
+  }
+
+  before(async function () {
+    emu = await startEmulator();
+    const creds = { accessKeyId: "testing", secretAccessKey: "testing" };
+    const s3 = new S3Client({ region: "us-east-1", endpoint: emu.endpoint, forcePathStyle: true, credentials: creds });
+    const ec2 = new EC2Client({ region: "us-east-1", endpoint: emu.endpoint, credentials: creds });
+    await s3.send(new CreateBucketCommand({ Bucket: "web-dev-artifacts" }));
+    const lt = await ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-web-dev", LaunchTemplateData: { ImageId: "ami-12c6146b" } }));
+    launchTemplateId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
+    const tags = [
+      { Key: "zcp:app", Value: "web" },
+      { Key: "zcp:env", Value: "dev" },
+    ];
+    const run = await ec2.send(
+      new RunInstancesCommand({ ImageId: "ami-12c6146b", MinCount: 2, MaxCount: 2, TagSpecifications: [{ ResourceType: "instance", Tags: tags }] }),
+    );
+    instanceIds.push(...(run.Instances ?? []).map((i) => i.InstanceId ?? ""));
+    s3.destroy();
+    ec2.destroy();
+
+    project = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-project-"));
+    state = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-foundation-state-"));
+    releaseState = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-release-state-"));
+    fs.writeFileSync(path.join(project, "Pulumi.yaml"), "name: zero-credential-pipeline\nruntime: nodejs\n");
+    fs.writeFileSync(path.join(project, "Pulumi.dev.yaml"), devConfigYaml({ accountId: "123456789012" }));
+    const outputs = {
+      app: "web",
+      environment: "dev",
+      accountId: "123456789012",
+      region: "us-east-1",
+      bucket: "web-dev-artifacts",
+      artifactPrefix: "releases/web",
+      documentName: "zcp-web-dev-deploy",
+      launchTemplateId,
+      fleetTags: { "zcp:app": "web", "zcp:env": "dev" },
+      releaseRoleArn: "arn:aws:iam::123456789012:role/zcp-web-dev-release",
+      previewRoleArn: "arn:aws:iam::123456789012:role/zcp-web-dev-preview",
+      instanceRoleArn: "arn:aws:iam::123456789012:role/zcp-web-dev-instance",
+      instanceProfileName: "zcp-web-dev-instance",
+    };
+    const stack = await LocalWorkspace.createOrSelectStack(
+      { stackName: "dev", projectName: "zero-credential-pipeline", program: async () => outputs },
+      { workDir: project, envVars: engineEnv(`file://${state}`) },
+    );
+    await stack.up({ onOutput: () => undefined });
+  });
+
+  after(async function () {
+    await emu?.stop();
+    for (const d of [project, state, releaseState]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it("status reads the foundation's outputs and the tagged fleet", async function () {
+    const r = await zcp(["status", "--env", "dev", "--json"]);
+    expect(r.code, r.stderr).to.equal(0);
+    const s = JSON.parse(r.stdout) as { environment: string; latest: unknown; launchTemplate: { id: string }; instances: { instanceId: string }[] };
+    expect(s.environment).to.equal("dev");
+    expect(s.latest).to.equal(null);
+    expect(s.launchTemplate.id).to.equal(launchTemplateId);
+    expect(s.instances.map((i) => i.instanceId).sort()).to.deep.equal([...instanceIds].sort());
+  });
+
+  it("history of an environment never released says so", async function () {
+    const r = await zcp(["history", "--env", "dev"]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/no releases of dev yet/);
+  });
+
+  it("preview of a first release lists every step as a create and uploads nothing", async function () {
+    const r = await zcp(["preview", "--env", "dev", "--version", "v1", "--source", path.join(REPO_ROOT, "examples", "app"), "--json"]);
+    expect(r.code, r.stderr).to.equal(0);
+    const p = JSON.parse(r.stdout) as { versionFrom: string | null; versionTo: string; steps: { resource: string; op: string }[] };
+    expect(p.versionFrom).to.equal(null);
+    expect(p.versionTo).to.equal("v1");
+    expect(p.steps.map((st) => `${st.resource}:${st.op}`)).to.deep.equal([
+      "Artifact:create",
+      "FleetDeployment:create",
+      "BakedImage:create",
+      "LaunchTemplateRelease:create",
+      "LatestPointer:create",
+    ]);
+    expect(await bucketKeys()).to.deep.equal([]);
+  });
+
+  it("credentials of another account than the configured one exit 2 before anything is packaged", async function () {
+    fs.writeFileSync(path.join(project, "Pulumi.dev.yaml"), devConfigYaml({ accountId: "111111111111" }));
+    try {
+      const r = await zcp(["release", "--env", "dev", "--version", "v1", "--source", path.join(REPO_ROOT, "examples", "app")]);
+      expect(r.code, r.stderr).to.equal(2);
+      expect(r.stderr).to.match(/environment "dev" is configured for AWS account 111111111111, but the current credentials belong to 123456789012; nothing was changed/);
+      expect(await bucketKeys()).to.deep.equal([]);
+    } finally {
+      fs.writeFileSync(path.join(project, "Pulumi.dev.yaml"), devConfigYaml({ accountId: "123456789012" }));
+    }
+  });
+
+  it("a configuration error names the field and exits 2", async function () {
+    fs.writeFileSync(path.join(project, "Pulumi.dev.yaml"), devConfigYaml({ accountId: "123456789012", batch: "0%" }));
+    try {
+      const r = await zcp(["release", "--env", "dev", "--version", "v1"]);
+      expect(r.code, r.stderr).to.equal(2);
+      expect(r.stderr).to.match(/zcp:deploy\.batch: must be 1\.\.100% or a count, got "0%"/);
+      expect(await bucketKeys()).to.deep.equal([]);
+    } finally {
+      fs.writeFileSync(path.join(project, "Pulumi.dev.yaml"), devConfigYaml({ accountId: "123456789012" }));
+    }
+  });
+});
