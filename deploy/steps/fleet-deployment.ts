@@ -34,13 +34,17 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
         stepPacing(STEP),
       );
       const transport = transportFor(inputs.transport, clients);
-      const paramsFor = async (version: string): Promise<AgentParams> => {
+      const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
         const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
         let sha256 = inputs.sha256;
         if (version !== inputs.version) {
-          const head = await headArtifact(clients.s3, inputs.bucket, key, stepPacing(STEP));
-          if (!head?.sha256) throw new ReleaseFailedError(`cannot roll back to ${version}: ${s3Uri(inputs.bucket, key)} is missing`);
-          sha256 = head.sha256;
+          const head = await headArtifact(clients.s3, inputs.bucket, key, stepPacing(STEP)).catch((err: unknown) => {
+            if (knownSha256) return undefined; // the instances still hold the release itself
+            throw err;
+          });
+          const found = head?.sha256 ?? knownSha256;
+          if (!found) throw new ReleaseFailedError(`cannot roll back to ${version}: ${s3Uri(inputs.bucket, key)} is missing`);
+          sha256 = found;
         }
         return { ...inputs.runtime, app: inputs.app, version, artifact: s3Uri(inputs.bucket, key), sha256 };
       };

@@ -18,8 +18,12 @@ export interface RolloutSettings {
 
 export interface RolloutDeps {
   transport: Transport;
-  /** Parameters for deploying `version` (artifact location and checksum resolved). */
-  paramsFor(version: string): Promise<AgentParams>;
+  /**
+   * Parameters for deploying `version` (artifact location and checksum resolved). For a
+   * rollback, `knownSha256` is the checksum the instances verified that release against, used
+   * when the artifact is no longer in the bucket: the agent then reuses its local copy.
+   */
+  paramsFor(version: string, knownSha256?: string): Promise<AgentParams>;
   sleep(ms: number): Promise<void>;
   now(): number;
   log(message: string): void;
@@ -52,11 +56,13 @@ export function planBatches(instanceIds: readonly string[], canary: number, spec
 }
 
 function report(o: InstanceOutcome, batch: number): InstanceReport {
+  const previousSha256 = o.result?.previous_sha256;
   return {
     instanceId: o.instanceId,
     batch,
     status: o.status,
     previous: o.result?.previous ?? null,
+    ...(typeof previousSha256 === "string" ? { previousSha256 } : {}),
     durationMs: o.durationMs,
     message: o.message,
   };
@@ -126,14 +132,16 @@ export async function rollout(
 async function rollBackSwitched(reports: readonly InstanceReport[], version: string, deps: RolloutDeps): Promise<InstanceReport[]> {
   const switched = reports.filter((r) => r.status === "deployed" && r.previous && r.previous !== version);
   const byPrevious = new Map<string, string[]>();
+  const knownSha = new Map<string, string>();
   for (const r of switched) {
     const prev = r.previous as string;
     byPrevious.set(prev, [...(byPrevious.get(prev) ?? []), r.instanceId]);
+    if (r.previousSha256) knownSha.set(prev, r.previousSha256);
   }
   const out: InstanceReport[] = [];
   for (const [prev, ids] of byPrevious) {
     deps.log(`rolling back ${ids.join(", ")} to ${prev}`);
-    const params = await deps.paramsFor(prev);
+    const params = await deps.paramsFor(prev, knownSha.get(prev));
     const outcomes = await deps.transport.runAgent(ids, params, { timeoutS: 600 });
     for (const o of outcomes) {
       out.push({ ...report(o, 0), status: o.ok ? "reverted" : `revert_${o.status}`, message: `rolled back to ${prev}: ${o.message}` });

@@ -50,6 +50,8 @@ export interface InstanceReport {
   batch: number;
   status: string;
   previous: string | null;
+  /** Checksum of the previous release as verified on the instance (for rolling back to it). */
+  previousSha256?: string;
   durationMs: number;
   message: string;
 }

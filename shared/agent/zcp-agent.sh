@@ -157,6 +157,11 @@ report() {
   line="{\"status\":$(json_string "$status")"
   line+=",\"version\":$(json_string "${ZCP_VERSION-}")"
   line+=",\"previous\":$(json_or_null "$PREVIOUS")"
+  # The checksum the previous release was verified against: lets the runner roll this
+  # instance back to it even when its artifact has left the bucket (the release is reused).
+  local previous_sha=""
+  if [[ -n ${PREVIOUS:-} && -n ${APP_DIR:-} ]]; then previous_sha=$(stored_sha "$PREVIOUS" 2>/dev/null) || previous_sha=""; fi
+  line+=",\"previous_sha256\":$(json_or_null "$previous_sha")"
   line+=",\"current\":$(json_or_null "$current")"
   line+=",\"duration_ms\":$(($(now_ms) - START_MS))"
   line+=",\"deps\":$(json_string "$DEPS")"

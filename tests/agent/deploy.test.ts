@@ -89,6 +89,9 @@ describe("zcp-agent: deploying", function () {
     const run = await deployed(inst, v2);
 
     expect(run.result).to.include({ version: "2.0.0", previous: "1.0.0", deps: "reused" });
+    // The previous release's verified checksum, so a runner can roll back to it from the
+    // instance's own copy.
+    expect(run.result?.previous_sha256).to.equal(v1.sha256);
     const after = await readVersion(inst);
     expect(after?.version).to.equal("2.0.0");
     expect(after?.pid).to.not.equal(before?.pid);
