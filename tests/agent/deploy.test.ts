@@ -133,7 +133,8 @@ describe("zcp-agent: deploying", function () {
   });
 
   it("a release with a package-lock.json gets node_modules from npm ci, reused while the lockfile stays", async function () {
-    if (!commandExists("npm")) this.skip();
+    // npm ships with the Node.js the tools script provides: its absence is a failure, not a skip.
+    expect(commandExists("npm"), "npm on PATH").to.equal(true);
     const nodeLock = path.join(FIXTURES, "node");
     const files = {
       "package.json": fs.readFileSync(path.join(nodeLock, "package.json"), "utf8"),

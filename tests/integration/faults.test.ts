@@ -188,7 +188,8 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
     await expectNothingChanged(before);
   });
 
-  it("an instance whose disk is full: exit 1, the instances switched before it rolled back, the old version still serving", async function () {
+  // Needs a tmpfs mount (root); where mounting is refused it is reported pending with the reason.
+  it("an instance whose disk is full (a tmpfs; pending where mounts are refused): exit 1, the instances switched before it rolled back, the old version still serving", async function () {
     const before = await steady();
     const [canary, healthy, full] = instanceIds(zcp) as [string, string, string];
     let undo: () => void;

@@ -28,7 +28,7 @@ describe("infra: the foundation program (dev stack)", function () {
 
   before(async function () {
     // The program embeds the real agent; it is part of the repository.
-    if (!fs.existsSync(path.join(repoRoot(), AGENT_SCRIPT_PATH))) this.skip();
+    expect(fs.existsSync(path.join(repoRoot(), AGENT_SCRIPT_PATH)), "the agent script exists").to.equal(true);
     mocks = await useMocks({ stack: "dev", config: stackConfig("dev") });
     const already = mocks.resources.length;
     // import() of this CommonJS module yields a namespace; its `default` is the module's exports.
