@@ -15,7 +15,7 @@ import { ConfigError, describeError } from "../shared/errors.js";
 import type { FoundationOutputs } from "../shared/outputs.js";
 import { FOUNDATION_OUTPUT_KEYS } from "../shared/outputs.js";
 import { parseConfig, rawConfigFromEntries, type ZcpConfig } from "../shared/config.js";
-import type { AgentParams } from "./transport.js";
+import type { AgentRuntime } from "./transport.js";
 import type { TransportSpec } from "./steps/types.js";
 import { findRepoRoot } from "./repo.js";
 import * as local from "./local/environment.js";
@@ -25,7 +25,7 @@ export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: 
 
 export interface ReleaseSettings {
   accountId: string;
-  runtime: Omit<AgentParams, "app" | "version" | "artifact" | "sha256">;
+  runtime: AgentRuntime;
   deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number };
   image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
 }

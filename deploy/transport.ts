@@ -4,21 +4,8 @@
  * fleet). FleetDeployment only ever talks to this interface.
  */
 
-/** What the agent needs, sent as the `ZCP_*` environment variables. */
-export interface AgentParams {
-  app: string;
-  version: string;
-  /** `s3://bucket/key` or an absolute file path. */
-  artifact: string;
-  sha256: string;
-  appDir: string;
-  appUser: string;
-  service: string;
-  processManager: "supervisor" | "systemd";
-  healthUrl: string;
-  healthTimeoutS: number;
-  keepReleases: number;
-}
+import type { AgentParams } from "../shared/agent/params.js";
+export type { AgentParams, AgentRuntime } from "../shared/agent/params.js";
 
 /** The JSON line the agent prints last. */
 export interface AgentResult {

@@ -8,8 +8,9 @@
  * (the boot copy the DeployDocument publishes, checked against its SHA-256) on that version.
  */
 import { APP_PATTERN, SHA256_PATTERN, VERSION_PATTERN, artifactPrefix, latestPointerKey } from "../shared/naming.js";
+import type { AgentRuntime } from "../shared/agent/params.js";
 
-export interface ConvergeScriptArgs {
+export interface ConvergeScriptArgs extends AgentRuntime {
   app: string;
   environment: string;
   region: string;
@@ -18,13 +19,6 @@ export interface ConvergeScriptArgs {
   agentKey: string;
   /** SHA-256 of the agent script; the copy must match it. */
   agentSha256: string;
-  appDir: string;
-  appUser: string;
-  service: string;
-  processManager: "supervisor" | "systemd";
-  healthUrl: string;
-  healthTimeoutS: number;
-  keepReleases: number;
   /** Where the script logs. @default "/var/log/zcp-converge.log" */
   logFile?: string;
 }

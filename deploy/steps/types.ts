@@ -3,7 +3,7 @@
  * engine unchanged; nothing here is secret (credentials come from the environment of the
  * engine's provider host, never from inputs or outputs).
  */
-import type { AgentParams } from "../transport.js";
+import type { AgentRuntime } from "../transport.js";
 
 /** How the FleetDeployment reaches instances. */
 export type TransportSpec =
@@ -34,7 +34,7 @@ export interface FleetDeploymentInputs {
   sha256: string;
   bucket: string;
   artifactKey: string;
-  runtime: Omit<AgentParams, "app" | "version" | "artifact" | "sha256">;
+  runtime: AgentRuntime;
   canary: number;
   batch: string;
   soakSeconds: number;
