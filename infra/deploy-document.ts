@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as awsnative from "@pulumi/aws-native";
 import * as pulumi from "@pulumi/pulumi";
-import { buildDeployDocument, readAgentScript, sha256Hex } from "../shared/agent/document.js";
+import { buildDeployDocument, readAgentScript, sha256Hex, type DocumentPins } from "../shared/agent/document.js";
 import { deployDocumentName } from "../shared/naming.js";
 import { agentPrefix } from "../shared/policy.js";
 
@@ -12,6 +12,11 @@ export interface DeployDocumentArgs {
   bucketName: pulumi.Input<string>;
   /** The agent script. @default the repository's `shared/agent/zcp-agent.sh` */
   agentScript?: string;
+  /**
+   * The configured runtime (app dir, app user, service, app root) the document accepts and
+   * nothing else. @default unpinned: any value of the generic patterns
+   */
+  pins?: DocumentPins;
   /** Tags for the document and the agent copy. @default {} */
   tags?: Record<string, string>;
 }
@@ -66,7 +71,7 @@ export class DeployDocument extends pulumi.ComponentResource {
         documentFormat: "JSON",
         targetType: "/AWS::EC2::Instance",
         updateMethod: "NewVersion",
-        content: buildDeployDocument({ script }),
+        content: buildDeployDocument({ script, ...(args.pins ? { pins: args.pins } : {}) }),
         tags: Object.entries(tags).map(([key, value]) => ({ key, value })),
       },
       { parent: this },

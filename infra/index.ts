@@ -51,7 +51,18 @@ const artifacts = new ArtifactBucket(
 
 const agent = new DeployDocument(
   "deploy-document",
-  { app: config.app, environment: config.environment, bucketName: artifacts.bucketName, tags },
+  {
+    app: config.app,
+    environment: config.environment,
+    bucketName: artifacts.bucketName,
+    pins: {
+      appDir: config.runtime.appDir,
+      appUser: config.runtime.user,
+      service: config.runtime.service,
+      appRoot: config.runtime.appRoot,
+    },
+    tags,
+  },
   opts,
 );
 
@@ -90,6 +101,7 @@ const fleet = new Fleet(
       agentKey: agent.agentKey,
       agentSha256: agent.agentSha256,
       appDir: config.runtime.appDir,
+      appRoot: config.runtime.appRoot,
       appUser: config.runtime.user,
       service: config.runtime.service,
       processManager: config.runtime.processManager,
