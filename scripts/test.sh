@@ -2,11 +2,11 @@
 # The test command: incremental typecheck + build, then lint and the three suites side by
 # side, each in its own mocha process (Pulumi mocks are process-global, so unit tests never
 # share a process with the engine). Every *.test.ts under tests/<suite>/ is picked up by its
-# suite's .mocharc.json; the integration suite also runs its files in parallel mocha workers.
+# suite's .mocharc.json; the agent and integration suites run their files in parallel workers.
 #
 #   ZCP_TEST_SUITES="unit agent"   run only these suites (default: unit agent integration)
 #   ZCP_TEST_SERIAL=1              one suite after another (easier to read when debugging)
-#   ZCP_TEST_JOBS=N                parallel workers of the integration suite (default 2)
+#   ZCP_TEST_JOBS=N                parallel workers of the agent and integration suites (default 2)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -48,7 +48,9 @@ for suite in $suites; do steps+=("$suite"); done
 run_suite() {
   local suite="$1"
   local extra=()
-  if [ "$suite" = integration ]; then extra=(--parallel --jobs "${ZCP_TEST_JOBS:-2}"); fi
+  # Agent and integration files are independent (each has its own fleet, work folder and
+  # emulator); most of their time is spent waiting on processes, so they share the CPUs well.
+  if [ "$suite" != unit ]; then extra=(--parallel --jobs "${ZCP_TEST_JOBS:-2}"); fi
   run_step "$suite" npx mocha --config "tests/$suite/.mocharc.json" "${extra[@]}"
 }
 

@@ -27,7 +27,7 @@ import {
   shareRateLimit,
   type CommandTargets,
 } from "../commands/ssm.js";
-import { awsCall, awsErrorName, describeIds, pacingOptions, type Pacing } from "../aws/call.js";
+import { awsCall, awsErrorName, describeIds, isThrottledOrTransient, pacingOptions, type Pacing } from "../aws/call.js";
 import {
   outcomeFromAgent,
   parseAgentResult,
@@ -387,7 +387,9 @@ class DeployRun {
       invocations = await this.listInvocations(cmd.commandId);
       if (!cmd.expected) commandState = await this.describeCommand(cmd.commandId);
     } catch (err) {
-      if (NOT_VISIBLE_YET.has(awsErrorName(err) ?? "")) return;
+      // Not visible yet, or throttling the SDK's retries did not absorb: no news this round;
+      // the polling loop asks again at its own cadence.
+      if (NOT_VISIBLE_YET.has(awsErrorName(err) ?? "") || isThrottledOrTransient(err)) return;
       this.failCommand(cmd, readable(err));
       return;
     }

@@ -204,7 +204,7 @@ describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
     expect(mock.commandCalls(ListCommandInvocationsCommand)).to.have.length(4);
   });
 
-  it("absorbs throttling bursts on SendCommand and on status calls", async function () {
+  it("absorbs throttled status calls by polling again, at the polling cadence (mocked SSM)", async function () {
     const [id] = ids(1) as [string];
     const { transport, mock, clock } = setup({ [id]: ["InProgress", ok()] });
     const list = mock.on(ListCommandInvocationsCommand);
@@ -212,15 +212,21 @@ describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
     list.resolves({
       CommandInvocations: [{ CommandId: "cmd-1", InstanceId: id, Status: "Success", CommandPlugins: [{ ResponseCode: 0, Output: agentLine("deployed", "v2", "v1") }] }],
     });
-    mock
-      .on(SendCommandCommand)
-      .rejectsOnce(awsError("ThrottlingException", 400, "Rate exceeded"))
-      .resolves({ Command: { CommandId: "cmd-1" } });
     const [outcome] = await transport.runAgent([id], PARAMS, run());
     expect(outcome).to.include({ ok: true, status: "deployed" });
-    expect(mock.commandCalls(SendCommandCommand)).to.have.length(2);
     expect(mock.commandCalls(ListCommandInvocationsCommand)).to.have.length(5);
-    expect(clock.lines.filter((l) => l.includes("ThrottlingException"))).to.have.length(5);
+    // Each refused status call cost one polling round, not a burst of immediate retries.
+    expect(clock.lines.filter((l) => l.startsWith("SsmDeploy: attempt"))).to.have.length(4);
+  });
+
+  it("does not resend a SendCommand the SDK's retries could not get through (mocked SSM)", async function () {
+    const [id] = ids(1) as [string];
+    const { transport, mock } = setup({ [id]: [ok()] });
+    mock.on(SendCommandCommand).rejects(awsError("ThrottlingException", 400, "Rate exceeded"));
+    const [outcome] = await transport.runAgent([id], PARAMS, run());
+    expect(outcome).to.include({ ok: false, status: "error" });
+    expect(outcome?.message).to.match(/SSM deploy to i-\w+ failed: ThrottlingException: Rate exceeded/);
+    expect(mock.commandCalls(SendCommandCommand), "zcp adds no retry of its own around the SDK's").to.have.length(1);
   });
 
   it("sends 120 ids as three SendCommand calls of at most 50, sharing a count MaxConcurrency", async function () {
