@@ -33,7 +33,7 @@ import { artifactKey, deployDocumentName } from "../../shared/naming.js";
 import { ConfigError, PointerRaceError } from "../../shared/errors.js";
 import { baseTags } from "../../shared/tags.js";
 import { tagList } from "../../deploy/aws/call.js";
-import { PARAMS } from "../fixtures/aws/fake-ssm.js";
+import { PARAMS } from "../fixtures/aws/params.js";
 
 const APP = "shop";
 const ENV = "dev";
