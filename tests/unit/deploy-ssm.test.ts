@@ -7,7 +7,6 @@ import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
   ListCommandInvocationsCommand,
-  ListCommandsCommand,
   SendCommandCommand,
 } from "@aws-sdk/client-ssm";
 import {
@@ -87,6 +86,7 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
         healthUrl: ["http://127.0.0.1:8080/health"],
         healthTimeoutS: ["30"],
         keepReleases: ["5"],
+        executionTimeout: ["900"],
       },
       TimeoutSeconds: 900,
       Comment: "zcp deploy shop v2",
@@ -119,7 +119,7 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
     expect(chunks[0]?.[0]).to.equal(ids(1)[0]);
     expect(shareRateLimit("10", 50, 120, "concurrency")).to.equal("4");
     expect(shareRateLimit("10", 20, 120, "concurrency")).to.equal("1");
-    expect(shareRateLimit("2", 20, 120, "errors")).to.equal("0");
+    expect(shareRateLimit("2", 20, 120, "errors"), "MaxErrors is never split down").to.equal("2");
     expect(shareRateLimit("25%", 50, 120, "concurrency")).to.equal("25%");
     expect(shareRateLimit("10", 20, 20, "concurrency")).to.equal("10");
   });
@@ -185,7 +185,8 @@ describe("deploy/transports/ssm against the SSM simulator", function () {
       sim.setInstance(gone, { version: "v1", ping: "ConnectionLost" });
       sim.setInstance(dropped, { version: "v1", managed: false });
     };
-    const outcomes = await transport.runAgent([slow, gone, dropped], PARAMS, run({ timeoutS: 120, deliveryTimeoutS: 60 }));
+    // One at a time: the other two wait while `slow` runs into its execution timeout.
+    const outcomes = await transport.runAgent([slow, gone, dropped], PARAMS, run({ timeoutS: 120, deliveryTimeoutS: 60, maxConcurrency: "1" }));
     expect(outcomes.map((o) => [o.instanceId, o.status])).to.deep.equal([
       [slow, "timed_out"],
       [gone, "undeliverable"],
