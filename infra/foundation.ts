@@ -58,7 +58,7 @@ export function zcpFoundation(config: ZcpConfig): FoundationStackOutputs {
 
   const agent = new DeployDocument(
     "deploy-document",
-    { app: config.app, environment: config.environment, bucketName: artifacts.bucketName, tags },
+    { app: config.app, environment: config.environment, bucketName: artifacts.bucketName, executionTimeoutS: config.deploy.commandTimeoutS, tags },
     opts,
   );
 

@@ -30,7 +30,7 @@ export interface AwsClientConfig {
   credentials?: AwsCredentials;
   /**
    * Attempts per request inside the SDK's adaptive retry (client-side rate limiting plus
-   * retries on throttling and transient errors): the only per-request retry in zcp.
+   * retries on throttling). zcp's own `retry` wraps calls on top of this.
    * @default 5
    */
   maxAttempts?: number;
