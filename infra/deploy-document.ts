@@ -17,6 +17,11 @@ export interface DeployDocumentArgs {
    * nothing else. @default unpinned: any value of the generic patterns
    */
   pins?: DocumentPins;
+  /**
+   * Default of the document's `executionTimeout` (s): how long one run may take before SSM
+   * kills it. Releases send `zcp:deploy.commandTimeoutS` explicitly. @default 3600
+   */
+  executionTimeoutS?: number;
   /** Tags for the document and the agent copy. @default {} */
   tags?: Record<string, string>;
 }
@@ -71,7 +76,11 @@ export class DeployDocument extends pulumi.ComponentResource {
         documentFormat: "JSON",
         targetType: "/AWS::EC2::Instance",
         updateMethod: "NewVersion",
-        content: buildDeployDocument({ script, ...(args.pins ? { pins: args.pins } : {}) }),
+        content: buildDeployDocument({
+          script,
+          ...(args.pins ? { pins: args.pins } : {}),
+          ...(args.executionTimeoutS !== undefined ? { executionTimeoutS: args.executionTimeoutS } : {}),
+        }),
         tags: Object.entries(tags).map(([key, value]) => ({ key, value })),
       },
       { parent: this },
