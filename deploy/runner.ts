@@ -132,6 +132,41 @@ function releaseProjectSettings(ctx: EnvironmentContext) {
   };
 }
 
+/** Runs the engine's preview of `stack` and collects the dynamic resources' operations. */
+async function previewSteps(stack: Stack, steps: PreviewSummary["steps"]): Promise<void> {
+  await stack.preview({
+    onOutput: () => undefined,
+    onEvent: (e) => {
+      const m = e.resourcePreEvent?.metadata;
+      if (!m || !m.type.includes("dynamic")) return;
+      const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
+      const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
+      if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
+      const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+      steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
+    },
+  });
+}
+
+/** The release stack with `plan`'s program, or undefined when no release made it yet. Creates nothing. */
+async function selectExistingStack(ctx: EnvironmentContext, plan: ReleasePlan, progressFile: string): Promise<Stack | undefined> {
+  try {
+    return await LocalWorkspace.selectStack(
+      { stackName: ctx.name, projectName: RELEASE_PROJECT, program: releaseProgram(plan) },
+      { workDir: workspaceDir(ctx), projectSettings: releaseProjectSettings(ctx), envVars: engineEnvFor(ctx, progressFile) },
+    );
+  } catch (err) {
+    if (err instanceof StackNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** The steps of the release program (deploy/program.ts), in its order, all to be created. */
+function firstReleaseSteps(plan: ReleasePlan): PreviewSummary["steps"] {
+  const names = ["Artifact", "FleetDeployment", ...(plan.image.enabled ? ["BakedImage", "LaunchTemplateRelease"] : []), "LatestPointer"];
+  return names.map((resource) => ({ resource, op: "create", changed: [] }));
+}
+
 async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined, progressFile: string): Promise<Stack> {
   const workDir = workspaceDir(ctx);
   const program = plan ? releaseProgram(plan) : async () => ({});
@@ -492,20 +527,15 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
   fs.writeFileSync(progressFile, "");
   try {
-    const stack = await openStack(ctx, plan, progressFile);
     const steps: PreviewSummary["steps"] = [];
-    await stack.preview({
-      onOutput: () => undefined,
-      onEvent: (e) => {
-        const m = e.resourcePreEvent?.metadata;
-        if (!m || !m.type.includes("dynamic")) return;
-        const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
-        const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
-        if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
-        const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-        steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
-      },
-    });
+    const stack = await selectExistingStack(ctx, plan, progressFile);
+    if (!stack) {
+      // Before the first release there is no release stack, and a preview must not make one
+      // (it would change the state backend): every step of the program would be created.
+      steps.push(...firstReleaseSteps(plan));
+    } else {
+      await previewSteps(stack, steps);
+    }
     const imageStep = steps.find((s) => s.resource === "BakedImage");
     const templateStep = steps.find((s) => s.resource === "LaunchTemplateRelease");
     const summary: PreviewSummary = {
