@@ -21,7 +21,7 @@ import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
 import { headArtifact, s3Uri, uploadArtifact } from "./aws/artifacts.js";
 import { readLatestPointer } from "./aws/latest-pointer.js";
-import { describeDefaultVersion } from "./aws/launch-template.js";
+import { describeDefaultVersion, describeDefaultVersionNumber } from "./aws/launch-template.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
 import { packageSource } from "./package.js";
@@ -305,11 +305,11 @@ async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log
   }
 }
 
-async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null }> {
+async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null; imageId: string | null }> {
   const clients = createAwsClients({ region: ctx.outputs.region });
   try {
     const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
-    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null };
+    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null, imageId: read?.pointer.imageId ?? null };
   } finally {
     destroyAwsClients(clients);
   }
@@ -523,7 +523,10 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const latest = await currentLatestEtag(ctx);
   const plan = buildPlan(ctx, req, { key, sha256 }, latest.etag);
   const ltClients = createAwsClients({ region: ctx.outputs.region });
-  const currentTemplate = await describeDefaultVersion(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
+  // The default version's number only: reading the version itself would need the right to
+  // read its user data, which the preview role does not have. The image in use is the one
+  // the last release recorded in latest.json.
+  const defaultVersion = await describeDefaultVersionNumber(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
   const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
   fs.writeFileSync(progressFile, "");
   try {
@@ -546,12 +549,12 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
       image: !plan.image.enabled
         ? "not baked (--skip-image or image.enabled=false)"
         : imageStep && imageStep.op !== "same"
-          ? `a new image for ${req.version} (now ${currentTemplate.imageId ?? "?"})`
+          ? `a new image for ${req.version} (now ${latest.imageId ?? "the base image"})`
           : "unchanged",
       launchTemplate:
         !plan.image.enabled || !templateStep || templateStep.op === "same"
-          ? `unchanged (default version ${currentTemplate.versionNumber})`
-          : `default version ${currentTemplate.versionNumber} → a new version with the ${req.version} image`,
+          ? `unchanged (default version ${defaultVersion})`
+          : `default version ${defaultVersion} → a new version with the ${req.version} image`,
     };
     void out;
     return summary;
