@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { expect } from "chai";
-import { readVersion } from "../../deploy/local/fleet.js";
+import { instanceStateDir, readVersion, type LocalInstance } from "../../deploy/local/fleet.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
 import { currentTarget, deployExpecting, FleetHarness, killAgentAfterSwitch, paramsFor } from "../helpers/supervisor.js";
 
@@ -38,14 +38,14 @@ describe("zcp-agent: SIGKILL between switch and health check", function () {
     expect(await killAgentAfterSwitch(inst, paramsFor(inst, broken))).to.equal("releases/3.0.0");
     // Killed with no trap: switched, unverified, and the marker names where to go back.
     expect(currentTarget(inst)).to.equal("releases/3.0.0");
-    expect(fs.readFileSync(path.join(inst.appDir, ".zcp-pending"), "utf8").trim()).to.equal("1.0.0");
+    expect(fs.readFileSync(pendingMarker(inst), "utf8").trim()).to.equal("1.0.0");
 
     // A resent command (or boot converge to it) must not take 3.0.0 as the release to keep.
     const again = await deployExpecting(inst, paramsFor(inst, broken), 1);
     expect(again.result).to.include({ status: "rolled_back", version: "3.0.0", previous: "1.0.0" });
     expect(currentTarget(inst)).to.equal("releases/1.0.0");
     expect((await readVersion(inst))?.version).to.equal("1.0.0");
-    expect(fs.existsSync(path.join(inst.appDir, ".zcp-pending"))).to.equal(false);
+    expect(fs.existsSync(pendingMarker(inst))).to.equal(false);
   });
 
   it("after a killed switch, a deploy of another version reports the verified release as previous, so a rollback goes there", async () => {
@@ -54,7 +54,7 @@ describe("zcp-agent: SIGKILL between switch and health check", function () {
     await killAgentAfterSwitch(inst, paramsFor(inst, broken));
     const next = await deployExpecting(inst, paramsFor(inst, v2), 0);
     expect(next.result).to.include({ status: "deployed", version: "2.0.0", previous: "1.0.0" });
-    expect(fs.existsSync(path.join(inst.appDir, ".zcp-pending"))).to.equal(false);
+    expect(fs.existsSync(pendingMarker(inst))).to.equal(false);
   });
 
   it("a deploy of the version already being deployed waits for the lock and finds it current, instead of exiting 3", async () => {
@@ -69,3 +69,8 @@ describe("zcp-agent: SIGKILL between switch and health check", function () {
     expect(second.stdout).to.match(/already running here; waiting up to 300s/);
   });
 });
+
+/** The agent's pending marker lives in zcp's state dir, outside the app's tree. */
+function pendingMarker(inst: LocalInstance): string {
+  return path.join(instanceStateDir(inst), "pending");
+}

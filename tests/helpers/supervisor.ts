@@ -18,6 +18,7 @@ import {
   agentParamsFor,
   agentScriptPath,
   createInstance,
+  instanceStateDir,
   runAgent,
   startSupervisor,
   stopSupervisor,
@@ -159,7 +160,7 @@ export function pathsNotOwnedBy(dir: string, uid: number): string[] {
 
 /** Lines of the instance's deploy log, parsed. */
 export function deployLog(inst: LocalInstance): Array<Record<string, unknown>> {
-  const file = path.join(inst.appDir, "shared", "deploy.log");
+  const file = path.join(instanceStateDir(inst), "deploy.log");
   if (!fs.existsSync(file)) return [];
   return fs
     .readFileSync(file, "utf8")
