@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { ZcpHarness } from "../helpers/zcp.js";
 import { REPO_ROOT } from "../helpers/emulator.js";
 import { snapshotWorld } from "../helpers/faults.js";
+import { testAppUser } from "../helpers/supervisor.js";
 import {
   AGENT_CASES,
   CLI_CASES,
@@ -107,7 +108,7 @@ describe("bad input is refused as bad input and changes nothing", function () {
     }
 
     it("the unchanged variables are accepted (the deploy then fails to fetch), so each case below fails for its one variable", function () {
-      const r = runAgent(validAgentEnv(scratch, os.userInfo().username));
+      const r = runAgent(validAgentEnv(scratch, testAppUser()));
       expect(r.code, r.stdout + r.stderr).to.equal(1);
       expect(r.result.reason, JSON.stringify(r.result)).to.equal(undefined);
       expect(String(r.result.message)).to.match(/fetch/);
@@ -117,7 +118,7 @@ describe("bad input is refused as bad input and changes nothing", function () {
     for (const c of AGENT_CASES) {
       it(`${c.title}: ${c.variable}=${JSON.stringify(c.value)}`, function () {
         const entries = fs.readdirSync(scratch).sort();
-        const env = { ...validAgentEnv(scratch, os.userInfo().username), [c.variable]: fill(c.value, vars) };
+        const env = { ...validAgentEnv(scratch, testAppUser()), [c.variable]: fill(c.value, vars) };
         const r = runAgent(env);
         expect(r.code, r.stdout + r.stderr).to.equal(2);
         expect(r.result, JSON.stringify(r.result)).to.include({ status: "failed", reason: "rejected" });
