@@ -24,7 +24,7 @@ import * as fsp from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { packageSource } from "../deploy/package.js";
+import { packageSource } from "../deploy/package/index.js";
 
 const MB = 1_000_000;
 const SMALL_SHARE = 0.45;

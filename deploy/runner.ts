@@ -24,7 +24,7 @@ import { readLatestPointer } from "./aws/latest-pointer.js";
 import { describeDefaultVersion } from "./aws/launch-template.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
-import { packageSource } from "./package.js";
+import { packageSource } from "./package/index.js";
 import { releaseProgram, type ReleasePlan } from "./program.js";
 import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { findRepoRoot } from "./repo.js";
