@@ -122,9 +122,28 @@ export function assembleEntries(source: Source, extraFiles: Record<string, strin
     }
   }
 
-  const keyed = [...byPath.values()].map((entry) => ({ entry, key: Buffer.from(entry.path, "utf8") }));
+  return sortEntries(byPath.values());
+}
+
+function sortEntries(entries: Iterable<Entry>): Entry[] {
+  const keyed = [...entries].map((entry) => ({ entry, key: Buffer.from(entry.path, "utf8") }));
   keyed.sort((a, b) => Buffer.compare(a.key, b.key));
   return keyed.map((k) => k.entry);
+}
+
+/**
+ * Makes room for a file written after the sorted entries (the manifest): its directories are
+ * added in order, and its own path must be free.
+ */
+export function withRoomFor(entries: readonly Entry[], filePath: string, field: string): Entry[] {
+  if (!isCleanRelativePath(filePath)) throw new ConfigError(field, `"${filePath}" must be a relative path without '.', '..' or empty segments`);
+  const byPath = new Map(entries.map((e) => [e.path, e]));
+  if (byPath.has(filePath)) throw new ConfigError(field, `"${filePath}" is already in the archive`);
+  const placeholder: Entry = { kind: "file", path: filePath, size: 0, executable: false, origin: { from: "inline", data: Buffer.alloc(0) } };
+  byPath.set(filePath, placeholder);
+  addParents(byPath, filePath, field);
+  byPath.delete(filePath);
+  return sortEntries(byPath.values());
 }
 
 function addParents(byPath: Map<string, Entry>, entryPath: string, field: string): void {

@@ -12,7 +12,8 @@
  * - `tar.ts`: the tar stream (tar-stream, normalised headers, whole 10 KiB records);
  * - `gzip.ts`: block-parallel gzip with a fixed header;
  * - `output.ts`: the output directory and the rename to `<sha256>.tar.gz`;
- * - `manifest.ts`: the sha256 of every packaged file, for a manifest inside the archive.
+ * - `manifest.ts`: the sha256 of every packaged file, taken while writing, for a manifest that
+ *   the archive carries as its last entry.
  *
  * What goes in:
  * - a directory source: every regular file and symlink under it that the filter keeps; any
@@ -32,16 +33,16 @@
  */
 import { ConfigError } from "../../shared/errors.js";
 import { readDirectorySource } from "./directory-source.js";
-import { assembleEntries, type Entry, type ReservedTree, type Source } from "./entries.js";
+import { assembleEntries, withRoomFor, type Entry, type ReservedTree, type Source } from "./entries.js";
 import { readGitSource } from "./git-source.js";
 import { defaultConcurrency } from "./gzip.js";
-import { digestFiles, type FileDigest } from "./manifest.js";
+import type { ManifestSpec } from "./manifest.js";
 import { prepareOutDir, writeArchive } from "./output.js";
 
 export { PACKAGE_MTIME } from "./tar.js";
 export { PACKAGE_GZIP_LEVEL, defaultConcurrency } from "./gzip.js";
 export { DEFAULT_IGNORES, IGNORE_FILE, SKIPPED_NAMES } from "./ignore.js";
-export type { FileDigest } from "./manifest.js";
+export type { FileDigest, ManifestSpec } from "./manifest.js";
 
 export type PackageSourceSpec =
   /** Every regular file and symlink under `dir` that `.zcpignore` and the defaults keep. */
@@ -74,11 +75,12 @@ export interface PackageOptions {
    */
   reservedTree?: { root: string; dir: string };
   /**
-   * A manifest written into the archive at `path`: `render` gets the sha256 of every other
-   * file in the archive, in archive order, and returns the file's content.
+   * A manifest written into the archive at `path`, as its last entry: `render` gets the sha256
+   * of every other file and symlink in the archive, in archive order, and returns the file's
+   * content.
    * @default none
    */
-  manifest?: { path: string; render: (files: readonly FileDigest[]) => string };
+  manifest?: ManifestSpec;
   /**
    * Blocks compressed in parallel. Changes speed only: the archive is the same for any value.
    * @default min(os.availableParallelism(), 3)
@@ -114,17 +116,12 @@ export async function packageSource(opts: PackageOptions): Promise<PackageResult
       reserved = { root: opts.reservedTree.root, entries: underRoot(reservedSource, opts.reservedTree.root) };
     }
     let entries = assembleEntries(source, opts.extraFiles ?? {}, reserved);
-    if (opts.manifest) {
-      const { path: manifestPath, render } = opts.manifest;
-      if (entries.some((e) => e.path === manifestPath)) throw new ConfigError("manifest", `"${manifestPath}" is already in the archive`);
-      const digests = await digestFiles(entries, source.content);
-      entries = assembleEntries(source, { ...(opts.extraFiles ?? {}), [manifestPath]: render(digests) }, reserved);
-    }
+    if (opts.manifest) entries = withRoomFor(entries, opts.manifest.path, "manifest");
     const outDir = await prepareOutDir(opts.outDir, source.root);
-    const written = await writeArchive(entries, source.content, outDir, concurrency);
+    const written = await writeArchive(entries, source.content, outDir, concurrency, opts.manifest);
     return {
       ...written,
-      files: entries.filter((e) => e.kind !== "dir").length,
+      files: entries.filter((e) => e.kind !== "dir").length + (opts.manifest ? 1 : 0),
       ...(source.commit !== undefined ? { commit: source.commit } : {}),
     };
   } finally {

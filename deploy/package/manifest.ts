@@ -1,9 +1,9 @@
 /**
- * The sha256 of every file an archive will hold, computed in a pass of its own before the
- * archive is written, so a manifest listing them can itself go into the archive.
+ * The sha256 of every file of an archive, taken while the archive is written (one read of each
+ * file), for a manifest that the archive then carries as its last entry.
  */
-import { createHash } from "node:crypto";
-import { fileContent, planReaders, type ContentReader, type Entry } from "./entries.js";
+import { createHash, type Hash } from "node:crypto";
+import type { Entry } from "./entries.js";
 
 export interface FileDigest {
   path: string;
@@ -16,28 +16,37 @@ export interface FileDigest {
   mode: number;
 }
 
-export async function digestFiles(entries: readonly Entry[], sourceReader: ContentReader): Promise<FileDigest[]> {
-  for (const [reader, files] of planReaders(entries, sourceReader)) reader.plan(files);
-  const digests: FileDigest[] = [];
-  for (const entry of entries) {
-    if (entry.kind === "dir") continue;
+/** A manifest written as the archive's last entry, at `path`, from the digests of the rest. */
+export interface ManifestSpec {
+  path: string;
+  render: (files: readonly FileDigest[]) => string;
+}
+
+export class DigestCollector {
+  readonly digests: FileDigest[] = [];
+
+  /** Starts the digest of one entry; returns where its content goes (files only). */
+  begin(entry: Entry): { update(chunk: Buffer): void; end(): void } | undefined {
+    if (entry.kind === "dir") return undefined;
     if (entry.kind === "symlink") {
       const target = Buffer.from(entry.target, "utf8");
-      digests.push({ path: entry.path, kind: "symlink", sha256: sha256(target), size: target.length, mode: 0o777 });
-      continue;
+      this.digests.push({ path: entry.path, kind: "symlink", sha256: hex(createHash("sha256").update(target)), size: target.length, mode: 0o777 });
+      return undefined;
     }
     const hash = createHash("sha256");
     let size = 0;
-    for await (const chunk of fileContent(entry, sourceReader)) {
-      hash.update(chunk);
-      size += chunk.length;
-    }
-    if (size !== entry.size) throw new Error(`${entry.path}: read ${size} bytes, expected ${entry.size}`);
-    digests.push({ path: entry.path, kind: "file", sha256: hash.digest("hex"), size, mode: entry.executable ? 0o755 : 0o644 });
+    return {
+      update: (chunk) => {
+        hash.update(chunk);
+        size += chunk.length;
+      },
+      end: () => {
+        this.digests.push({ path: entry.path, kind: "file", sha256: hex(hash), size, mode: entry.executable ? 0o755 : 0o644 });
+      },
+    };
   }
-  return digests;
 }
 
-function sha256(data: Buffer): string {
-  return createHash("sha256").update(data).digest("hex");
+function hex(hash: Hash): string {
+  return hash.digest("hex");
 }

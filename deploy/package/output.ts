@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { ConfigError, StepError, describeError } from "../../shared/errors.js";
 import { planReaders, type ContentReader, type Entry } from "./entries.js";
 import { BlockGzip, fileSink } from "./gzip.js";
+import type { ManifestSpec } from "./manifest.js";
 import { tarBlocks } from "./tar.js";
 
 export async function prepareOutDir(outDir: string | undefined, sourceRoot: string | undefined): Promise<string> {
@@ -49,6 +50,7 @@ export async function writeArchive(
   content: ContentReader,
   outDir: string,
   concurrency: number,
+  manifest?: ManifestSpec,
 ): Promise<{ path: string; sha256: string; bytes: number }> {
   for (const [reader, files] of planReaders(entries, content)) reader.plan(files);
   const partial = path.join(outDir, `.zcp-package-${randomBytes(6).toString("hex")}.partial`);
@@ -56,7 +58,7 @@ export async function writeArchive(
   try {
     handle = await fsp.open(partial, "wx");
     const gzip = new BlockGzip(fileSink(handle), concurrency);
-    for await (const block of tarBlocks(entries, content)) await gzip.push(block);
+    for await (const block of tarBlocks(entries, content, manifest)) await gzip.push(block);
     const { sha256, bytes } = await gzip.finish();
     await handle.close();
     handle = undefined;

@@ -8,6 +8,8 @@
  *   bit git records), 0644 for other files, 0777 for symlinks;
  * - what ustar cannot hold (a path over its name and prefix fields, a non-ASCII path, a link
  *   target over 100 bytes) goes in a PAX extended header, which tar-stream writes;
+ * - with a manifest, the manifest last (after the sorted entries), since it lists the digests
+ *   of everything before it, taken as it was written;
  * - closed by two zero blocks (tar-stream's end of archive) and padded here to a whole 10 KiB
  *   record, as tar itself writes.
  * The stream comes out re-cut into pieces of exactly {@link GZIP_INPUT_BLOCK} bytes (but the
@@ -17,6 +19,7 @@ import { once } from "node:events";
 import { pack as tarPack, type Header, type Pack } from "tar-stream";
 import { fileContent, type ContentReader, type Entry } from "./entries.js";
 import { GZIP_INPUT_BLOCK } from "./gzip.js";
+import { DigestCollector, type ManifestSpec } from "./manifest.js";
 
 /** Modification time of every entry: 2000-01-01T00:00:00Z, in seconds since the epoch. */
 export const PACKAGE_MTIME = 946_684_800;
@@ -39,17 +42,20 @@ function headerOf(entry: Entry): Partial<Header> & Pick<Header, "name"> {
 }
 
 /** Adds one entry, resolving once tar-stream has taken all of it. */
-async function addEntry(archive: Pack, entry: Entry, sourceReader: ContentReader): Promise<void> {
+async function addEntry(archive: Pack, entry: Entry, sourceReader: ContentReader, digests: DigestCollector | undefined): Promise<void> {
   let finish!: (err?: Error | null) => void;
   const taken = new Promise<void>((resolve, reject) => {
     finish = (err) => (err ? reject(err) : resolve());
   });
+  const digest = digests?.begin(entry);
   if (entry.kind !== "file") {
     archive.entry(headerOf(entry), finish);
     return taken;
   }
   const content = fileContent(entry, sourceReader);
   if (Array.isArray(content) && content.length === 1 && content[0]) {
+    digest?.update(content[0]);
+    digest?.end();
     archive.entry(headerOf(entry), content[0], finish);
     return taken;
   }
@@ -58,6 +64,7 @@ async function addEntry(archive: Pack, entry: Entry, sourceReader: ContentReader
   try {
     for await (const chunk of content) {
       copied += chunk.length;
+      digest?.update(chunk);
       if (!sink.write(chunk)) await once(sink, "drain");
     }
   } catch (err) {
@@ -65,16 +72,23 @@ async function addEntry(archive: Pack, entry: Entry, sourceReader: ContentReader
     throw err;
   }
   if (copied !== entry.size) throw new Error(`${entry.path}: read ${copied} bytes, expected ${entry.size}`);
+  digest?.end();
   sink.end(undefined); // streamx types its optional argument as required
   return taken;
 }
 
 /** The archive of `entries`, in pieces of exactly GZIP_INPUT_BLOCK bytes except the last. */
-export async function* tarBlocks(entries: readonly Entry[], sourceReader: ContentReader): AsyncGenerator<Buffer> {
+export async function* tarBlocks(entries: readonly Entry[], sourceReader: ContentReader, manifest?: ManifestSpec): AsyncGenerator<Buffer> {
   const archive = tarPack();
+  const digests = manifest ? new DigestCollector() : undefined;
   let failure: unknown;
   const produced = (async () => {
-    for (const entry of entries) await addEntry(archive, entry, sourceReader);
+    for (const entry of entries) await addEntry(archive, entry, sourceReader, digests);
+    if (manifest && digests) {
+      const data = Buffer.from(manifest.render(digests.digests), "utf8");
+      const last: Entry = { kind: "file", path: manifest.path, size: data.length, executable: false, origin: { from: "inline", data } };
+      await addEntry(archive, last, sourceReader, undefined);
+    }
     archive.finalize();
   })().catch((err: unknown) => {
     failure = err;
