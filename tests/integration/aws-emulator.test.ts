@@ -21,7 +21,7 @@ import {
 } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from "@aws-sdk/client-ssm";
-import { startEmulator, type Emulator } from "../helpers/emulator.js";
+import { sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { createAwsClients, destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
 import { headArtifact, uploadArtifact, verifyArtifact } from "../../deploy/aws/artifacts.js";
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../../deploy/aws/latest-pointer.js";
@@ -33,7 +33,7 @@ import { artifactKey, deployDocumentName } from "../../shared/naming.js";
 import { ConfigError, PointerRaceError } from "../../shared/errors.js";
 import { baseTags } from "../../shared/tags.js";
 import { tagList } from "../../deploy/aws/call.js";
-import { PARAMS } from "../fixtures/aws/fake-ssm.js";
+import { PARAMS } from "../fixtures/aws/params.js";
 
 const APP = "shop";
 const ENV = "dev";
@@ -83,7 +83,7 @@ describe("deploy/aws against the AWS emulator", function () {
   let aws: AwsClients;
 
   before(async function () {
-    emu = await startEmulator();
+    emu = await sharedEmulator();
     aws = createAwsClients(
       {
         region: "us-east-1",
@@ -288,7 +288,7 @@ describe("deploy/aws against the AWS emulator", function () {
 
       const listed = (await aws.ssm.send(new ListCommandsCommand(buildListCommandsInput(commandId)))).Commands?.[0];
       expect(listed).to.deep.include({ DocumentName: documentName, Comment: "zcp deploy shop v2", MaxConcurrency: "1", MaxErrors: "0", TimeoutSeconds: 600 });
-      expect(listed?.Parameters).to.deep.equal(ssmParameters(PARAMS));
+      expect(listed?.Parameters).to.deep.equal({ ...ssmParameters(PARAMS), executionTimeout: ["600"] });
       expect([...(listed?.InstanceIds ?? [])].sort()).to.deep.equal([...ids].sort());
 
       const invocation = await aws.ssm.send(new GetCommandInvocationCommand(buildGetCommandInvocationInput(commandId, ids[0] ?? "")));
