@@ -34,7 +34,7 @@ export type Command =
       json: boolean;
     }
   | { name: "build"; env: string; version: string; source?: string; pythonPlatform?: string; pythonVersion?: string; json: boolean }
-  | { name: "promote"; from: string; to: string; version: string; json: boolean }
+  | { name: "promote"; from: string; to: string; version: string; fromBucket?: string; json: boolean }
   | { name: "rollback"; env: string; to?: string; json: boolean }
   | { name: "preview"; env: string; version?: string; source?: string; json: boolean }
   | { name: "status"; env: string; json: boolean }
@@ -83,6 +83,12 @@ const checkPythonPlatform = (flag: string, v: string) => {
 };
 const checkPythonVersion = (flag: string, v: string) => {
   if (!/^3(\.[0-9]{1,2}){0,2}$/.test(v)) throw new ConfigError(flag, `must be a Python 3 version such as 3.12, got ${JSON.stringify(v)}`);
+  return v;
+};
+
+// S3 bucket naming rules (Amazon S3 User Guide, "General purpose bucket naming rules").
+const checkBucket = (flag: string, v: string) => {
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) || v.includes("..")) throw new ConfigError(flag, `must be an S3 bucket name, got ${JSON.stringify(v)}`);
   return v;
 };
 
@@ -172,13 +178,20 @@ export const COMMANDS: readonly CommandSpec[] = [
       from: { ...ENV, help: "environment the artifact was built or released in (e.g. dev)" },
       to: { ...ENV, help: "environment that gets the same bytes (e.g. prod)" },
       version: { type: "string", placeholder: "VERSION", required: true, help: `the version to promote (${VERSION_PATTERN})`, check: checkVersion },
+      "from-bucket": {
+        type: "string",
+        placeholder: "BUCKET",
+        help: "the --from environment's artifact bucket, read with the current session (its stack is then not opened: from another account's CI job)",
+        check: checkBucket,
+      },
       json: JSON_OUTPUT,
     },
     toCommand: (v) => {
       const from = str(v, "from")!;
       const to = str(v, "to")!;
+      const fromBucket = str(v, "from-bucket");
       if (from === to) throw new ConfigError("--to", `must differ from --from (both are "${from}")`);
-      return { name: "promote", from, to, version: str(v, "version")!, json: bool(v, "json") };
+      return { name: "promote", from, to, version: str(v, "version")!, json: bool(v, "json"), ...(fromBucket !== undefined ? { fromBucket } : {}) };
     },
   },
   {

@@ -47,13 +47,17 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
   }
   useProjectTools();
   if (cmd.name === "promote") {
-    const from = await resolveEnvironment(cmd.from, log);
     const to = await resolveEnvironment(cmd.to, log);
-    const fromClients = createAwsClients({ region: from.outputs.region });
+    // With --from-bucket the source stack is not opened (it lives in the other account's
+    // state backend); the bucket is read with this session, through its bucket policy.
+    const from = cmd.fromBucket === undefined ? await resolveEnvironment(cmd.from, log) : undefined;
+    const fromClients = createAwsClients({ region: from?.outputs.region ?? to.outputs.region });
     const toClients = createAwsClients({ region: to.outputs.region });
     try {
       const r = await promoteArtifact(
-        { environment: from.name, app: from.outputs.app, bucket: from.outputs.bucket, s3: fromClients.s3 },
+        from
+          ? { environment: from.name, app: from.outputs.app, bucket: from.outputs.bucket, s3: fromClients.s3 }
+          : { environment: cmd.from, app: to.outputs.app, bucket: cmd.fromBucket ?? "", s3: fromClients.s3 },
         { environment: to.name, app: to.outputs.app, bucket: to.outputs.bucket, s3: toClients.s3 },
         cmd.version,
         log,
