@@ -10,9 +10,9 @@
  * 4. The target object is read back (HEAD with its checksum) and must carry the same sha256.
  *
  * Across accounts, the promoting session (prod's release role) reads the dev bucket through
- * that bucket's policy, which grants the roles listed in dev's `zcp:artifacts.readers`
- * read-only access to the app's prefix; prod's release role holds the matching identity
- * permission for the bucket named in prod's `zcp:artifacts.promoteFrom` (docs/operations.md).
+ * two grants, a statement in dev's bucket policy naming prod's release role and the matching
+ * identity permission on that role, both read-only on the app's prefix (docs/operations.md,
+ * "Promoting an artifact"; a cross-account read needs both sides to allow it).
  */
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
