@@ -6,8 +6,9 @@
  * builds of Node with a different zlib (`process.versions.zlib`) may compress the same tar
  * differently, so "same sha256 on any machine" holds for the same Node release.
  *
- * Kept rather than a plain `zlib.createGzip()` stream because bench/packaging.ts shows a single
- * deflate thread falls below `tar | gzip -6` on the same machine (docs/benchmarks.md).
+ * bench/packaging.ts measures this against one thread (`concurrency: 1`) and `tar | gzip -6`
+ * in the same run; on a machine whose cores are busy elsewhere the extra threads gain nothing
+ * (docs/benchmarks.md), on an idle one they are what keeps packaging ahead of `gzip -6`.
  */
 import { createHash, type Hash } from "node:crypto";
 import type * as fsp from "node:fs/promises";
