@@ -7,8 +7,9 @@
  * differently, so "same sha256 on any machine" holds for the same Node release.
  *
  * bench/packaging.ts measures this against one thread (`concurrency: 1`) and `tar | gzip -6`
- * in the same run; on a machine whose cores are busy elsewhere the extra threads gain nothing
- * (docs/benchmarks.md), on an idle one they are what keeps packaging ahead of `gzip -6`.
+ * in the same run. On a machine whose cores were busy elsewhere the extra threads gained
+ * nothing (docs/benchmarks.md); whether one thread keeps up with `gzip -6` on an idle machine
+ * is for that bench to show before this is replaced by a plain deflate stream.
  */
 import { createHash, type Hash } from "node:crypto";
 import type * as fsp from "node:fs/promises";
