@@ -92,7 +92,7 @@ describe("zcp-agent: offline install in a network namespace with no network", fu
 
   it("installs the built artifact's wheels and npm packages there, and the app runs with them", function () {
     const [first] = report.deploys;
-    expect(first?.exitCode, first?.detail).to.equal(0);
+    expect(first?.exitCode, `${String(first?.result?.message)}\n${first?.detail ?? ""}`).to.equal(0);
     expect(first?.result).to.include({ status: "deployed", version: "1.0.0", deps: "installed" });
     expect(first?.served).to.include({ version: "1.0.0", dependency: "1.0.0" });
     expect(first?.nodeCheck?.exitCode, first?.nodeCheck?.output).to.equal(0);
