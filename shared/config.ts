@@ -332,6 +332,9 @@ const rawSchema = z.strictObject({
 
 type RawParsed = z.output<typeof rawSchema>;
 
+/** The schema of the `zcp:` keys, for tools that describe it (docs/configuration.md's reference). */
+export const configSchema = rawSchema;
+
 function isHttpUrl(v: string): boolean {
   try {
     const u = new URL(v);
