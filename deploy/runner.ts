@@ -68,8 +68,8 @@ function engineEnvFor(ctx: EnvironmentContext, progressFile: string): Record<str
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_HOME: process.env.PULUMI_HOME ?? path.join(toolsDir(), "pulumi-home"),
-    // The release stack holds no secret; file backends still want a passphrase to exist.
-    PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "zcp-local-only",
+    // Only file backends (the local environment) use a passphrase; others use KMS.
+    ...(ctx.secrets.passphrase !== undefined ? { PULUMI_CONFIG_PASSPHRASE: ctx.secrets.passphrase } : {}),
     [PROGRESS_ENV]: progressFile,
   };
 }
@@ -141,6 +141,7 @@ async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined,
       workDir,
       projectSettings: releaseProjectSettings(ctx),
       envVars: engineEnvFor(ctx, progressFile),
+      secretsProvider: ctx.secrets.secretsProvider,
     },
   );
 }

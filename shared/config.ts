@@ -174,6 +174,9 @@ const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits an
     error: (iss) => `must be a directory of the app's own, not a system directory, got ${show(iss.input)}`,
   });
 
+/** Users that can become root on common images; the app must not run as one of them. */
+const PRIVILEGED_USERS = ["root", "ubuntu", "ec2-user", "admin", "debian", "centos", "fedora", "rocky", "almalinux"];
+
 // The sections whose parsed shape is what the runner and the foundation use: their types
 // are derived from the schema, so a rule and the type it produces cannot drift apart.
 
@@ -193,10 +196,23 @@ export type ArtifactsConfig = z.output<typeof artifactsSection>;
 
 const runtimeSection = z.strictObject(
   {
-    /** User the application runs as. @default "ubuntu" */
-    user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -").default("ubuntu"),
-    /** Absolute application directory (`releases/`, `current`, `shared/`). @default "/opt/<app>" */
+    /**
+     * User the application runs as: a dedicated unprivileged system user, which the launch
+     * template's user data creates when missing. Never root or a distribution's login user
+     * (ubuntu, ec2-user, …), who can become root. @default the app name
+     */
+    user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -")
+      .refine((v) => !PRIVILEGED_USERS.includes(v), {
+        error: (iss) => `must be a dedicated unprivileged user (zcp's user data creates it), not ${show(iss.input)}, which can become root`,
+      })
+      .optional(),
+    /** Absolute application directory (`releases/`, `current`, `shared/`). @default appRoot */
     appDir: appDir.optional(),
+    /**
+     * The directory the agent deploys into: appDir must be it or inside it, and the agent
+     * refuses any other. @default appDir when set, else "/opt/<app>"
+     */
+    appRoot: appDir.optional(),
     /** @default "supervisor" */
     processManager: z
       .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
@@ -210,7 +226,7 @@ const runtimeSection = z.strictObject(
   },
   { error: required("an object with at least healthUrl") },
 );
-/** How the app runs on an instance; `appDir` and `service` get their defaults in `parseConfig`. */
+/** How the app runs on an instance; `user`, `appDir`, `appRoot` and `service` get their defaults in `parseConfig`. */
 export type RuntimeConfig = { [K in keyof z.output<typeof runtimeSection>]-?: Exclude<z.output<typeof runtimeSection>[K], undefined> };
 export type ProcessManager = RuntimeConfig["processManager"];
 
@@ -420,6 +436,14 @@ function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): 
     }
   }
 
+  const r = c.runtime;
+  if (r.appDir !== undefined && r.appRoot !== undefined && r.appDir !== r.appRoot && !r.appDir.startsWith(`${r.appRoot}/`)) {
+    add(["runtime", "appDir"], `must be zcp:runtime.appRoot (${r.appRoot}) or inside it, got ${JSON.stringify(r.appDir)}`);
+  }
+  if (r.user === undefined && PRIVILEGED_USERS.includes(c.app)) {
+    add(["runtime", "user"], `defaults to the app name, which is a privileged user (${c.app}); set a dedicated user`);
+  }
+
   const f = c.fleet;
   const mode = f.mode ?? (f.asgName !== undefined ? "existing" : "create");
   if (mode === "existing") {
@@ -502,8 +526,9 @@ function normalize(c: RawParsed): ZcpConfig {
     fleet,
     baseAmiId: c.baseAmiId,
     runtime: {
-      user: c.runtime.user,
-      appDir: c.runtime.appDir ?? `/opt/${c.app}`,
+      user: c.runtime.user ?? c.app,
+      appDir: c.runtime.appDir ?? c.runtime.appRoot ?? `/opt/${c.app}`,
+      appRoot: c.runtime.appRoot ?? c.runtime.appDir ?? `/opt/${c.app}`,
       processManager: c.runtime.processManager,
       service: c.runtime.service ?? c.app,
       healthUrl: c.runtime.healthUrl,
