@@ -26,7 +26,7 @@ export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: 
 export interface ReleaseSettings {
   accountId: string;
   runtime: AgentRuntime;
-  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number };
+  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number; deliveryTimeoutS?: number };
   image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
 }
 
@@ -68,6 +68,7 @@ export function settingsFromConfig(c: ZcpConfig): ReleaseSettings {
       soakSeconds: c.deploy.soakSeconds,
       maxErrors: c.deploy.maxErrors,
       commandTimeoutS: c.deploy.commandTimeoutS,
+      deliveryTimeoutS: c.deploy.deliveryTimeoutS,
     },
     image: {
       enabled: c.image.enabled,

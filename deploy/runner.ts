@@ -229,6 +229,7 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
     soakSeconds: d.soakSeconds,
     maxErrors: d.maxErrors,
     commandTimeoutS: d.commandTimeoutS,
+    ...(d.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: d.deliveryTimeoutS } : {}),
     transport: ctx.transport,
     ...(ctx.outputs.autoScalingGroupName ? { autoScalingGroupName: ctx.outputs.autoScalingGroupName } : {}),
   };

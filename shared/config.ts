@@ -129,6 +129,11 @@ export interface DeployConfig {
   keepReleases: number;
   /** Seconds one instance's deploy may take. @default 600 */
   commandTimeoutS: number;
+  /**
+   * Seconds SSM may take to deliver a command to an instance (SendCommand `TimeoutSeconds`);
+   * an instance not reached by then ends "Delivery Timed Out", nothing run. @default 600
+   */
+  deliveryTimeoutS: number;
 }
 
 export interface ImageConfig {
@@ -328,6 +333,7 @@ const rawSchema = z.strictObject({
         maxErrors: wholeNumber(0, 1000).default(0),
         keepReleases: wholeNumber(1, 50).default(3),
         commandTimeoutS: wholeNumber(30, 7200).default(600),
+        deliveryTimeoutS: wholeNumber(30, 7200).default(600),
       },
       { error: required("an object") },
     )
