@@ -75,7 +75,8 @@ describe("config: parseConfig", () => {
       healthUrl: "http://127.0.0.1:8080/health",
       healthTimeoutS: 60,
     });
-    expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600 });
+    expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600, alarms: [] });
+    expect(c.traffic).to.deep.equal({ control: "auto", targetGroupArns: [], minHealthyPercent: 50, healthyTimeoutS: 300 });
     expect(c.image).to.deep.equal({ enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60 });
     expect(c).to.not.have.property("stateBackend");
   });
