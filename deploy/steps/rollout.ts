@@ -1,7 +1,7 @@
 /**
  * The rollout algorithm, free of AWS and of the engine so it can be tested directly:
  * canary first, health checked by the agent, a soak, then the rest in batches; at the first
- * failed batch every instance this release switched is rolled back to its previous release.
+ * failed batch every instance this release may have switched is rolled back to its previous release.
  *
  * Traffic control (deploy/traffic/) wraps each batch: the batch leaves the load balancer
  * before its deploy (drain) and returns after (restore, healthy there), and never while that
@@ -21,7 +21,15 @@ export interface RolloutSettings {
   batch: string;
   soakSeconds: number;
   maxErrors: number;
+  /** Execution timeout of one instance's run (the document's executionTimeout). */
   commandTimeoutS: number;
+  /** How long SSM may try to deliver a command (SendCommand TimeoutSeconds). @default commandTimeoutS */
+  deliveryTimeoutS?: number;
+  /**
+   * The release the fleet served before this one (the latest pointer), used to roll back an
+   * instance whose own previous release is unknown (it timed out or its status was lost).
+   */
+  previousRelease?: string;
   /** Share of the fleet that stays healthy in service while a batch is out of traffic. @default 0 */
   minHealthyPercent?: number;
   /** Seconds to wait for enough healthy instances before taking a batch out. @default 300 */
@@ -131,7 +139,11 @@ export async function rollout(
 
   const fail = async (label: string, why: string): Promise<never> => {
     deps.log(`${label}: ${why}; rolling back`);
-    const rolledBack = await rollBackSwitched(reports, version, deps, traffic, outOfTraffic, Math.max(1, ...batches.map((b) => b.length)));
+    const rolledBack = await rollBackUnconfirmed(reports, version, settings, deps, {
+      traffic,
+      outOfTraffic,
+      batchLimit: Math.max(1, ...batches.map((b) => b.length)),
+    });
     const table = formatInstanceTable([...reports, ...rolledBack]);
     throw new ReleaseFailedError(`release ${version} failed in ${label}: ${why}; every switched instance was rolled back\n${table}`);
   };
@@ -156,7 +168,12 @@ export async function rollout(
       }
       batchDrainMs.push(deps.now() - drainStarted);
     }
-    const outcomes = await deps.transport.runAgent(ids, params, { timeoutS: settings.commandTimeoutS });
+    const outcomes = await deps.transport.runAgent(ids, params, {
+      timeoutS: settings.commandTimeoutS,
+      ...(settings.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: settings.deliveryTimeoutS } : {}),
+      // SSM must never stop invocations zcp would still tolerate; zcp judges the batch itself.
+      maxErrors: String(settings.maxErrors),
+    });
     const batchReports = outcomes.map((o) => report(o, batchNo));
     for (const r of batchReports) deps.onInstance?.(r, batches.length);
     reports.push(...batchReports);
@@ -233,28 +250,51 @@ async function waitForHealthyMinimum(
 }
 
 /**
- * Every instance this release moved to the new version goes back to the release it had.
- * Instances whose own agent already rolled back (status rolled_back) need nothing. With a
- * load balancer, they go back in batches no larger than the release's, each out of traffic
- * while it restarts; every instance the release took out of traffic is put back at the end.
+ * Statuses after which an instance is known not to run the new release: its agent rolled back
+ * itself, rejected its input or found the lock held (nothing touched), or SSM never delivered
+ * the command (Undeliverable, Delivery Timed Out, or zcp found it offline and sent nothing).
  */
-async function rollBackSwitched(
+const CONFIRMED_UNTOUCHED = new Set(["rolled_back", "rejected", "locked", "undeliverable"]);
+const ROLLBACK_LOCK_RETRIES = 5;
+const ROLLBACK_LOCK_WAIT_MS = 30_000;
+
+/**
+ * Every instance this release may have moved goes back to the release it had: the deployed
+ * ones, and every one whose outcome does not confirm it is untouched (timed_out, cancelled,
+ * error, failed): SSM's SIGKILL at the execution timeout or a cancel runs no trap, so such an
+ * instance may be switched but unverified. The agent reverts an unverified switch first and
+ * answers `unchanged` when the instance never moved, so sending it is always safe.
+ *
+ * With a load balancer, instances go back in batches no larger than the release's, each out
+ * of traffic while it restarts; every instance the release took out of traffic is put back
+ * at the end.
+ */
+async function rollBackUnconfirmed(
   reports: readonly InstanceReport[],
   version: string,
+  settings: RolloutSettings,
   deps: RolloutDeps,
-  traffic: TrafficController,
-  outOfTraffic: Set<string>,
-  batchLimit: number,
+  lb: { traffic: TrafficController; outOfTraffic: Set<string>; batchLimit: number } = { traffic: noTraffic, outOfTraffic: new Set(), batchLimit: 1 },
 ): Promise<InstanceReport[]> {
-  const switched = reports.filter((r) => r.status === "deployed" && r.previous && r.previous !== version);
+  const deployed = reports.filter((r) => r.status === "deployed" && r.previous && r.previous !== version);
+  const unknown = reports.filter((r) => r.status !== "deployed" && r.status !== "unchanged" && !CONFIRMED_UNTOUCHED.has(r.status));
   const byPrevious = new Map<string, string[]>();
   const knownSha = new Map<string, string>();
-  for (const r of switched) {
+  const add = (prev: string, id: string) => byPrevious.set(prev, [...(byPrevious.get(prev) ?? []).filter((x) => x !== id), id]);
+  for (const r of deployed) {
     const prev = r.previous as string;
-    byPrevious.set(prev, [...(byPrevious.get(prev) ?? []), r.instanceId]);
+    add(prev, r.instanceId);
     if (r.previousSha256) knownSha.set(prev, r.previousSha256);
   }
+  // An instance without a result line names no previous release: use the fleet's.
+  const fleetPrevious = settings.previousRelease ?? mostCommon(deployed.map((r) => r.previous as string));
   const out: InstanceReport[] = [];
+  for (const r of unknown) {
+    const prev = r.previous && r.previous !== version ? r.previous : fleetPrevious;
+    if (prev && prev !== version) add(prev, r.instanceId);
+    else out.push({ ...r, batch: 0, status: "revert_unknown", message: `not rolled back: the release it ran before ${version} is unknown; check it by hand` });
+  }
+  const { traffic, outOfTraffic } = lb;
   const bestEffort = async (what: string, fn: () => Promise<void>) => {
     try {
       await fn();
@@ -262,25 +302,41 @@ async function rollBackSwitched(
       deps.log(`${what} failed during the rollback: ${(err as Error).message}`);
     }
   };
+  const groups: [string, string[]][] = [];
   for (const [prev, all] of byPrevious) {
+    const chunk = traffic.kind === "none" ? all.length : lb.batchLimit;
+    for (let i = 0; i < all.length; i += chunk) groups.push([prev, all.slice(i, i + chunk)]);
+  }
+  for (const [prev, ids] of groups) {
+    deps.log(`rolling back ${ids.join(", ")} to ${prev}`);
     const params = await deps.paramsFor(prev, knownSha.get(prev));
-    const chunk = traffic.kind === "none" ? all.length : batchLimit;
-    for (let i = 0; i < all.length; i += chunk) {
-      const ids = all.slice(i, i + chunk);
-      deps.log(`rolling back ${ids.join(", ")} to ${prev}`);
-      const toDrain = ids.filter((id) => !outOfTraffic.has(id));
-      if (traffic.kind !== "none" && toDrain.length > 0) {
-        for (const id of toDrain) outOfTraffic.add(id);
-        await bestEffort(`taking ${toDrain.join(", ")} out of traffic`, () => traffic.drain(toDrain));
-      }
-      const outcomes = await deps.transport.runAgent(ids, params, { timeoutS: 600 });
-      for (const o of outcomes) {
-        out.push({ ...report(o, 0), status: o.ok ? "reverted" : `revert_${o.status}`, message: `rolled back to ${prev}: ${o.message}` });
-      }
-      if (traffic.kind !== "none") {
-        await bestEffort(`putting ${ids.join(", ")} back into traffic`, () => traffic.restore(ids));
-        for (const id of ids) outOfTraffic.delete(id);
-      }
+    const toDrain = ids.filter((id) => !outOfTraffic.has(id));
+    if (traffic.kind !== "none" && toDrain.length > 0) {
+      for (const id of toDrain) outOfTraffic.add(id);
+      await bestEffort(`taking ${toDrain.join(", ")} out of traffic`, () => traffic.drain(toDrain));
+    }
+    const run = (targets: readonly string[]) =>
+      deps.transport.runAgent(targets, params, {
+        timeoutS: settings.commandTimeoutS,
+        ...(settings.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: settings.deliveryTimeoutS } : {}),
+        maxErrors: String(targets.length),
+      });
+    const outcomes = new Map((await run(ids)).map((o) => [o.instanceId, o]));
+    // A run of this release whose status was lost may still hold an instance's lock (a cancel
+    // takes effect asynchronously): wait for it to end and try again, a bounded number of times.
+    for (let attempt = 1; attempt <= ROLLBACK_LOCK_RETRIES; attempt++) {
+      const locked = ids.filter((id) => outcomes.get(id)?.status === "locked");
+      if (locked.length === 0) break;
+      deps.log(`${locked.join(", ")} still locked by a deploy in flight; retrying the rollback in ${ROLLBACK_LOCK_WAIT_MS / 1000}s (${attempt}/${ROLLBACK_LOCK_RETRIES})`);
+      await deps.sleep(ROLLBACK_LOCK_WAIT_MS);
+      for (const o of await run(locked)) outcomes.set(o.instanceId, o);
+    }
+    for (const o of ids.map((id) => outcomes.get(id)).filter((o): o is InstanceOutcome => o !== undefined)) {
+      out.push({ ...report(o, 0), status: o.ok ? "reverted" : `revert_${o.status}`, message: `rolled back to ${prev}: ${o.message}` });
+    }
+    if (traffic.kind !== "none") {
+      await bestEffort(`putting ${ids.join(", ")} back into traffic`, () => traffic.restore(ids));
+      for (const id of ids) outOfTraffic.delete(id);
     }
   }
   if (traffic.kind !== "none" && outOfTraffic.size > 0) {
@@ -289,4 +345,10 @@ async function rollBackSwitched(
     outOfTraffic.clear();
   }
   return out;
+}
+
+function mostCommon(values: readonly string[]): string | undefined {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
 }
