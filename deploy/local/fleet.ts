@@ -24,6 +24,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { agentEnvironment, parseAgentResult, type AgentParams, type AgentResult } from "../transport.js";
+import { toolsDir } from "../repo.js";
 
 /** Instance ids become directory names: EC2-style `i-0abc…` or any short safe name. */
 export const INSTANCE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -383,12 +384,24 @@ export function agentParamsFor(
   };
 }
 
+/** The agent's state dir of an instance (markers and deploy logs), outside its app dir. */
+export function instanceStateDir(inst: Pick<LocalInstance, "dir">): string {
+  return path.join(inst.dir, "state");
+}
+
 /**
  * What the agent needs besides AgentParams to act on this instance: its supervisord, its
- * name in results, and a lock that lives (and goes away) with the instance.
+ * name in results, a lock and a state dir that live (and go away) with the instance, and the
+ * instance's directory as the app root (an EC2 instance uses the configured root, /opt/APP).
  */
 export function agentInstanceEnv(inst: LocalInstance): Record<string, string> {
-  return { ZCP_SUPERVISOR_CONF: inst.supervisorConf, ZCP_INSTANCE_ID: inst.id, ZCP_LOCK_DIR: inst.dir };
+  return {
+    ZCP_SUPERVISOR_CONF: inst.supervisorConf,
+    ZCP_INSTANCE_ID: inst.id,
+    ZCP_LOCK_DIR: inst.dir,
+    ZCP_STATE_DIR: instanceStateDir(inst),
+    ZCP_APP_ROOT: inst.dir,
+  };
 }
 
 /** Runs the deploy agent for one instance with `env` (normally agentEnvironment(params)). */
@@ -398,7 +411,7 @@ export async function runAgent(
   opts: RunAgentOptions = {},
 ): Promise<AgentRun> {
   const timeoutMs = opts.timeoutMs ?? 300000;
-  const tools = path.join(repoRoot(), ".tools", "venv", "bin");
+  const tools = path.join(toolsDir(), "venv", "bin");
   const basePath = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,

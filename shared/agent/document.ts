@@ -157,8 +157,17 @@ const HEREDOC_END = "ZCP_AGENT_BASE64";
  * `SSM_*` parameters to `ZCP_*` and run it with bash (SSM itself runs commands with `sh`,
  * and the agent is a bash script). The agent's exit code is the command's exit code.
  */
-export function runCommandLines(script: string): string[] {
+export function runCommandLines(script: string, pins?: DocumentPins): string[] {
   const sha = sha256Hex(script);
+  // The app root is configuration, not a parameter: the sender cannot choose it. Checked
+  // against the same safe-path pattern as the app dir before it is written into the script.
+  const rootLine: string[] = [];
+  if (pins) {
+    if (!new RegExp(APP_DIR_PATTERN).test(pins.appRoot) || pins.appRoot.includes("..") || pins.appRoot.includes("'")) {
+      throw new ConfigError("zcp:runtime.appRoot", `must be an absolute path of letters, digits and ._-/, got ${JSON.stringify(pins.appRoot)}`);
+    }
+    rootLine.push(`  ZCP_APP_ROOT='${pins.appRoot}' \\`);
+  }
   const envLines = DEPLOY_PARAMETERS.map((p) => `  ${p.env}="$SSM_${p.name}" \\`);
   return [
     "set -eu",
@@ -181,13 +190,34 @@ export function runCommandLines(script: string): string[] {
     "  exit 2",
     "fi",
     "zcp_rc=0",
+    ...rootLine,
     ...envLines,
     '  /bin/bash "$zcp_agent" || zcp_rc=$?',
     'exit "$zcp_rc"',
   ];
 }
 
+/**
+ * The configured runtime the document is pinned to: the `appDir`, `appUser` and `service`
+ * parameters accept exactly these values (their allowedPattern is built from them), and the
+ * agent is told the app root. Whoever may send the document (the release role) can then
+ * choose the version and artifact, never where it lands or whom it runs as.
+ */
+export interface DocumentPins {
+  appDir: string;
+  appUser: string;
+  service: string;
+  appRoot: string;
+}
+
+/** A regular expression that matches exactly `value`. */
+export function exactPattern(value: string): string {
+  return `^${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`;
+}
+
 export interface BuildDocumentOptions {
+  /** The runtime the document's parameters are pinned to. @default unpinned (generic patterns) */
+  pins?: DocumentPins;
   /** The agent script text. @default read from `shared/agent/zcp-agent.sh` under `rootDir` */
   script?: string;
   /** Repository root to read the agent from. @default found from this file's location */
@@ -200,11 +230,18 @@ export interface BuildDocumentOptions {
 export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployDocumentContent {
   const script = options.script ?? readAgentScript(options.rootDir);
   const parameters: Record<string, DocumentParameter> = {};
+  const pinned: Partial<Record<string, string>> = options.pins
+    ? { appDir: options.pins.appDir, appUser: options.pins.appUser, service: options.pins.service }
+    : {};
   for (const p of DEPLOY_PARAMETERS) {
+    const value = pinned[p.name];
+    if (value !== undefined && !new RegExp(p.allowedPattern).test(value)) {
+      throw new ConfigError(`zcp:runtime.${p.name === "appUser" ? "user" : p.name}`, `must match ${p.allowedPattern}, got ${JSON.stringify(value)}`);
+    }
     parameters[p.name] = {
       type: "String",
-      description: `${p.description} Passed to the agent as ${p.env}.`,
-      allowedPattern: p.allowedPattern,
+      description: `${p.description} Passed to the agent as ${p.env}.${value !== undefined ? " Pinned to the configured value." : ""}`,
+      allowedPattern: value !== undefined ? exactPattern(value) : p.allowedPattern,
       interpolationType: "ENV_VAR",
     };
   }
@@ -227,7 +264,7 @@ export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployD
         action: "aws:runShellScript",
         name: "deploy",
         precondition: { StringEquals: ["platformType", "Linux"] },
-        inputs: { runCommand: runCommandLines(script), timeoutSeconds: `{{ ${EXECUTION_TIMEOUT_PARAMETER} }}` },
+        inputs: { runCommand: runCommandLines(script, options.pins), timeoutSeconds: `{{ ${EXECUTION_TIMEOUT_PARAMETER} }}` },
       },
     ],
   };

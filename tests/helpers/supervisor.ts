@@ -16,6 +16,7 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client
 import {
   agentParamsFor,
   createInstance,
+  instanceStateDir,
   runAgent,
   startSupervisor,
   stopSupervisor,
@@ -157,7 +158,7 @@ export function pathsNotOwnedBy(dir: string, uid: number): string[] {
 
 /** Lines of the instance's deploy log, parsed. */
 export function deployLog(inst: LocalInstance): Array<Record<string, unknown>> {
-  const file = path.join(inst.appDir, "shared", "deploy.log");
+  const file = path.join(instanceStateDir(inst), "deploy.log");
   if (!fs.existsSync(file)) return [];
   return fs
     .readFileSync(file, "utf8")

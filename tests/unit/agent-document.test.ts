@@ -189,6 +189,43 @@ describe("deploy document parameters (allowedPattern)", () => {
   });
 });
 
+describe("deploy document pinned to the configured runtime", () => {
+  const pins = { appDir: "/opt/web", appUser: "web", service: "web.service", appRoot: "/opt/web" };
+  const doc = buildDeployDocument({ script: stubAgentScript(), pins });
+  const accepts = (name: string, value: string) => new RegExp(doc.parameters[name]!.allowedPattern).test(value);
+
+  it("accepts exactly the configured app dir, app user and service, and any version", () => {
+    expect(accepts("appDir", "/opt/web")).to.equal(true);
+    expect(accepts("appUser", "web")).to.equal(true);
+    expect(accepts("service", "web.service")).to.equal(true);
+    for (const other of ["/opt/web2", "/opt", "/etc", "/opt/web/../../etc", "/root"]) expect(accepts("appDir", other), other).to.equal(false);
+    for (const other of ["root", "ubuntu", "webx"]) expect(accepts("appUser", other), other).to.equal(false);
+    // "." is literal: web.service, not webXservice.
+    for (const other of ["webXservice", "sshd", "web.service2"]) expect(accepts("service", other), other).to.equal(false);
+    expect(accepts("version", "v1.4.2")).to.equal(true);
+  });
+
+  it("tells the agent the configured app root, which no sender can change", () => {
+    const run = runDocument(doc.mainSteps[0].inputs.runCommand, {
+      ...ssmEnv({ ...RELEASE_ENV, ZCP_SERVICE: "web.service" }),
+      ZCP_APP_ROOT: "/somewhere/else",
+    });
+    expect(run.status, run.stderr).to.equal(0);
+    expect(run.stdout.split("\n")).to.include("ZCP_APP_ROOT=/opt/web");
+  });
+
+  it("refuses a configured value outside its parameter's pattern, naming the field", () => {
+    expect(() => buildDeployDocument({ script: stubAgentScript(), pins: { ...pins, appUser: "root;reboot" } })).to.throw(
+      ConfigError,
+      /zcp:runtime\.user/,
+    );
+    expect(() => buildDeployDocument({ script: stubAgentScript(), pins: { ...pins, appRoot: "/opt/it's" } })).to.throw(
+      ConfigError,
+      /zcp:runtime\.appRoot/,
+    );
+  });
+});
+
 describe("agent script location", () => {
   it("finds the repository root from compiled code in dist/", () => {
     const root = repoRoot();
