@@ -38,7 +38,7 @@ export interface RunningLoad {
   /** Stops sending and resolves when every worker is done. */
   stop(): Promise<LoadResult>;
   /** Counts so far. */
-  snapshot(): { sent: number; ok: number; failed: number };
+  snapshot(): { sent: number; ok: number; failed: number; versions: ReadonlyMap<string, number> };
 }
 
 export function startLoad(opts: LoadOptions): RunningLoad {
@@ -82,6 +82,6 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       result.durationMs = Math.round(performance.now() - started);
       return result;
     },
-    snapshot: () => ({ sent: result.sent, ok: result.ok, failed: result.failed }),
+    snapshot: () => ({ sent: result.sent, ok: result.ok, failed: result.failed, versions: new Map(result.versions) }),
   };
 }

@@ -8,7 +8,7 @@
  * seeds what the foundation would have made; later commands reuse them. `zcp local down`
  * stops what this module started (by the pids it recorded, never by process name).
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { processAlive } from "../process.js";
 import * as os from "node:os";
@@ -181,7 +181,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
   const env = localAwsEnv(endpoint);
   Object.assign(process.env, env);
   const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
-  const appUser = os.userInfo().username;
+  const appUser = localAppUser();
   try {
     const { s3, ec2 } = clients;
     try {
@@ -289,6 +289,24 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
   } finally {
     destroyAwsClients(clients);
   }
+}
+
+/** The dedicated user the example app runs as when zcp runs as root. */
+export const ROOT_APP_USER = "zcp-app";
+
+/**
+ * The user the local fleet's app runs as: the current user, or, as root, a dedicated system
+ * user (created when missing), because the agent refuses to run an app as root.
+ */
+export function localAppUser(): string {
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!isRoot) return os.userInfo().username;
+  try {
+    execFileSync("id", ["-u", ROOT_APP_USER], { stdio: "ignore" });
+  } catch {
+    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ROOT_APP_USER], { stdio: "ignore" });
+  }
+  return ROOT_APP_USER;
 }
 
 function tagPairs(tags: Record<string, string>): { Key: string; Value: string }[] {

@@ -20,6 +20,8 @@ export class ZcpHarness {
   readonly workDir: string;
   constructor(readonly instances = 3) {
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-it-"));
+    // The app runs as another user when this runs as root: it must traverse the folder.
+    fs.chmodSync(this.workDir, 0o755);
   }
 
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
