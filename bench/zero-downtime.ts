@@ -79,7 +79,7 @@ async function releaseUnderLoad(env: LocalZcp, url: string, version: string, tra
     failed: results.reduce((a, r) => a + r.failed, 0),
     wallMs,
     drainMs: summary.batchDrainMs,
-    firstFailures: results.flatMap((r) => r.failures.map((f) => f.error)).slice(0, 3),
+    firstFailures: [...new Set(results.flatMap((r) => r.failures.map((f) => f.error.replace(/\s+/g, " ").slice(0, 70))))].slice(0, 2),
   };
 }
 
