@@ -20,7 +20,7 @@ export class ZcpHarness {
   readonly workDir: string;
   constructor(readonly instances = 3) {
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-it-"));
-    // The app runs as another user when this runs as root: it must traverse the folder.
+    // As root the local fleet's app runs as a dedicated user, which must reach the fleet.
     fs.chmodSync(this.workDir, 0o755);
   }
 
