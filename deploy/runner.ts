@@ -56,6 +56,10 @@ export interface ReleaseSummary {
   durationMs: number;
   fleetDurationMs: number;
   batchAgentMs: number[];
+  /** Per batch: how long taking it out of traffic took. */
+  batchDrainMs: number[];
+  /** How batches left the load balancer (none, haproxy, target-group, asg-standby). */
+  trafficControl: string;
   engineOperations: number;
 }
 
@@ -266,6 +270,9 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
     commandTimeoutS: d.commandTimeoutS,
     ...(d.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: d.deliveryTimeoutS } : {}),
     transport: ctx.transport,
+    traffic: ctx.settings.traffic.spec,
+    minHealthyPercent: ctx.settings.traffic.minHealthyPercent,
+    alarmNames: ctx.settings.alarms,
     ...(ctx.outputs.autoScalingGroupName ? { autoScalingGroupName: ctx.outputs.autoScalingGroupName } : {}),
   };
 }
@@ -412,6 +419,8 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
         durationMs: Date.now() - started,
         fleetDurationMs: Number(o.fleetDurationMs?.value ?? 0),
         batchAgentMs: (o.batchAgentMs?.value as number[] | undefined) ?? [],
+        batchDrainMs: (o.batchDrainMs?.value as number[] | undefined) ?? [],
+        trafficControl: ctx.settings.traffic.spec.kind,
         engineOperations,
       };
       return summary;
@@ -583,6 +592,8 @@ export interface StatusSummary {
   latest: { version: string; sha256: string; imageId?: string; releasedAt: string; previous?: string } | null;
   launchTemplate: { id: string; defaultVersion: number; imageId: string };
   instances: { instanceId: string; version: string; source: string }[];
+  /** The environment's load balancer, when zcp runs it (the local environment). */
+  loadBalancer?: { url: string };
 }
 
 export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
@@ -610,6 +621,7 @@ export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
         : null,
       launchTemplate: { id: ctx.outputs.launchTemplateId, defaultVersion: lt.versionNumber, imageId: lt.imageId ?? "" },
       instances: fleet.map((f) => ({ instanceId: f.instanceId, ...(versions.get(f.instanceId) ?? { version: "unknown", source: "-" }) })),
+      ...(ctx.loadBalancerUrl ? { loadBalancer: { url: ctx.loadBalancerUrl } } : {}),
     };
   } finally {
     destroyAwsClients(clients);
@@ -622,6 +634,7 @@ export function formatStatus(s: StatusSummary): string {
     `latest      ${s.latest ? `${s.latest.version} (released ${s.latest.releasedAt}, previous ${s.latest.previous ?? "none"})` : "(none)"}`,
     `image       ${s.latest?.imageId ?? "(none)"}`,
     `template    ${s.launchTemplate.id} default version ${s.launchTemplate.defaultVersion} (${s.launchTemplate.imageId})`,
+    ...(s.loadBalancer ? [`traffic     ${s.loadBalancer.url} (HAProxy)`] : []),
     table(
       ["instance", "version", "from"],
       s.instances.map((i) => [i.instanceId, i.version, i.source]),

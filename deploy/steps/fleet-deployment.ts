@@ -11,6 +11,7 @@ import { createSsmTransport } from "../transports/ssm.js";
 import { createLocalTransport } from "../transports/local.js";
 import { realSleep } from "../../shared/retry.js";
 import { rollout } from "./rollout.js";
+import { alarmGateFor, trafficControllerFor } from "../traffic/select.js";
 import { stepLog, stepPacing, traced, withClients } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
 
@@ -67,9 +68,12 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
           maxErrors: inputs.maxErrors,
           commandTimeoutS: inputs.commandTimeoutS,
           ...(inputs.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: inputs.deliveryTimeoutS } : {}),
+          minHealthyPercent: inputs.minHealthyPercent,
         },
         {
           transport,
+          traffic: trafficControllerFor(inputs.traffic, clients, stepPacing(STEP)),
+          alarms: alarmGateFor(inputs.alarmNames, clients, stepPacing(STEP)),
           paramsFor,
           sleep: realSleep,
           now: Date.now,
@@ -95,6 +99,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
         imageSourceInstanceId: result.imageSourceInstanceId,
         durationMs: Date.now() - started,
         batchAgentMs: result.batchAgentMs,
+        batchDrainMs: result.batchDrainMs,
       };
       emitProgress({ kind: "result", step: STEP, data: { ...out } });
       return out;
