@@ -3,7 +3,7 @@
  *
  * Stack config lives under the `zcp` namespace (`Pulumi.<stack>.yaml`), one key per section:
  * `zcp:app`, `zcp:environment`, `zcp:github`, `zcp:aws`, `zcp:artifacts`, `zcp:oidc`,
- * `zcp:fleet`, `zcp:baseAmiId`, `zcp:runtime`, `zcp:deploy`, `zcp:image`, `zcp:stateBackend`.
+ * `zcp:fleet`, `zcp:baseAmiId`, `zcp:runtime`, `zcp:deploy`, `zcp:traffic`, `zcp:image`, `zcp:stateBackend`.
  * Every problem is reported with the field it concerns:
  * `zcp:deploy.batch: must be 1..100% or a count, got "0%"`.
  *
@@ -85,6 +85,25 @@ export interface FleetExistingConfig {
 export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
 
 
+/** How a release takes batches out of the load balancer and back. */
+export type TrafficControl = "auto" | "asg-standby" | "target-group" | "none";
+
+export interface TrafficConfig {
+  /**
+   * `asg-standby`: EnterStandby/ExitStandby in the fleet's Auto Scaling group (which
+   * deregisters from and registers with the group's target groups); `target-group`:
+   * DeregisterTargets/RegisterTargets on `targetGroupArns`; `none`: instances restart while
+   * they receive traffic; `auto`: `asg-standby` when the foundation has a group, else
+   * `target-group` when `targetGroupArns` is set, else `none`. @default "auto"
+   */
+  control: TrafficControl;
+  /** Target groups the instances are registered with directly (not through the group). @default [] */
+  targetGroupArns: string[];
+  /** Share of the fleet kept healthy in service while a batch is out of traffic, 0..100. @default 50 */
+  minHealthyPercent: number;
+  /** Seconds a batch gets to become healthy in the load balancer after its deploy. @default 300 */
+  healthyTimeoutS: number;
+}
 
 
 export interface StateBackendConfig {
@@ -111,13 +130,14 @@ export interface ZcpConfig {
   baseAmiId: string;
   runtime: RuntimeConfig;
   deploy: DeployConfig;
+  traffic: TrafficConfig;
   image: ImageConfig;
   /** The release stack's state backend, when the release role must reach it. @default none */
   stateBackend?: StateBackendConfig;
 }
 
 /** The stack-config keys (under `zcp:`) that hold objects; `app`, `environment` and `baseAmiId` are strings. */
-export const OBJECT_KEYS = ["github", "aws", "artifacts", "oidc", "fleet", "runtime", "deploy", "image", "stateBackend"] as const;
+export const OBJECT_KEYS = ["github", "aws", "artifacts", "oidc", "fleet", "runtime", "deploy", "traffic", "image", "stateBackend"] as const;
 
 /** Stacks whose name is the environment name they must configure. */
 export const ENVIRONMENT_STACKS = ["dev", "prod"] as const;
@@ -144,6 +164,14 @@ const OIDC_PROVIDER_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):oidc
 const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const KEY_PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const KMS_KEY_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/;
+const TARGET_GROUP_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup\/[A-Za-z0-9-]{1,32}\/[0-9a-f]{16}$/;
+/**
+ * CloudWatch alarm names (1..255 characters, API reference PutMetricAlarm) as zcp accepts
+ * them: no control characters, and no `*` or `?`, which would widen the alarm ARNs in the
+ * release role's policy.
+ */
+const ALARM_NAME_RE = /^[^\p{Cc}*?]{1,255}$/u;
+
 
 function flag() {
   return z.preprocess(
@@ -245,6 +273,19 @@ const deploySection = z
       keepReleases: wholeNumber(1, 50).default(3),
       /** Seconds one instance's deploy may take. @default 600 */
       commandTimeoutS: wholeNumber(30, 7200).default(600),
+      /**
+       * Seconds SSM may take to deliver a command to an instance (SendCommand `TimeoutSeconds`);
+       * an instance not reached by then ends "Delivery Timed Out", nothing run. @default 600
+       */
+      deliveryTimeoutS: wholeNumber(30, 7200).default(600),
+      /**
+       * CloudWatch alarms checked during the canary soak and after each batch; one in ALARM (or
+       * missing) stops the release and rolls it back. @default []
+       */
+      alarms: z
+        .array(matching(ALARM_NAME_RE, "a CloudWatch alarm name (no control characters, * or ?)"), { error: required("a list of alarm names") })
+        .max(100)
+        .default([]),
     },
     { error: required("an object") },
   )
@@ -333,6 +374,24 @@ const rawSchema = z.strictObject({
   baseAmiId: matching(AMI_RE, "an AMI id like ami-0123456789abcdef0"),
   runtime: runtimeSection,
   deploy: deploySection,
+  traffic: z
+    .strictObject(
+      {
+        control: z
+          .enum(["auto", "asg-standby", "target-group", "none"], {
+            error: (iss) => `must be "auto", "asg-standby", "target-group" or "none", got ${show(iss.input)}`,
+          })
+          .default("auto"),
+        targetGroupArns: z
+          .array(matching(TARGET_GROUP_ARN_RE, "an ELBv2 target group ARN"), { error: required("a list of target group ARNs") })
+          .max(5)
+          .default([]),
+        minHealthyPercent: wholeNumber(0, 100).default(50),
+        healthyTimeoutS: wholeNumber(10, 3600).default(300),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
   image: imageSection,
   stateBackend: z
     .strictObject(
@@ -460,6 +519,14 @@ function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): 
     if (min > max) add(["fleet", "minSize"], `must not exceed maxSize (${max}), got ${min}`);
     else if (desired < min || desired > max) add(["fleet", "desiredCapacity"], `must be within minSize..maxSize (${min}..${max}), got ${desired}`);
   }
+  if (c.traffic.control === "target-group" && c.traffic.targetGroupArns.length === 0) {
+    add(["traffic", "targetGroupArns"], 'needs at least one target group ARN when control is "target-group"');
+  }
+  for (const [i, arn] of c.traffic.targetGroupArns.entries()) {
+    const [, , , region, account] = arn.split(":");
+    if (account !== c.aws.accountId) add(["traffic", "targetGroupArns", i], `belongs to account ${account ?? "?"}, not to zcp:aws.accountId ${c.aws.accountId}`);
+    else if (region !== c.aws.region) add(["traffic", "targetGroupArns", i], `is in region ${region ?? "?"}, not in zcp:aws.region ${c.aws.region}`);
+  }
   return out;
 }
 
@@ -534,7 +601,8 @@ function normalize(c: RawParsed): ZcpConfig {
       healthUrl: c.runtime.healthUrl,
       healthTimeoutS: c.runtime.healthTimeoutS,
     },
-    deploy: { ...c.deploy },
+    deploy: { ...c.deploy, alarms: [...c.deploy.alarms] },
+    traffic: { ...c.traffic, targetGroupArns: [...c.traffic.targetGroupArns] },
     image: { ...c.image },
   };
   if (c.stateBackend) {

@@ -15,6 +15,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { ConfigError } from "../errors.js";
 import { APP_PATTERN, SHA256_PATTERN, VERSION_PATTERN } from "../naming.js";
 
@@ -142,9 +143,13 @@ export function sha256Hex(text: string): string {
   return crypto.createHash("sha256").update(text, "utf8").digest("hex");
 }
 
-/** The agent as base64 in 76-column lines, the form `base64 -d` reads from a here-document. */
-export function base64Lines(text: string): string[] {
-  const b64 = Buffer.from(text, "utf8").toString("base64");
+/**
+ * The agent gzipped (deterministically: Node writes no name and a zero mtime in the header, so
+ * the same script always gives the same document) as base64 in 76-column lines, the form
+ * `base64 -d` reads from a here-document.
+ */
+export function gzipBase64Lines(text: string): string[] {
+  const b64 = zlib.gzipSync(Buffer.from(text, "utf8"), { level: 9 }).toString("base64");
   const lines: string[] = [];
   for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
   return lines;
@@ -181,10 +186,13 @@ export function runCommandLines(script: string, pins?: DocumentPins): string[] {
     "  exit 2",
     "fi",
     'zcp_agent="$(mktemp)"',
-    `trap 'rm -f "$zcp_agent"' EXIT`,
-    `base64 -d > "$zcp_agent" <<'${HEREDOC_END}'`,
-    ...base64Lines(script),
+    'zcp_gz="$(mktemp)"',
+    `trap 'rm -f "$zcp_agent" "$zcp_gz"' EXIT`,
+    // gzip before base64: the agent alone would outgrow SSM's 64 KB document limit as base64.
+    `base64 -d > "$zcp_gz" <<'${HEREDOC_END}'`,
+    ...gzipBase64Lines(script),
     HEREDOC_END,
+    'gzip -dc < "$zcp_gz" > "$zcp_agent"',
     `if ! echo "${sha}  $zcp_agent" | sha256sum -c --status; then`,
     '  echo "zcp: the embedded agent did not decode intact" >&2',
     "  exit 2",

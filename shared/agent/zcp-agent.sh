@@ -36,6 +36,8 @@
 #   ZCP_INSTANCE_ID       reported as `instance` in the result (default: the host name)
 #   ZCP_LOCK_DIR          existing directory for the lock file (default below); a local fleet
 #                         keeps each instance's lock inside the instance
+#   ZCP_LOCK_WAIT_S       how long a deploy waits when a deploy of the same version holds the
+#                         lock (default 300; 0 refuses at once, like any other version)
 #   ZCP_PYTHON            absolute path of the interpreter for Python virtual environments
 #                         (default: the first python3 of /usr/bin, /usr/local/bin, PATH)
 #   AWS_ENDPOINT_URL      honoured for s3:// artifacts (an S3-compatible endpoint or emulator)
@@ -65,6 +67,8 @@
 #   releases/<version>.sha256     the verified artifact checksum a release was extracted from
 #   releases/<version>.activated  when it last became current (retention keeps the newest)
 #   envs/<venvs|node>-<key>       a dependency environment whose install completed
+#   pending                       present while a switch is not yet verified healthy; names
+#                                 the release to go back to, which the next run restores first
 #   deploy.log                    the result line of every deploy that got as far as
 #                                 changing something or finding nothing to change
 #   deploy-detail.log             command output of those deploys
@@ -311,6 +315,9 @@ validate_inputs() {
   if [[ -n ${ZCP_LOCK_DIR:-} ]] && { ! is_sane_abs_path "$ZCP_LOCK_DIR" || [[ ! -d $ZCP_LOCK_DIR ]]; }; then
     ERRORS+=("ZCP_LOCK_DIR must be the absolute path of an existing directory")
   fi
+  if [[ -n ${ZCP_LOCK_WAIT_S:-} && ! ${ZCP_LOCK_WAIT_S} =~ ^[0-9]{1,4}$ ]]; then
+    ERRORS+=("ZCP_LOCK_WAIT_S must be 0..9999 seconds")
+  fi
   if [[ -n ${ZCP_PYTHON:-} ]] && { ! is_sane_abs_path "$ZCP_PYTHON" || [[ ! -x $ZCP_PYTHON ]]; }; then
     ERRORS+=("ZCP_PYTHON must be the absolute path of an executable")
   fi
@@ -428,9 +435,66 @@ take_lock() {
   fi
   exec 9>>"$LOCK_FILE"
   if ! flock -n "$LOCK_FD"; then
-    warn "another deploy of $ZCP_APP into $APP_DIR is running"
-    finish failed 3 "another deploy holds the lock; nothing was changed" locked
+    # The holder names its version beside the lock. A deploy of the same version (a command
+    # resent after a lost response, boot converge racing a release) waits a bounded time and
+    # then finds the release current; any other version is refused at once.
+    local holder wait_s=${ZCP_LOCK_WAIT_S:-300}
+    holder=$(head -c 200 "$LOCK_FILE.holder" 2>/dev/null) || holder=""
+    if [[ $holder == "$ZCP_VERSION" ]] && ((10#$wait_s > 0)); then
+      say "a deploy of $ZCP_VERSION is already running here; waiting up to ${wait_s}s for it"
+      flock -w "$wait_s" "$LOCK_FD" ||
+        finish failed 3 "a deploy of $ZCP_VERSION held the lock for more than ${wait_s}s; nothing was changed" locked
+    else
+      warn "another deploy of $ZCP_APP into $APP_DIR is running"
+      finish failed 3 "another deploy holds the lock; nothing was changed" locked
+    fi
   fi
+  # Through a fresh file renamed into place: the lock dir may be shared (/run/lock, the temp
+  # dir), and a planted symlink must not redirect the write.
+  local tmp
+  tmp=$(mktemp "$LOCK_FILE.holder.XXXXXX") && printf '%s\n' "$ZCP_VERSION" >"$tmp" && mv -f -- "$tmp" "$LOCK_FILE.holder" ||
+    rm -f -- "$tmp"
+}
+
+# --- pending marker: a switch not yet verified healthy ---------------------------------------
+
+# Written (and flushed) before `current` moves, removed once the outcome is settled. SSM's
+# execution timeout and CancelCommand SIGKILL the whole process group, so no trap runs; a
+# reboot runs nothing either. Whoever runs next (a release, a rollback, boot converge) finds
+# the marker and first puts back the release it names.
+PENDING_FILE=""
+
+mark_pending() {
+  local tmp=$PENDING_FILE.tmp.$$
+  printf '%s\n' "$1" >"$tmp"
+  sync "$tmp" 2>/dev/null || sync
+  mv -f -- "$tmp" "$PENDING_FILE"
+  sync "$STATE_DIR" 2>/dev/null || true
+}
+
+clear_pending() {
+  rm -f -- "$PENDING_FILE"
+}
+
+# An earlier run switched `current` and died before its health check: go back first.
+revert_unverified_switch() {
+  [[ -f $PENDING_FILE ]] || return 0
+  local before now
+  before=$(head -c 200 "$PENDING_FILE")
+  before=${before%%$'\n'*}
+  now=$(current_version)
+  if [[ -n $before && $before =~ $VERSION_RE && -d $APP_DIR/releases/$before ]]; then
+    if [[ $now != "$before" ]]; then
+      warn "an earlier deploy switched to ${now:-nothing} and never verified it; reverting to $before"
+      switch_current "$before"
+      service_restart || warn "could not restart $ZCP_SERVICE on $before"
+    fi
+  elif [[ -z $before && -n $now ]]; then
+    warn "an earlier first deploy of $now was never verified; stopping $ZCP_SERVICE"
+    service_stop || true
+    rm -f -- "$APP_DIR/current"
+  fi
+  clear_pending
 }
 
 # --- process manager and health -----------------------------------------------------------
@@ -905,7 +969,7 @@ on_exit() {
       message+="; nothing was switched"
     fi
     if ((SWITCHED)) && [[ -n $PREVIOUS ]]; then
-      if switch_current "$PREVIOUS" && service_restart && wait_healthy; then
+      if switch_current "$PREVIOUS" && clear_pending && service_restart && wait_healthy; then
         report rolled_back 1 "$message; rolled back to $PREVIOUS"
       else
         report failed 1 "$message; rolling back to $PREVIOUS did not make it healthy"
@@ -914,6 +978,7 @@ on_exit() {
       if ((SWITCHED)); then
         service_stop
         rm -f -- "$APP_DIR/current"
+        clear_pending
       fi
       report failed 1 "$message"
     fi
@@ -933,6 +998,8 @@ main() {
   check_app_layout
   STATE_DIR=${ZCP_STATE_DIR:-$(state_dir_default)}
   check_state_dir "$STATE_DIR"
+  PENDING_FILE=$STATE_DIR/pending
+  revert_unverified_switch
 
   PREVIOUS=$(current_version)
   if [[ -n $PREVIOUS ]] && ! [[ $PREVIOUS =~ $VERSION_RE && -d $APP_DIR/releases/$PREVIOUS ]]; then
@@ -992,6 +1059,7 @@ main() {
   install_dependencies
   say "dependencies: $DEPS"
   STEP="switching to $ZCP_VERSION"
+  mark_pending "$PREVIOUS"
   SWITCHED=1
   switch_current "$ZCP_VERSION"
   say "current -> releases/$ZCP_VERSION; restarting $ZCP_SERVICE"
@@ -1005,6 +1073,7 @@ main() {
 
   if [[ -z $problem ]]; then
     SWITCHED=0
+    clear_pending
     say "$ZCP_VERSION is healthy"
     prune || warn "could not remove old releases"
     finish deployed 0 "$ZCP_VERSION is current and healthy"
@@ -1015,6 +1084,7 @@ main() {
     STEP="rolling back to $PREVIOUS"
     switch_current "$PREVIOUS"
     SWITCHED=0
+    clear_pending
     say "rolled back current -> releases/$PREVIOUS; restarting $ZCP_SERVICE"
     service_restart || true
     if wait_healthy; then
@@ -1029,6 +1099,7 @@ main() {
   service_stop
   rm -f -- "$APP_DIR/current"
   SWITCHED=0
+  clear_pending
   finish failed 1 "$ZCP_VERSION failed ($problem); no previous release, $ZCP_SERVICE stopped"
 }
 

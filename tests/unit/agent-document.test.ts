@@ -1,7 +1,9 @@
 import { spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { expect } from "chai";
 import {
   AGENT_SCRIPT_PATH,
@@ -21,14 +23,14 @@ const AGENT_ENV_NAMES = Object.keys(RELEASE_ENV).sort();
 /** The order in which the stub agent prints the variables it got. */
 const STUB_PRINT_ORDER = Object.keys(RELEASE_ENV) as (keyof typeof RELEASE_ENV)[];
 
-/** The here-document between `base64 -d … <<'END'` and `END`, decoded. */
+/** The here-document between `base64 -d … <<'END'` and `END`, decoded and gunzipped. */
 function embeddedScript(runCommand: readonly string[]): string {
   const start = runCommand.findIndex((l) => l.startsWith("base64 -d"));
   const terminator = /<<'(\w+)'$/.exec(runCommand[start] ?? "")?.[1];
   const end = runCommand.indexOf(terminator ?? "", start + 1);
   expect(start, "base64 here-document").to.be.greaterThan(-1);
   expect(end, "here-document terminator").to.be.greaterThan(start);
-  return Buffer.from(runCommand.slice(start + 1, end).join(""), "base64").toString("utf8");
+  return zlib.gunzipSync(Buffer.from(runCommand.slice(start + 1, end).join(""), "base64")).toString("utf8");
 }
 
 function tempDir(prefix: string): string {
@@ -150,7 +152,9 @@ describe("deploy document content (shared/agent/document.ts)", () => {
   });
 
   it("refuses content beyond SSM's document size limit", () => {
-    expect(() => buildDeployDocument({ script: "#!/bin/bash\n" + "#".repeat(MAX_DOCUMENT_BYTES) })).to.throw(/at most 65536/);
+    // Random bytes do not compress: the embedded copy is gzipped.
+    const noise = crypto.randomBytes(MAX_DOCUMENT_BYTES).toString("hex");
+    expect(() => buildDeployDocument({ script: `#!/bin/bash\n# ${noise}\n` })).to.throw(/at most 65536/);
   });
 });
 
