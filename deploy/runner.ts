@@ -21,7 +21,7 @@ import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
 import { headArtifact, s3Uri } from "./aws/artifacts.js";
 import { readLatestPointer } from "./aws/latest-pointer.js";
-import { describeDefaultVersion } from "./aws/launch-template.js";
+import { describeDefaultVersion, describeDefaultVersionNumber } from "./aws/launch-template.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
 import { buildArtifact } from "./build/index.js";
@@ -60,6 +60,10 @@ export interface ReleaseSummary {
   durationMs: number;
   fleetDurationMs: number;
   batchAgentMs: number[];
+  /** Per batch: how long taking it out of traffic took. */
+  batchDrainMs: number[];
+  /** How batches left the load balancer (none, haproxy, target-group, asg-standby). */
+  trafficControl: string;
   engineOperations: number;
 }
 
@@ -134,6 +138,41 @@ function releaseProjectSettings(ctx: EnvironmentContext) {
     description: "zcp release stack: one update per release",
     backend: { url: ctx.backendUrl },
   };
+}
+
+/** Runs the engine's preview of `stack` and collects the dynamic resources' operations. */
+async function previewSteps(stack: Stack, steps: PreviewSummary["steps"]): Promise<void> {
+  await stack.preview({
+    onOutput: () => undefined,
+    onEvent: (e) => {
+      const m = e.resourcePreEvent?.metadata;
+      if (!m || !m.type.includes("dynamic")) return;
+      const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
+      const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
+      if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
+      const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+      steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
+    },
+  });
+}
+
+/** The release stack with `plan`'s program, or undefined when no release made it yet. Creates nothing. */
+async function selectExistingStack(ctx: EnvironmentContext, plan: ReleasePlan, progressFile: string): Promise<Stack | undefined> {
+  try {
+    return await LocalWorkspace.selectStack(
+      { stackName: ctx.name, projectName: RELEASE_PROJECT, program: releaseProgram(plan) },
+      { workDir: workspaceDir(ctx), projectSettings: releaseProjectSettings(ctx), envVars: engineEnvFor(ctx, progressFile) },
+    );
+  } catch (err) {
+    if (err instanceof StackNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** The steps of the release program (deploy/program.ts), in its order, all to be created. */
+function firstReleaseSteps(plan: ReleasePlan): PreviewSummary["steps"] {
+  const names = ["Artifact", "FleetDeployment", ...(plan.image.enabled ? ["BakedImage", "LaunchTemplateRelease"] : []), "LatestPointer"];
+  return names.map((resource) => ({ resource, op: "create", changed: [] }));
 }
 
 async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined, progressFile: string): Promise<Stack> {
@@ -233,7 +272,11 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
     soakSeconds: d.soakSeconds,
     maxErrors: d.maxErrors,
     commandTimeoutS: d.commandTimeoutS,
+    ...(d.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: d.deliveryTimeoutS } : {}),
     transport: ctx.transport,
+    traffic: ctx.settings.traffic.spec,
+    minHealthyPercent: ctx.settings.traffic.minHealthyPercent,
+    alarmNames: ctx.settings.alarms,
     ...(ctx.outputs.autoScalingGroupName ? { autoScalingGroupName: ctx.outputs.autoScalingGroupName } : {}),
   };
 }
@@ -263,11 +306,11 @@ async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log
   }
 }
 
-async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null }> {
+async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null; imageId: string | null }> {
   const clients = createAwsClients({ region: ctx.outputs.region });
   try {
     const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
-    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null };
+    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null, imageId: read?.pointer.imageId ?? null };
   } finally {
     destroyAwsClients(clients);
   }
@@ -369,6 +412,8 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
         durationMs: Date.now() - started,
         fleetDurationMs: Number(o.fleetDurationMs?.value ?? 0),
         batchAgentMs: (o.batchAgentMs?.value as number[] | undefined) ?? [],
+        batchDrainMs: (o.batchDrainMs?.value as number[] | undefined) ?? [],
+        trafficControl: ctx.settings.traffic.spec.kind,
         engineOperations,
       };
       return summary;
@@ -477,24 +522,22 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const latest = await currentLatestEtag(ctx);
   const plan = buildPlan(ctx, req, { key, sha256 }, latest.etag);
   const ltClients = createAwsClients({ region: ctx.outputs.region });
-  const currentTemplate = await describeDefaultVersion(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
+  // The default version's number only: reading the version itself would need the right to
+  // read its user data, which the preview role does not have. The image in use is the one
+  // the last release recorded in latest.json.
+  const defaultVersion = await describeDefaultVersionNumber(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
   const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
   fs.writeFileSync(progressFile, "");
   try {
-    const stack = await openStack(ctx, plan, progressFile);
     const steps: PreviewSummary["steps"] = [];
-    await stack.preview({
-      onOutput: () => undefined,
-      onEvent: (e) => {
-        const m = e.resourcePreEvent?.metadata;
-        if (!m || !m.type.includes("dynamic")) return;
-        const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
-        const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
-        if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
-        const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-        steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
-      },
-    });
+    const stack = await selectExistingStack(ctx, plan, progressFile);
+    if (!stack) {
+      // Before the first release there is no release stack, and a preview must not make one
+      // (it would change the state backend): every step of the program would be created.
+      steps.push(...firstReleaseSteps(plan));
+    } else {
+      await previewSteps(stack, steps);
+    }
     const imageStep = steps.find((s) => s.resource === "BakedImage");
     const templateStep = steps.find((s) => s.resource === "LaunchTemplateRelease");
     const summary: PreviewSummary = {
@@ -505,12 +548,12 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
       image: !plan.image.enabled
         ? "not baked (--skip-image or image.enabled=false)"
         : imageStep && imageStep.op !== "same"
-          ? `a new image for ${req.version} (now ${currentTemplate.imageId ?? "?"})`
+          ? `a new image for ${req.version} (now ${latest.imageId ?? "the base image"})`
           : "unchanged",
       launchTemplate:
         !plan.image.enabled || !templateStep || templateStep.op === "same"
-          ? `unchanged (default version ${currentTemplate.versionNumber})`
-          : `default version ${currentTemplate.versionNumber} → a new version with the ${req.version} image`,
+          ? `unchanged (default version ${defaultVersion})`
+          : `default version ${defaultVersion} → a new version with the ${req.version} image`,
     };
     void out;
     return summary;
@@ -538,6 +581,8 @@ export interface StatusSummary {
   latest: { version: string; sha256: string; imageId?: string; releasedAt: string; previous?: string } | null;
   launchTemplate: { id: string; defaultVersion: number; imageId: string };
   instances: { instanceId: string; version: string; source: string }[];
+  /** The environment's load balancer, when zcp runs it (the local environment). */
+  loadBalancer?: { url: string };
 }
 
 export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
@@ -565,6 +610,7 @@ export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
         : null,
       launchTemplate: { id: ctx.outputs.launchTemplateId, defaultVersion: lt.versionNumber, imageId: lt.imageId ?? "" },
       instances: fleet.map((f) => ({ instanceId: f.instanceId, ...(versions.get(f.instanceId) ?? { version: "unknown", source: "-" }) })),
+      ...(ctx.loadBalancerUrl ? { loadBalancer: { url: ctx.loadBalancerUrl } } : {}),
     };
   } finally {
     destroyAwsClients(clients);
@@ -577,6 +623,7 @@ export function formatStatus(s: StatusSummary): string {
     `latest      ${s.latest ? `${s.latest.version} (released ${s.latest.releasedAt}, previous ${s.latest.previous ?? "none"})` : "(none)"}`,
     `image       ${s.latest?.imageId ?? "(none)"}`,
     `template    ${s.launchTemplate.id} default version ${s.launchTemplate.defaultVersion} (${s.launchTemplate.imageId})`,
+    ...(s.loadBalancer ? [`traffic     ${s.loadBalancer.url} (HAProxy)`] : []),
     table(
       ["instance", "version", "from"],
       s.instances.map((i) => [i.instanceId, i.version, i.source]),

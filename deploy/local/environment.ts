@@ -8,7 +8,7 @@
  * seeds what the foundation would have made; later commands reuse them. `zcp local down`
  * stops what this module started (by the pids it recorded, never by process name).
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { processAlive } from "../process.js";
 import * as os from "node:os";
@@ -28,6 +28,7 @@ import { baseTags, TAG_APP, TAG_ENV } from "../../shared/tags.js";
 import type { FoundationOutputs } from "../../shared/outputs.js";
 import { toolsDir } from "../repo.js";
 import * as fleet from "./fleet.js";
+import { ensureLoadBalancer, stopLoadBalancer, type LoadBalancerState } from "./load-balancer.js";
 
 export const LOCAL_ENV = "local";
 export const LOCAL_APP = "example";
@@ -39,6 +40,8 @@ const LOCAL_BUCKET = "zcp-local-artifacts";
 export interface LocalState {
   emulator?: { pid: number; port: number };
   instances: { instanceId: string; port: number; dir: string }[];
+  /** The HAProxy in front of the instances. */
+  loadBalancer?: LoadBalancerState;
 }
 
 export function workRoot(): string {
@@ -145,6 +148,7 @@ export async function ensureEmulator(log: (m: string) => void): Promise<{ endpoi
   // A new emulator has an empty world: the instances, their folders and the release stack's
   // state recorded against the old one describe things that no longer exist.
   for (const i of state.instances) await stopInstanceQuietly(i);
+  if (state.loadBalancer) await stopLoadBalancer(state.loadBalancer);
   fs.rmSync(fleetRoot(), { recursive: true, force: true });
   fs.rmSync(localBackendDir(), { recursive: true, force: true });
   writeLocalState({ emulator: { pid: child.pid, port }, instances: [] });
@@ -165,6 +169,30 @@ export interface LocalEnvironment {
   outputs: FoundationOutputs;
   instances: LocalState["instances"];
   appUser: string;
+  loadBalancer: LoadBalancerState;
+}
+
+/** The dedicated user the local fleet's app runs as when zcp runs as root. */
+export const LOCAL_ROOT_APP_USER = "zcp-app";
+
+/**
+ * The user the local fleet's app runs as: the current user, or, as root, a dedicated system
+ * user created when missing (the agent refuses to run an app as root, as the launch
+ * template's user data does on EC2).
+ */
+export function localAppUser(): string {
+  if (typeof process.getuid !== "function" || process.getuid() !== 0) return os.userInfo().username;
+  const exists = spawnSync("id", ["-u", LOCAL_ROOT_APP_USER], { stdio: "ignore" }).status === 0;
+  if (!exists) {
+    const made = spawnSync("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", LOCAL_ROOT_APP_USER], {
+      encoding: "utf8",
+    });
+    // Another process may have created it meanwhile.
+    if (made.status !== 0 && spawnSync("id", ["-u", LOCAL_ROOT_APP_USER], { stdio: "ignore" }).status !== 0) {
+      throw new Error(`cannot create the local app user ${LOCAL_ROOT_APP_USER}: ${made.stderr.trim()}`);
+    }
+  }
+  return LOCAL_ROOT_APP_USER;
 }
 
 /**
@@ -176,7 +204,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
   const env = localAwsEnv(endpoint);
   Object.assign(process.env, env);
   const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
-  const appUser = os.userInfo().username;
+  const appUser = localAppUser();
   try {
     const { s3, ec2 } = clients;
     try {
@@ -250,12 +278,21 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await fleet.startSupervisor(inst);
       instances.push({ instanceId, port, dir });
     }
-    writeLocalState({ ...state, instances });
+    const loadBalancer = await ensureLoadBalancer({
+      dir: localRoot(),
+      current: state.loadBalancer,
+      targets: instances,
+      healthPath: "/health",
+      freePort,
+      log,
+    });
+    writeLocalState({ ...state, instances, loadBalancer });
 
     return {
       endpoint,
       appUser,
       instances,
+      loadBalancer,
       outputs: {
         app: LOCAL_APP,
         environment: LOCAL_ENV,
@@ -281,9 +318,10 @@ function tagPairs(tags: Record<string, string>): { Key: string; Value: string }[
   return Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
 }
 
-/** Stops every process the local environment started: each instance's supervisord, then the emulator. */
+/** Stops every process the local environment started: the load balancer, each instance's supervisord, then the emulator. */
 export async function stopLocalEnvironment(log: (m: string) => void): Promise<void> {
   const state = readLocalState();
+  if (state.loadBalancer && (await stopLoadBalancer(state.loadBalancer))) log(`stopped HAProxy (pid ${state.loadBalancer.pid})`);
   for (const i of state.instances) {
     await stopInstanceQuietly(i);
     log(`stopped ${i.instanceId}`);

@@ -2,7 +2,8 @@
 import { ReleaseFailedError } from "../../shared/errors.js";
 import { artifactKey } from "../../shared/naming.js";
 import { headArtifact, s3Uri } from "../aws/artifacts.js";
-import type { AwsClients } from "../aws/clients.js";
+import type { SSMClient } from "@aws-sdk/client-ssm";
+import { createSsmClient, type AwsClients } from "../aws/clients.js";
 import { discoverFleet } from "../aws/fleet.js";
 import { emitProgress } from "../progress.js";
 import type { AgentParams, Transport } from "../transport.js";
@@ -10,14 +11,20 @@ import { createSsmTransport } from "../transports/ssm.js";
 import { createLocalTransport } from "../transports/local.js";
 import { realSleep } from "../../shared/retry.js";
 import { rollout } from "./rollout.js";
+import { alarmGateFor, trafficControllerFor } from "../traffic/select.js";
 import { stepLog, stepPacing, traced, withClients } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
 
 const STEP = "FleetDeployment";
 
-export function transportFor(spec: TransportSpec, clients: AwsClients): Transport {
+export function transportFor(spec: TransportSpec, clients: AwsClients, sendCommandClient?: SSMClient): Transport {
   if (spec.kind === "local") return createLocalTransport({ fleetRoot: spec.fleetRoot });
-  return createSsmTransport({ ssm: clients.ssm, documentName: spec.documentName, pacing: stepPacing(STEP) });
+  return createSsmTransport({
+    ssm: clients.ssm,
+    ...(sendCommandClient ? { sendCommandClient } : {}),
+    documentName: spec.documentName,
+    pacing: stepPacing(STEP),
+  });
 }
 
 export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetDeploymentOutputs> {
@@ -33,7 +40,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
         },
         stepPacing(STEP),
       );
-      const transport = transportFor(inputs.transport, clients);
+      // SendCommand goes through a client without SDK retries: a retry after a lost response
+      // would start a second command; the transport looks for the first one instead.
+      const sendCommandClient = createSsmClient({ region: inputs.region, maxAttempts: 1 });
+      const transport = transportFor(inputs.transport, clients, sendCommandClient);
       const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
         const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
         let sha256 = inputs.sha256;
@@ -57,9 +67,13 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
           soakSeconds: inputs.soakSeconds,
           maxErrors: inputs.maxErrors,
           commandTimeoutS: inputs.commandTimeoutS,
+          ...(inputs.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: inputs.deliveryTimeoutS } : {}),
+          minHealthyPercent: inputs.minHealthyPercent,
         },
         {
           transport,
+          traffic: trafficControllerFor(inputs.traffic, clients, stepPacing(STEP)),
+          alarms: alarmGateFor(inputs.alarmNames, clients, stepPacing(STEP)),
           paramsFor,
           sleep: realSleep,
           now: Date.now,
@@ -76,7 +90,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
               durationMs: r.durationMs,
             }),
         },
-      );
+      ).finally(() => sendCommandClient.destroy());
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,
@@ -85,6 +99,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
         imageSourceInstanceId: result.imageSourceInstanceId,
         durationMs: Date.now() - started,
         batchAgentMs: result.batchAgentMs,
+        batchDrainMs: result.batchDrainMs,
       };
       emitProgress({ kind: "result", step: STEP, data: { ...out } });
       return out;
