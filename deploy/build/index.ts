@@ -94,6 +94,7 @@ export async function buildArtifact(opts: BuildOptions): Promise<BuildResult> {
   validatePythonTarget(target);
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), "zcp-build-"));
   try {
+    if (opts.source.kind === "dir") await assertDirectory(opts.source.dir);
     const requirementsText = await readSourceFile(opts.source, "requirements.txt");
     const lockText = await readSourceFile(opts.source, "package-lock.json");
     // Checked before anything is downloaded: a refused lockfile costs nothing.
@@ -183,6 +184,17 @@ const GIT_ENV = (): NodeJS.ProcessEnv => {
   for (const name of ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY"]) delete env[name];
   return env;
 };
+
+/** The same refusals as the packager's, before a lockfile is looked for in a source that is not a directory. */
+async function assertDirectory(dir: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = await fsp.stat(path.resolve(dir));
+  } catch (err) {
+    throw new ConfigError("--source", `cannot read "${dir}": ${describeError(err)}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new ConfigError("--source", `"${dir}" is not a directory`);
+}
 
 /** A top-level file of the source as text, or undefined when it has none. */
 async function readSourceFile(source: PackageSourceSpec, name: string): Promise<string | undefined> {
