@@ -10,7 +10,8 @@ import { createSsmTransport } from "../transports/ssm.js";
 import { createLocalTransport } from "../transports/local.js";
 import { realSleep } from "../../shared/retry.js";
 import { rollout } from "./rollout.js";
-import { stepLog, stepPacing, traced, withClients } from "./context.js";
+import { CandidateImage } from "./candidate-image.js";
+import { stepLog, stepPacing, traced, withStepClients, type StepEnv } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
 
 const STEP = "FleetDeployment";
@@ -20,10 +21,12 @@ export function transportFor(spec: TransportSpec, clients: AwsClients): Transpor
   return createSsmTransport({ ssm: clients.ssm, documentName: spec.documentName, pacing: stepPacing(STEP) });
 }
 
-export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetDeploymentOutputs> {
+export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = {}): Promise<FleetDeploymentOutputs> {
+  const now = env.now ?? Date.now;
+  const sleep = env.sleep ?? realSleep;
   return traced(STEP, inputs.version, () =>
-    withClients(inputs.region, async (clients) => {
-      const started = Date.now();
+    withStepClients(inputs.region, env, async (clients) => {
+      const started = now();
       const fleet = await discoverFleet(
         clients,
         {
@@ -31,9 +34,17 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
           env: inputs.environment,
           ...(inputs.autoScalingGroupName ? { autoScalingGroupName: inputs.autoScalingGroupName } : {}),
         },
-        stepPacing(STEP),
+        { ...stepPacing(STEP), sleep, now },
       );
-      const transport = transportFor(inputs.transport, clients);
+      const transport = env.transport ?? transportFor(inputs.transport, clients);
+      const candidate = inputs.candidateImage
+        ? new CandidateImage(
+            clients.ec2,
+            { app: inputs.app, env: inputs.environment, version: inputs.version, sha256: inputs.sha256, ...inputs.candidateImage },
+            stepLog(STEP),
+            { ...stepPacing(STEP), sleep, now },
+          )
+        : undefined;
       const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
         const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
         let sha256 = inputs.sha256;
@@ -61,9 +72,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
         {
           transport,
           paramsFor,
-          sleep: realSleep,
-          now: Date.now,
+          sleep,
+          now,
           log: stepLog(STEP),
+          ...(candidate ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
           onInstance: (r, batches) =>
             emitProgress({
               kind: "instance",
@@ -76,15 +88,19 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
               durationMs: r.durationMs,
             }),
         },
-      );
+      ).catch(async (err: unknown) => {
+        await candidate?.retire();
+        throw err;
+      });
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,
         instances: result.instances,
         batches: result.batches,
         imageSourceInstanceId: result.imageSourceInstanceId,
-        durationMs: Date.now() - started,
+        durationMs: now() - started,
         batchAgentMs: result.batchAgentMs,
+        candidateImageId: (await candidate?.imageId()) ?? "",
       };
       emitProgress({ kind: "result", step: STEP, data: { ...out } });
       return out;

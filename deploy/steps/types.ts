@@ -43,6 +43,11 @@ export interface FleetDeploymentInputs {
   commandTimeoutS: number;
   autoScalingGroupName?: string;
   transport: TransportSpec;
+  /**
+   * Bake the release image from the canary once it has passed its soak, while the remaining
+   * batches roll (see candidate-image.ts). Absent: BakedImage bakes after the rollout.
+   */
+  candidateImage?: { noReboot: boolean; tagSnapshotsOnCreate: boolean };
 }
 
 export interface InstanceReport {
@@ -66,6 +71,8 @@ export interface FleetDeploymentOutputs {
   durationMs: number;
   /** Per batch: the slowest instance's agent time (for the overhead benchmark). */
   batchAgentMs: number[];
+  /** The candidate image baking since the canary passed; "" when none was started. */
+  candidateImageId: string;
 }
 
 export interface BakedImageInputs {
@@ -75,6 +82,8 @@ export interface BakedImageInputs {
   version: string;
   sha256: string;
   sourceInstanceId: string;
+  /** The image FleetDeployment started from the canary; "" to bake from `sourceInstanceId`. */
+  candidateImageId: string;
   noReboot: boolean;
   retain: number;
   waitTimeoutMinutes: number;
