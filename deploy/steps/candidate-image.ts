@@ -27,8 +27,6 @@ interface Started {
 
 export class CandidateImage {
   private started: Promise<Started | undefined> | undefined;
-  private sourceInstanceId = "";
-  private startedAtMs = 0;
 
   constructor(
     private readonly ec2: EC2Client,
@@ -43,8 +41,6 @@ export class CandidateImage {
    */
   start(instanceId: string): void {
     if (this.started) return;
-    this.sourceInstanceId = instanceId;
-    this.startedAtMs = (this.pacing.now ?? Date.now)();
     this.started = findOrCreateImage(this.ec2, { ...this.req, instanceId, stage: "candidate" }, this.pacing).then(
       (made) => {
         this.log(
@@ -64,15 +60,6 @@ export class CandidateImage {
   /** The candidate's id once CreateImage has answered; "" when none was started or it failed. */
   async imageId(): Promise<string> {
     return (await this.started)?.imageId ?? "";
-  }
-
-  /** When the bake was started (ms on the step's clock); 0 when it was not. */
-  get startedAt(): number {
-    return this.startedAtMs;
-  }
-
-  get source(): string {
-    return this.sourceInstanceId;
   }
 
   /**
