@@ -6,8 +6,8 @@
  * What runs is the release's own step code, FleetDeployment then BakedImage
  * (deploy/steps/*.ts, as the engine's provider host runs it), with the real SsmTransport and
  * the real image waiter, in simulated time (tests/fixtures/aws/sim-clock.ts):
- *   - SSM Run Command from bench/lib/simulated-ssm.ts: each instance finishes 25–45 s after
- *     SendCommand (a ~5 s SSM delivery and result round trip plus a 20–40 s agent run),
+ *   - SSM Run Command from tests/fixtures/aws/ssm-simulator.ts: each instance's run takes
+ *     25–45 s (a ~5 s SSM round trip — delivery, start, result — plus a 20–40 s agent run),
  *     production polling (2 s first delay, at most 15 s between polls);
  *   - EC2 images from tests/fixtures/aws/ec2-image-simulator.ts: `pending` for the configured
  *     5–30 minutes after CreateImage, then `available`; the waiter polls every 5–30 s.
@@ -27,7 +27,7 @@
 import { SsmTransport } from "../deploy/transports/ssm.js";
 import { table } from "../deploy/view.js";
 import { simulateRelease, type SimReleaseResult } from "../tests/fixtures/release/sim-release.js";
-import { seededRandom, simulatedSsm } from "./lib/simulated-ssm.js";
+import { SsmSimulator, seededRandom, type AgentRunContext, type AgentPlan } from "../tests/fixtures/aws/ssm-simulator.js";
 
 interface BenchArgs {
   sizes: number[];
@@ -67,14 +67,19 @@ async function run(n: number, bakeMinutes: number, overlap: boolean, seed: numbe
       overlap,
       bakeMs: bakeMinutes * 60_000,
       soakSeconds: 60,
-      transport: (clock, clients) => {
-        const sim = simulatedSsm(clients.ssm, {
+      transport: (clock, clients, instanceIds) => {
+        const agent = (ctx: AgentRunContext): AgentPlan =>
+          ctx.instance.version === ctx.version
+            ? { runMs: SSM_ROUND_TRIP_MS, end: "unchanged" }
+            : { runMs: SSM_ROUND_TRIP_MS + AGENT_MIN_MS + Math.floor(ctx.random() * (AGENT_MAX_MS - AGENT_MIN_MS + 1)), end: "deployed" };
+        const sim = new SsmSimulator({
           now: clock.now,
           random: seededRandom(seed * 7919 + n),
-          minRunMs: SSM_ROUND_TRIP_MS + AGENT_MIN_MS,
-          maxRunMs: SSM_ROUND_TRIP_MS + AGENT_MAX_MS,
+          instances: Object.fromEntries(instanceIds.map((id) => [id, { version: "v1" }])),
+          agent,
         });
-        restore = () => sim.restore();
+        const mock = sim.attach(clients.ssm);
+        restore = () => mock.restore();
         return new SsmTransport({ ssm: clients.ssm, documentName: "zcp-shop-prod-deploy", pacing: { now: clock.now, sleep: clock.sleep, random: seededRandom(seed) } });
       },
     });

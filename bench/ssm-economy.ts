@@ -1,22 +1,24 @@
 /**
  * SSM API economy: how many SSM calls one release costs, through the real rollout path —
- * `rollout()` (deploy/steps/rollout.ts) with the real `SsmTransport` — against an SSM that
- * runs in simulated time (bench/lib/simulated-ssm.ts): each instance finishes a seeded random
- * 5–60 s after its SendCommand, and the transport's sleeps move the clock instead of waiting.
+ * `rollout()` (deploy/steps/rollout.ts) with the real `SsmTransport` — against the SSM simulator
+ * (tests/fixtures/aws/ssm-simulator.ts) in simulated time: each instance's agent runs a seeded
+ * random 5–60 s, 2 % of the instances are offline (PingStatus ConnectionLost), every API is
+ * throttled by a token bucket, and the transport's sleeps move the clock instead of waiting.
  * Canary of 1, then batches of 25%, production polling settings (first delay 2 s, at most
- * 15 s between polls).
+ * 15 s between polls); maxErrors tolerates the offline share, so a release can finish.
  *
  * Checked and printed per fleet size N:
  *   - SendCommand calls per batch, against the ceiling ceil(batch size / 50);
  *   - status calls per poll: ListCommandInvocations pages per command per poll (one page holds
  *     50 instances, so this stays at 1 however large the fleet) and per poll round;
- *   - total calls and calls per instance.
+ *   - total calls and calls per instance, throttled refusals, and whether the release finished
+ *     (every online instance deployed, every offline one reported by id).
  *
  * The last line is the one a bench runner reads:
  *
  *   ssm-economy: N=1000 calls per instance X.XX (SendCommand Y, status Z)
  *
- * Usage: node dist/bench/ssm-economy.js [--sizes 10,100,1000] [--seed S]
+ * Usage: node dist/bench/ssm-economy.js [--sizes 10,100,1000,5000] [--seed S]
  */
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { rollout } from "../deploy/steps/rollout.js";
@@ -24,7 +26,24 @@ import { SsmTransport } from "../deploy/transports/ssm.js";
 import { MAX_INSTANCE_IDS_PER_COMMAND } from "../deploy/commands/ssm.js";
 import type { AgentParams, Transport } from "../deploy/transport.js";
 import { table } from "../deploy/view.js";
-import { seededRandom, simulatedSsm, type SsmCall } from "./lib/simulated-ssm.js";
+import { SsmSimulator, seededRandom, type SimCall, type SimInstance, type SsmSimulatorOptions } from "../tests/fixtures/aws/ssm-simulator.js";
+
+type SsmCall = SimCall;
+
+/** Share of instances whose SSM agent is offline when the release starts. */
+const OFFLINE_SHARE = 0.02;
+/**
+ * Token buckets per API, in the range of SSM's default request quotas (Service Quotas, "Systems
+ * Manager endpoints and quotas"): a few requests a second with short bursts.
+ */
+const THROTTLE: NonNullable<SsmSimulatorOptions["throttle"]> = {
+  SendCommand: { ratePerSecond: 5, burst: 10 },
+  ListCommandInvocations: { ratePerSecond: 20, burst: 40 },
+  GetCommandInvocation: { ratePerSecond: 20, burst: 40 },
+  ListCommands: { ratePerSecond: 10, burst: 20 },
+  DescribeInstanceInformation: { ratePerSecond: 10, burst: 20 },
+  CancelCommand: { ratePerSecond: 5, burst: 10 },
+};
 
 interface BenchArgs {
   sizes: number[];
@@ -32,7 +51,7 @@ interface BenchArgs {
 }
 
 function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { sizes: [10, 100, 1000], seed: 1 };
+  const args: BenchArgs = { sizes: [10, 100, 1000, 5000], seed: 1 };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`${flag} needs a value`);
@@ -49,7 +68,7 @@ function parseArgs(argv: string[]): BenchArgs {
   return args;
 }
 
-const SETTINGS = { canary: 1, batch: "25%", soakSeconds: 0, maxErrors: 0, commandTimeoutS: 600 };
+const SETTINGS = { canary: 1, batch: "25%", soakSeconds: 0, commandTimeoutS: 600 };
 
 function paramsFor(version: string): AgentParams {
   return {
@@ -78,6 +97,10 @@ interface Economy {
   /** Simulated time the rollout took, and the sum over batches of its slowest instance. */
   rolloutMs: number;
   boundMs: number;
+  offline: number;
+  /** Every online instance deployed and every offline one reported undeliverable. */
+  finished: boolean;
+  error?: string;
 }
 
 async function measure(n: number, seed: number): Promise<Economy> {
@@ -90,7 +113,15 @@ async function measure(n: number, seed: number): Promise<Economy> {
     credentials: { accessKeyId: "bench", secretAccessKey: "bench" },
     maxAttempts: 1,
   });
-  const sim = simulatedSsm(client, { now: () => t, random: seededRandom(seed * 7919 + n) });
+  const ids = instanceIds(n);
+  const pick = seededRandom(seed * 31 + n);
+  // The canary stays online, so every size gets past it.
+  const offline = new Set(ids.slice(1).filter(() => pick() < OFFLINE_SHARE));
+  const instances: Record<string, SimInstance> = Object.fromEntries(
+    ids.map((id) => [id, { version: "v1", ...(offline.has(id) ? { ping: "ConnectionLost" as const } : {}) }]),
+  );
+  const sim = new SsmSimulator({ now: () => t, random: seededRandom(seed * 7919 + n), instances, throttle: THROTTLE });
+  const mock = sim.attach(client);
   const jitter = seededRandom(seed);
   const ssm = new SsmTransport({
     ssm: client,
@@ -98,7 +129,7 @@ async function measure(n: number, seed: number): Promise<Economy> {
     pacing: {
       now: () => t,
       random: jitter,
-      // Every sleep of the transport ends one poll round (nothing fails, so nothing retries).
+      // Every sleep of the transport ends one poll round (a throttled call's retry wait included).
       sleep: async (ms) => {
         t += ms;
         sim.label("round", ++round);
@@ -119,7 +150,9 @@ async function measure(n: number, seed: number): Promise<Economy> {
   };
   const start = t;
   try {
-    const result = await rollout(instanceIds(n), "v2", SETTINGS, {
+    // Each batch tolerates its offline instances (2 %, and the seeded spread across batches).
+    const maxErrors = Math.max(1, Math.ceil(n * OFFLINE_SHARE * 2));
+    const result = await rollout(ids, "v2", { ...SETTINGS, maxErrors }, {
       transport: labelled,
       paramsFor: async (v) => paramsFor(v),
       now: () => t,
@@ -129,10 +162,12 @@ async function measure(n: number, seed: number): Promise<Economy> {
       log: () => undefined,
     });
     const notOk = result.instances.filter((i) => i.status !== "deployed");
-    if (notOk.length > 0) throw new Error(`N=${n}: ${notOk.length} instance(s) not deployed: ${notOk[0]?.message ?? ""}`);
-    return { n, batchSizes, calls: sim.calls, rolloutMs: t - start, boundMs: result.batchAgentMs.reduce((a, b) => a + b, 0) };
+    const finished = notOk.every((i) => offline.has(i.instanceId) && i.status === "undeliverable");
+    return { n, batchSizes, calls: sim.calls, rolloutMs: t - start, boundMs: result.batchAgentMs.reduce((a, b) => a + b, 0), offline: offline.size, finished };
+  } catch (err) {
+    return { n, batchSizes, calls: sim.calls, rolloutMs: t - start, boundMs: 0, offline: offline.size, finished: false, error: (err as Error).message.split("\n")[0] ?? "" };
   } finally {
-    sim.restore();
+    mock.restore();
     client.destroy();
   }
 }
@@ -150,6 +185,8 @@ interface Figures {
   lists: number;
   gets: number;
   describes: number;
+  preflight: number;
+  throttled: number;
   status: number;
   total: number;
   pollRounds: number;
@@ -162,20 +199,23 @@ interface Figures {
 
 function figures(e: Economy): Figures {
   const of = (name: SsmCall["name"]) => e.calls.filter((c) => c.name === name);
-  const sendsPerBatch = count(of("SendCommand"), (c) => String(c.labels.batch));
+  // The ceiling is about commands made: a throttled attempt made none.
+  const sendsPerBatch = count(of("SendCommand").filter((c) => !c.throttled), (c) => String(c.labels.batch));
   const sendsWithinCeiling = e.batchSizes.every(
     (size, i) => (sendsPerBatch.get(String(i + 1)) ?? 0) <= Math.ceil(size / MAX_INSTANCE_IDS_PER_COMMAND),
   );
-  const statusCalls = e.calls.filter((c) => c.name !== "SendCommand" && c.name !== "CancelCommand");
+  const statusCalls = e.calls.filter((c) => c.name !== "SendCommand" && c.name !== "CancelCommand" && c.name !== "DescribeInstanceInformation");
   const perRound = count(statusCalls, (c) => `${c.labels.batch}/${c.labels.round}`);
   const perCommandPoll = count(of("ListCommandInvocations"), (c) => `${c.labels.batch}/${c.labels.round}/${c.commandId}`);
   return {
-    sends: of("SendCommand").length,
+    sends: of("SendCommand").filter((c) => !c.throttled).length,
     sendsWithinCeiling,
     maxSendsPerBatch: Math.max(...sendsPerBatch.values()),
     lists: of("ListCommandInvocations").length,
     gets: of("GetCommandInvocation").length,
     describes: of("ListCommands").length,
+    preflight: of("DescribeInstanceInformation").length,
+    throttled: e.calls.filter((c) => c.throttled).length,
     status: statusCalls.length,
     total: e.calls.length,
     pollRounds: perRound.size,
@@ -193,10 +233,12 @@ async function main(): Promise<void> {
     const e = await measure(n, args.seed);
     rows.push({ e, f: figures(e) });
   }
-  console.log(`rollout: canary ${SETTINGS.canary}, batches of ${SETTINGS.batch}; each instance finishes 5–60 s after SendCommand (seed ${args.seed})`);
+  console.log(
+    `rollout: canary ${SETTINGS.canary}, batches of ${SETTINGS.batch}; each agent runs 5–60 s; ${OFFLINE_SHARE * 100} % offline; every API throttled (seed ${args.seed})`,
+  );
   console.log(
     table(
-      ["N", "batches", "batch size", "SendCommand", "max/batch", "≤ ceil(size/50)", "poll rounds", "ListInvocations", "pages/command/poll", "status/poll max", "status/poll mean", "Get", "ListCommands", "total", "per instance"],
+      ["N", "batches", "batch size", "SendCommand", "max/batch", "≤ ceil(size/50)", "poll rounds", "ListInvocations", "pages/command/poll", "status/poll max", "status/poll mean", "Get", "ListCommands", "DescribeInstanceInformation", "throttled", "total", "per instance", "offline", "finished"],
       rows.map(({ e, f }) => [
         String(e.n),
         String(e.batchSizes.length),
@@ -211,8 +253,12 @@ async function main(): Promise<void> {
         f.meanStatusPerRound.toFixed(2),
         String(f.gets),
         String(f.describes),
+        String(f.preflight),
+        String(f.throttled),
         String(f.total),
         (f.total / e.n).toFixed(2),
+        String(e.offline),
+        e.finished ? "yes" : `NO${e.error ? ` (${e.error})` : ""}`,
       ]),
     ),
   );
@@ -222,16 +268,16 @@ async function main(): Promise<void> {
         `(the rest is waiting for the next poll); ${f.immediate} of ${f.status} status calls came right after SendCommand, before any wait`,
     );
   }
-  const violations = rows.filter(({ f }) => !f.sendsWithinCeiling || f.maxPagesPerCommandPoll > 1);
+  const violations = rows.filter(({ e, f }) => !e.finished || !f.sendsWithinCeiling || f.maxPagesPerCommandPoll > 1);
   if (violations.length > 0) {
-    console.log(`ssm-economy: call budget exceeded at N=${violations.map((v) => v.e.n).join(", ")}`);
+    console.log(`ssm-economy: unfinished release or call budget exceeded at N=${violations.map((v) => v.e.n).join(", ")}`);
     process.exitCode = 1;
   }
   const headline = rows.find((r) => r.e.n === 1000) ?? rows[rows.length - 1];
   if (!headline) throw new Error("no size measured");
   console.log(
     `ssm-economy: N=${headline.e.n} calls per instance ${(headline.f.total / headline.e.n).toFixed(2)} ` +
-      `(SendCommand ${headline.f.sends}, status ${headline.f.status})`,
+      `(SendCommand ${headline.f.sends}, status ${headline.f.status}); releases finished ${rows.filter((r) => r.e.finished).length}/${rows.length}`,
   );
 }
 

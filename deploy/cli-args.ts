@@ -1,15 +1,22 @@
 /**
- * Parses the fixed CLI:
+ * The command line's grammar, on node:util's `parseArgs`:
  *   zcp release  --env ENV --version VERSION [--source DIR] [--canary N] [--batch N|P%] [--skip-image]
  *   zcp rollback --env ENV [--to VERSION]
- *   zcp preview  --env ENV [--version VERSION]
+ *   zcp preview  --env ENV [--version VERSION] [--source DIR]
  *   zcp status   --env ENV
  *   zcp history  --env ENV
- * plus `--json` on every command, and `zcp local down` to stop the local environment.
- * Every problem is a ConfigError naming the flag; nothing runs before parsing succeeded.
+ *   zcp local down
+ * plus `--json` on every command, `--help` on every command and `zcp --version`.
+ *
+ * A command is one entry of `COMMANDS`: its options (each value checked by the rule in
+ * `shared/rules.ts` that stack config uses too), its help text, and `toCommand`, which turns
+ * the checked values into the typed `Command` the CLI runs. Every problem is a ConfigError
+ * naming the flag; nothing runs before parsing succeeded.
  */
+import { parseArgs as parseNodeArgs } from "node:util";
 import { ConfigError } from "../shared/errors.js";
-import { ENV_RE, VERSION_RE } from "../shared/naming.js";
+import { RULES, checkValue } from "../shared/rules.js";
+import { ENV_PATTERN, VERSION_PATTERN } from "../shared/naming.js";
 
 export type Command =
   | {
@@ -27,29 +34,174 @@ export type Command =
   | { name: "status"; env: string; json: boolean }
   | { name: "history"; env: string; json: boolean }
   | { name: "local-down"; json: boolean }
-  | { name: "help" };
+  /** `zcp --help`, `zcp help [COMMAND]`, `zcp COMMAND --help`: `topic` is the command's key. */
+  | { name: "help"; topic?: string }
+  | { name: "version" };
 
-const FLAGS: Record<string, readonly string[]> = {
-  release: ["--env", "--version", "--source", "--canary", "--batch", "--skip-image", "--json"],
-  rollback: ["--env", "--to", "--json"],
-  preview: ["--env", "--version", "--source", "--json"],
-  status: ["--env", "--json"],
-  history: ["--env", "--json"],
+export interface OptionSpec {
+  /** A switch (`--skip-image`) or a flag that takes a value (`--env dev`). */
+  type: "boolean" | "string";
+  /** The value's placeholder in help, like `ENV`. */
+  placeholder?: string;
+  required?: boolean;
+  /** One line of help. */
+  help: string;
+  /** Checks and converts the value (throws a ConfigError naming the flag). */
+  check?: (flag: string, value: string) => string | number;
+}
+
+/** What a command's options parsed to: strings and numbers by flag name, switches as booleans. */
+export type OptionValues = Readonly<Record<string, string | number | boolean | undefined>>;
+
+export interface CommandSpec {
+  /** The words after `zcp`, e.g. `release` or `local down`. */
+  words: string;
+  summary: string;
+  options: Readonly<Record<string, OptionSpec>>;
+  /** Builds the command from checked values; may add rules that relate options to each other. */
+  toCommand: (values: OptionValues) => Command;
+}
+
+const checkEnv = (flag: string, v: string) => checkValue(flag, RULES.environment, v);
+const checkVersion = (flag: string, v: string) => checkValue(flag, RULES.version, v);
+const checkCanary = (flag: string, v: string) => checkValue(flag, RULES.canary, v);
+const checkBatch = (flag: string, v: string) => checkValue(flag, RULES.batch, v);
+const checkSource = (flag: string, v: string) => {
+  if (v.length === 0) throw new ConfigError(flag, "must not be empty");
+  return v;
 };
-const BOOLEAN_FLAGS = new Set(["--skip-image", "--json"]);
 
+const ENV: OptionSpec = { type: "string", placeholder: "ENV", required: true, help: 'environment: "local" or a foundation stack (dev, prod, ...)', check: checkEnv };
+const JSON_OUTPUT: OptionSpec = { type: "boolean", help: "print the result as JSON on stdout (progress goes to stderr)" };
+
+const str = (v: OptionValues, key: string): string | undefined => (typeof v[key] === "string" ? (v[key] as string) : undefined);
+const num = (v: OptionValues, key: string): number | undefined => (typeof v[key] === "number" ? (v[key] as number) : undefined);
+const bool = (v: OptionValues, key: string): boolean => v[key] === true;
+
+/** Every command the CLI knows, in the order help lists them. Adding a command is adding an entry. */
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    words: "release",
+    summary: "release VERSION to an environment: canary, health checks, batches, image, latest pointer",
+    options: {
+      env: ENV,
+      version: { type: "string", placeholder: "VERSION", required: true, help: `the release's version (${VERSION_PATTERN})`, check: checkVersion },
+      source: { type: "string", placeholder: "DIR", help: "directory (or git subdirectory) to package; default: the configured source", check: checkSource },
+      canary: { type: "string", placeholder: "N", help: "instances that get the release first, 0..100 (0 skips the canary); default: zcp:deploy.canary", check: checkCanary },
+      batch: { type: "string", placeholder: "N|P%", help: "instances per batch after the canary: a count or 1..100%; default: zcp:deploy.batch", check: checkBatch },
+      "skip-image": { type: "boolean", help: "do not bake an image or move the launch template" },
+      json: JSON_OUTPUT,
+    },
+    toCommand: (v) => {
+      const source = str(v, "source");
+      const canary = num(v, "canary");
+      const batch = str(v, "batch");
+      return {
+        name: "release",
+        env: str(v, "env")!,
+        version: str(v, "version")!,
+        skipImage: bool(v, "skip-image"),
+        json: bool(v, "json"),
+        ...(source !== undefined ? { source } : {}),
+        ...(canary !== undefined ? { canary } : {}),
+        ...(batch !== undefined ? { batch } : {}),
+      };
+    },
+  },
+  {
+    words: "rollback",
+    summary: "release an earlier version again (default: the one before the current release)",
+    options: {
+      env: ENV,
+      to: { type: "string", placeholder: "VERSION", help: "the version to go back to; its artifact must still exist", check: checkVersion },
+      json: JSON_OUTPUT,
+    },
+    toCommand: (v) => {
+      const to = str(v, "to");
+      return { name: "rollback", env: str(v, "env")!, json: bool(v, "json"), ...(to !== undefined ? { to } : {}) };
+    },
+  },
+  {
+    words: "preview",
+    summary: "show what a release would change, without changing anything",
+    options: {
+      env: ENV,
+      version: { type: "string", placeholder: "VERSION", help: `version to preview (${VERSION_PATTERN}); default: a throwaway name`, check: checkVersion },
+      source: { type: "string", placeholder: "DIR", help: "directory to package for the preview", check: checkSource },
+      json: JSON_OUTPUT,
+    },
+    toCommand: (v) => {
+      const version = str(v, "version");
+      const source = str(v, "source");
+      return {
+        name: "preview",
+        env: str(v, "env")!,
+        json: bool(v, "json"),
+        ...(version !== undefined ? { version } : {}),
+        ...(source !== undefined ? { source } : {}),
+      };
+    },
+  },
+  {
+    words: "status",
+    summary: "version per instance, latest pointer, image and launch template version",
+    options: { env: ENV, json: JSON_OUTPUT },
+    toCommand: (v) => ({ name: "status", env: str(v, "env")!, json: bool(v, "json") }),
+  },
+  {
+    words: "history",
+    summary: "past releases, from the release stack's history",
+    options: { env: ENV, json: JSON_OUTPUT },
+    toCommand: (v) => ({ name: "history", env: str(v, "env")!, json: bool(v, "json") }),
+  },
+  {
+    words: "local down",
+    summary: "stop the local environment's emulator and instances",
+    options: { json: JSON_OUTPUT },
+    toCommand: (v) => ({ name: "local-down", json: bool(v, "json") }),
+  },
+];
+
+export const EXIT_CODES_HELP = `exit codes:
+  0   success
+  1   release failed (switched instances were rolled back)
+  2   bad input or configuration (nothing changed)
+  3   another release holds the environment's lock
+  70  unexpected error (a defect in zcp or its environment; rerun with ZCP_DEBUG=1 for details)`;
+
+function usageLine(spec: CommandSpec): string {
+  const parts = Object.entries(spec.options).map(([name, o]) => {
+    const flag = o.type === "boolean" ? `--${name}` : `--${name} ${o.placeholder ?? "VALUE"}`;
+    return o.required ? flag : `[${flag}]`;
+  });
+  return `zcp ${spec.words} ${parts.join(" ")}`.trimEnd();
+}
+
+/** `zcp --help`: every command on one line each. */
 export const USAGE = `usage:
-  zcp release  --env ENV --version VERSION [--source DIR] [--canary N] [--batch N|P%] [--skip-image] [--json]
-  zcp rollback --env ENV [--to VERSION] [--json]
-  zcp preview  --env ENV [--version VERSION] [--json]
-  zcp status   --env ENV [--json]
-  zcp history  --env ENV [--json]
-  zcp local down                      stop the local environment's emulator and instances
+${COMMANDS.map((c) => `  ${usageLine(c)}`).join("\n")}
+  zcp COMMAND --help                  help on one command
+  zcp --version                       print zcp's version
 
-VERSION matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$. ENV is "local" (embedded, no AWS account)
-or a foundation stack name (dev, prod, ...).
-exit codes: 0 success, 1 release failed (rolled back), 2 bad input or configuration (nothing
-changed), 3 another release holds the lock`;
+commands:
+${COMMANDS.map((c) => `  ${c.words.padEnd(10)} ${c.summary}`).join("\n")}
+
+VERSION matches ${VERSION_PATTERN}. ENV matches ${ENV_PATTERN}: "local" (embedded, no AWS
+account) or a foundation stack name (dev, prod, ...).
+environment: NO_COLOR or TERM=dumb turn off colour and the live progress line.
+${EXIT_CODES_HELP}`;
+
+/** `zcp COMMAND --help`. */
+export function commandHelp(words: string): string {
+  const spec = COMMANDS.find((c) => c.words === words);
+  if (!spec) return USAGE;
+  const rows = Object.entries(spec.options).map(([name, o]) => {
+    const flag = o.type === "boolean" ? `--${name}` : `--${name} ${o.placeholder ?? "VALUE"}`;
+    return `  ${flag.padEnd(20)} ${o.help}${o.required ? " (required)" : ""}`;
+  });
+  rows.push(`  ${"--help".padEnd(20)} show this help`);
+  return `usage: ${usageLine(spec)}\n\n${spec.summary}\n\noptions:\n${rows.join("\n")}\n\n${EXIT_CODES_HELP}`;
+}
 
 /** Refuses control characters anywhere: they can only be an attack or an accident. */
 function assertPrintable(flag: string, value: string): void {
@@ -59,110 +211,70 @@ function assertPrintable(flag: string, value: string): void {
   }
 }
 
-export function parseArgs(argv: readonly string[]): Command {
-  const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") return { name: "help" };
-  if (cmd === "local") {
-    if (rest[0] === "down") return { name: "local-down", json: rest.includes("--json") };
-    throw new ConfigError("local", `unknown subcommand ${JSON.stringify(rest[0] ?? "")}; expected "down"`);
+/** Finds the command whose words start `argv`; `local down` is two words. */
+function findCommand(argv: readonly string[]): { spec: CommandSpec; rest: readonly string[] } | undefined {
+  for (const spec of COMMANDS) {
+    const words = spec.words.split(" ");
+    if (words.every((w, i) => argv[i] === w)) return { spec, rest: argv.slice(words.length) };
   }
-  const allowed = FLAGS[cmd];
-  if (!allowed) throw new ConfigError("command", `unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
-
-  const values = new Map<string, string>();
-  const bools = new Set<string>();
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i] ?? "";
-    const eq = arg.indexOf("=");
-    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    if (!flag.startsWith("--")) throw new ConfigError("arguments", `unexpected argument ${JSON.stringify(arg)}`);
-    if (!allowed.includes(flag)) throw new ConfigError(flag, `is not a flag of "zcp ${cmd}"`);
-    if (BOOLEAN_FLAGS.has(flag)) {
-      if (eq > 0) throw new ConfigError(flag, "takes no value");
-      bools.add(flag);
-      continue;
-    }
-    let value: string | undefined;
-    if (eq > 0) value = arg.slice(eq + 1);
-    else {
-      value = rest[i + 1];
-      i++;
-    }
-    if (value === undefined || (value.startsWith("--") && eq < 0)) throw new ConfigError(flag, "needs a value");
-    if (values.has(flag)) throw new ConfigError(flag, "given twice");
-    assertPrintable(flag, value);
-    values.set(flag, value);
-  }
-
-  const env = values.get("--env");
-  if (env === undefined) throw new ConfigError("--env", "is required");
-  if (!ENV_RE.test(env)) throw new ConfigError("--env", `must match ${ENV_RE.source}, got ${JSON.stringify(env)}`);
-  const json = bools.has("--json");
-
-  const version = (flag: string): string | undefined => {
-    const v = values.get(flag);
-    if (v !== undefined && !VERSION_RE.test(v)) {
-      throw new ConfigError(flag, `must match ${VERSION_RE.source}, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
-
-  switch (cmd) {
-    case "release": {
-      const v = version("--version");
-      if (v === undefined) throw new ConfigError("--version", "is required");
-      const out: Extract<Command, { name: "release" }> = {
-        name: "release",
-        env,
-        version: v,
-        skipImage: bools.has("--skip-image"),
-        json,
-      };
-      const source = values.get("--source");
-      if (source !== undefined) {
-        if (source.length === 0) throw new ConfigError("--source", "must not be empty");
-        out.source = source;
-      }
-      const canary = values.get("--canary");
-      if (canary !== undefined) {
-        if (!/^(0|[1-9][0-9]{0,3})$/.test(canary)) {
-          throw new ConfigError("--canary", `must be a whole number 0..9999, got ${JSON.stringify(canary)}`);
-        }
-        out.canary = Number(canary);
-      }
-      const batch = values.get("--batch");
-      if (batch !== undefined) {
-        out.batch = validateBatchSpec("--batch", batch);
-      }
-      return out;
-    }
-    case "rollback": {
-      const to = version("--to");
-      return to === undefined ? { name: "rollback", env, json } : { name: "rollback", env, to, json };
-    }
-    case "preview": {
-      const v = version("--version");
-      const source = values.get("--source");
-      return {
-        name: "preview",
-        env,
-        json,
-        ...(v !== undefined ? { version: v } : {}),
-        ...(source !== undefined ? { source } : {}),
-      };
-    }
-    case "status":
-      return { name: "status", env, json };
-    default:
-      return { name: "history", env, json };
-  }
+  return undefined;
 }
 
-/** A batch is a count ("2") or a percentage of the fleet ("25%"). */
-export function validateBatchSpec(field: string, spec: string): string {
-  const m = /^([1-9][0-9]{0,3})(%?)$/.exec(spec);
-  if (!m || (m[2] === "%" && Number(m[1]) > 100)) {
-    throw new ConfigError(field, `must be 1..100% or a count, got ${JSON.stringify(spec)}`);
+const isHelpFlag = (a: string) => a === "--help" || a === "-h";
+
+export function parseArgs(argv: readonly string[]): Command {
+  const [first, second] = argv;
+  if (first === undefined || isHelpFlag(first)) return { name: "help" };
+  if (first === "--version" || first === "-V") return { name: "version" };
+  if (first === "help") {
+    const topic = argv.slice(1).join(" ");
+    if (topic && !COMMANDS.some((c) => c.words === topic)) throw new ConfigError("command", `unknown command ${JSON.stringify(topic)}\n${USAGE}`);
+    return topic ? { name: "help", topic } : { name: "help" };
   }
-  return spec;
+  const found = findCommand(argv);
+  if (!found) {
+    if (COMMANDS.some((c) => c.words.startsWith(`${first} `))) {
+      const subs = COMMANDS.filter((c) => c.words.startsWith(`${first} `)).map((c) => JSON.stringify(c.words.split(" ")[1]));
+      if (second !== undefined && isHelpFlag(second)) return { name: "help" };
+      if (second === undefined) throw new ConfigError(first, `needs a subcommand; expected ${subs.join(" or ")}`);
+      throw new ConfigError(first, `unknown subcommand ${JSON.stringify(second)}; expected ${subs.join(" or ")}`);
+    }
+    throw new ConfigError("command", `unknown command ${JSON.stringify(first)}\n${USAGE}`);
+  }
+  const { spec, rest } = found;
+  // Help wins over everything else on the line, so `zcp release --help` always works.
+  if (rest.some(isHelpFlag)) return { name: "help", topic: spec.words };
+  return spec.toCommand(parseOptions(spec, rest));
+}
+
+function parseOptions(spec: CommandSpec, rest: readonly string[]): OptionValues {
+  const options = Object.fromEntries(Object.entries(spec.options).map(([name, o]) => [name, { type: o.type }]));
+  // Not strict: unknown flags, stray words and missing values come back as tokens, so each
+  // gets a message naming it instead of node's generic wording.
+  const { tokens } = parseNodeArgs({ args: [...rest], options, strict: false, allowPositionals: true, tokens: true });
+  const values: Record<string, string | number | boolean> = {};
+  const seen = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind === "positional") throw new ConfigError("arguments", `unexpected argument ${JSON.stringify(t.value)}`);
+    if (t.kind === "option-terminator") throw new ConfigError("arguments", 'unexpected argument "--"');
+    const flag = t.rawName;
+    if (!flag.startsWith("--")) throw new ConfigError("arguments", `unexpected argument ${JSON.stringify(flag)} (flags are spelled --name)`);
+    const o = spec.options[t.name];
+    if (!o) throw new ConfigError(flag, `is not a flag of "zcp ${spec.words}"`);
+    if (seen.has(t.name)) throw new ConfigError(flag, "given twice");
+    seen.add(t.name);
+    if (o.type === "boolean") {
+      if (t.value !== undefined) throw new ConfigError(flag, "takes no value");
+      values[t.name] = true;
+      continue;
+    }
+    // A value taken from the next word that looks like a flag means the value was forgotten.
+    if (t.value === undefined || (t.inlineValue === false && t.value.startsWith("--"))) throw new ConfigError(flag, "needs a value");
+    assertPrintable(flag, t.value);
+    values[t.name] = o.check ? o.check(flag, t.value) : t.value;
+  }
+  for (const [name, o] of Object.entries(spec.options)) {
+    if (o.required && values[name] === undefined) throw new ConfigError(`--${name}`, "is required");
+  }
+  return values;
 }

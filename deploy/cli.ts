@@ -1,8 +1,10 @@
 /**
  * `zcp`: the release runner's command line. The single place where errors become exit codes.
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { ConfigError, ExitCode, ReleaseFailedError, ZcpError, exitCodeFor } from "../shared/errors.js";
-import { parseArgs, USAGE, type Command } from "./cli-args.js";
+import { commandHelp, parseArgs, USAGE, type Command } from "./cli-args.js";
 import { resolveEnvironment } from "./environments.js";
 import { stopLocalEnvironment } from "./local/environment.js";
 import {
@@ -20,13 +22,20 @@ import {
   status,
   useProjectTools,
 } from "./runner.js";
+import { cursorControlEnabled, paintFor } from "./style.js";
 import { consoleOutput } from "./view.js";
 
 function isLive(json: boolean): boolean {
-  return !json && Boolean(process.stderr.isTTY) && !process.env.CI;
+  return !json && cursorControlEnabled(process.stderr);
 }
 
-async function run(cmd: Exclude<Command, { name: "help" }>): Promise<void> {
+/** The installed package's version (package.json sits two levels above dist/deploy/). */
+export function zcpVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "package.json"), "utf8")) as { version?: unknown };
+  return typeof pkg.version === "string" ? pkg.version : "unknown";
+}
+
+async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>): Promise<void> {
   const out = consoleOutput(cmd.json);
   const log = (m: string) => out.info(m);
   if (cmd.name === "local-down") {
@@ -85,11 +94,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     cmd = parseArgs(argv);
   } catch (err) {
-    process.stderr.write(`zcp: bad input: ${(err as Error).message}\n`);
+    process.stderr.write(`zcp: ${paintFor(process.stderr).red("bad input")}: ${(err as Error).message}\n`);
     return exitCodeFor(err);
   }
   if (cmd.name === "help") {
-    process.stdout.write(`${USAGE}\n`);
+    process.stdout.write(`${cmd.topic !== undefined ? commandHelp(cmd.topic) : USAGE}\n`);
+    return ExitCode.Ok;
+  }
+  if (cmd.name === "version") {
+    process.stdout.write(`${zcpVersion()}\n`);
     return ExitCode.Ok;
   }
   try {
@@ -98,9 +111,17 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     const code = exitCodeFor(err);
     const label =
-      err instanceof ConfigError ? "bad input" : err instanceof ReleaseFailedError ? "release failed" : err instanceof ZcpError ? err.name : "error";
-    process.stderr.write(`zcp: ${label}: ${(err as Error).message}\n`);
-    if (!(err instanceof ZcpError) && process.env.ZCP_DEBUG) process.stderr.write(`${(err as Error).stack ?? ""}\n`);
+      err instanceof ConfigError
+        ? "bad input"
+        : err instanceof ReleaseFailedError
+          ? "release failed"
+          : err instanceof ZcpError
+            ? err.name
+            : "unexpected error";
+    process.stderr.write(`zcp: ${paintFor(process.stderr).red(label)}: ${(err as Error).message}\n`);
+    if (!(err instanceof ZcpError)) {
+      process.stderr.write(process.env.ZCP_DEBUG ? `${(err as Error).stack ?? ""}\n` : "zcp: rerun with ZCP_DEBUG=1 for the stack trace\n");
+    }
     return code;
   }
 }

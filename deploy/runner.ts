@@ -29,7 +29,7 @@ import { releaseProgram, type ReleasePlan } from "./program.js";
 import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { findRepoRoot } from "./repo.js";
 import { pulumiCommand, selectExistingStack, upWithoutReadBack } from "./release-engine.js";
-import { validateBatchSpec } from "./cli-args.js";
+import { RULES, checkValue } from "../shared/rules.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
 import type { EnvironmentContext, SourceSpec } from "./environments.js";
 import type { InstanceReport } from "./steps/types.js";
@@ -243,8 +243,8 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
   const d = ctx.settings.deploy;
   return {
     runtime: ctx.settings.runtime,
-    canary: req.canary ?? d.canary,
-    batch: req.batch !== undefined ? validateBatchSpec("--batch", req.batch) : d.batch,
+    canary: req.canary !== undefined ? checkValue("--canary", RULES.canary, req.canary) : d.canary,
+    batch: req.batch !== undefined ? checkValue("--batch", RULES.batch, req.batch) : d.batch,
     soakSeconds: d.soakSeconds,
     maxErrors: d.maxErrors,
     commandTimeoutS: d.commandTimeoutS,

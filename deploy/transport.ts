@@ -39,8 +39,13 @@ export interface InstanceOutcome {
 }
 
 export interface RunOptions {
-  /** Per-instance command timeout. */
+  /**
+   * How long one instance's run may take once it started: the deploy document's
+   * `executionTimeout`, after which SSM kills the agent's process group.
+   */
   timeoutS: number;
+  /** How long SSM may take to deliver the command (SendCommand `TimeoutSeconds`). @default timeoutS */
+  deliveryTimeoutS?: number;
   /** SSM MaxConcurrency (count or percent). @default all at once */
   maxConcurrency?: string;
   /** SSM MaxErrors (count or percent). @default "0" */

@@ -12,6 +12,11 @@ export interface DeployDocumentArgs {
   bucketName: pulumi.Input<string>;
   /** The agent script. @default the repository's `shared/agent/zcp-agent.sh` */
   agentScript?: string;
+  /**
+   * Default of the document's `executionTimeout` (s): how long one run may take before SSM
+   * kills it. Releases send `zcp:deploy.commandTimeoutS` explicitly. @default 3600
+   */
+  executionTimeoutS?: number;
   /** Tags for the document and the agent copy. @default {} */
   tags?: Record<string, string>;
 }
@@ -66,7 +71,7 @@ export class DeployDocument extends pulumi.ComponentResource {
         documentFormat: "JSON",
         targetType: "/AWS::EC2::Instance",
         updateMethod: "NewVersion",
-        content: buildDeployDocument({ script }),
+        content: buildDeployDocument({ script, ...(args.executionTimeoutS !== undefined ? { executionTimeoutS: args.executionTimeoutS } : {}) }),
         tags: Object.entries(tags).map(([key, value]) => ({ key, value })),
       },
       { parent: this },

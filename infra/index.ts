@@ -51,7 +51,7 @@ const artifacts = new ArtifactBucket(
 
 const agent = new DeployDocument(
   "deploy-document",
-  { app: config.app, environment: config.environment, bucketName: artifacts.bucketName, tags },
+  { app: config.app, environment: config.environment, bucketName: artifacts.bucketName, executionTimeoutS: config.deploy.commandTimeoutS, tags },
   opts,
 );
 

@@ -25,7 +25,7 @@ quick="${ZCP_BENCH_QUICK:-0}"
 if [ "$quick" = 1 ]; then
   release_sizes=4 ssm_sizes=10,100 mb="${ZCP_BENCH_MB:-20}" timeline_sizes=16
 else
-  release_sizes=4,16,32 ssm_sizes=10,100,1000 mb="${ZCP_BENCH_MB:-200}" timeline_sizes=16,64
+  release_sizes=4,16,32 ssm_sizes=10,100,1000,5000 mb="${ZCP_BENCH_MB:-200}" timeline_sizes=16,64
 fi
 
 echo "== build"

@@ -15,6 +15,7 @@ import { z } from "zod";
 import { APP_DIR_PATTERN, APP_USER_PATTERN, HEALTH_URL_PATTERN, SERVICE_PATTERN } from "./agent/document.js";
 import { ConfigError } from "./errors.js";
 import { APP_PATTERN, ENV_PATTERN } from "./naming.js";
+import { BATCH_RE, RULES, matching, required, show, wholeNumber } from "./rules.js";
 
 export const CONFIG_NAMESPACE = "zcp";
 
@@ -189,32 +190,6 @@ const OIDC_PROVIDER_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):oidc
 const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const KEY_PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const KMS_KEY_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/;
-const BATCH_RE = /^(?:([1-9][0-9]{0,4})|([1-9][0-9]?|100)%)$/;
-
-function show(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (Array.isArray(value)) return "a list";
-  if (value !== null && typeof value === "object") return "an object";
-  return JSON.stringify(value);
-}
-
-const required = (what: string) => (iss: { input?: unknown }) =>
-  iss.input === undefined ? "is required" : `must be ${what}, got ${show(iss.input)}`;
-
-function matching(re: RegExp | string, what: string) {
-  const pattern = typeof re === "string" ? new RegExp(re) : re;
-  return z.string({ error: required(what) }).regex(pattern, { error: (iss) => `must be ${what}, got ${show(iss.input)}` });
-}
-
-/** YAML and `pulumi config set --path` can deliver numbers as strings; accept both. */
-function wholeNumber(min: number, max: number) {
-  const error = (iss: { input?: unknown }) =>
-    iss.input === undefined ? "is required" : `must be a whole number ${min}..${max}, got ${show(iss.input)}`;
-  return z.preprocess(
-    (v) => (typeof v === "string" && /^-?[0-9]+$/.test(v.trim()) ? Number(v) : v),
-    z.int({ error }).min(min, { error }).max(max, { error }),
-  );
-}
 
 function flag() {
   return z.preprocess(
@@ -330,11 +305,8 @@ const rawSchema = z.strictObject({
   deploy: z
     .strictObject(
       {
-        canary: wholeNumber(0, 100).default(1),
-        batch: z
-          .preprocess((v) => (typeof v === "number" ? String(v) : v), z.string({ error: required("a count or a percentage") }))
-          .refine((v) => BATCH_RE.test(v), { error: (iss) => `must be 1..100% or a count, got ${show(iss.input)}` })
-          .default("25%"),
+        canary: RULES.canary.default(1),
+        batch: RULES.batch.default("25%"),
         soakSeconds: wholeNumber(0, 3600).default(60),
         maxErrors: wholeNumber(0, 1000).default(0),
         keepReleases: wholeNumber(1, 50).default(3),

@@ -12,6 +12,12 @@ export const ExitCode = {
   BadInput: 2,
   /** Another release holds the environment's lock. */
   Locked: 3,
+  /**
+   * Something zcp did not anticipate (a defect, or a broken installation): not a release
+   * that failed and rolled back, so automation must not treat it as one. 70 is sysexits'
+   * EX_SOFTWARE, "an internal software error".
+   */
+  Internal: 70,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -99,8 +105,11 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-/** The single mapping from an error to the process exit code. */
+/**
+ * The single mapping from an error to the process exit code. An error that is not one of
+ * zcp's was not anticipated anywhere, so it cannot claim "failed and rolled back".
+ */
 export function exitCodeFor(err: unknown): ExitCode {
   if (err instanceof ZcpError) return err.exitCode;
-  return ExitCode.ReleaseFailed;
+  return ExitCode.Internal;
 }

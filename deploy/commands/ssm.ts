@@ -4,13 +4,14 @@
  */
 import type {
   CancelCommandCommandInput,
+  DescribeInstanceInformationCommandInput,
   GetCommandInvocationCommandInput,
   ListCommandInvocationsCommandInput,
   ListCommandsCommandInput,
   SendCommandCommandInput,
 } from "@aws-sdk/client-ssm";
 import { agentEnvironment, type AgentParams } from "../transport.js";
-import { sendCommandParameters, type AgentEnvName } from "../../shared/agent/document.js";
+import { EXECUTION_TIMEOUT_PARAMETER, sendCommandParameters, type AgentEnvName } from "../../shared/agent/document.js";
 import { fleetSelector } from "../../shared/tags.js";
 
 /** SendCommand accepts at most this many instance ids per call. */
@@ -39,17 +40,32 @@ export interface DeployCommandRequest {
   documentVersion?: string;
   params: AgentParams;
   targets: CommandTargets;
-  /** SendCommand `TimeoutSeconds`, clamped to SSM's 30 s … 30 days. */
+  /**
+   * The run's execution timeout, sent as the document's `executionTimeout` parameter (the
+   * `timeoutSeconds` of its aws:runShellScript step); SSM kills the agent's process group when
+   * it passes. Clamped to SSM's 30 s … 30 days.
+   */
   timeoutS: number;
+  /**
+   * SendCommand `TimeoutSeconds`: how long SSM tries to deliver the command to an instance
+   * (SendCommand API reference). @default timeoutS
+   */
+  deliveryTimeoutS?: number;
+  /** A unique token in the Comment, so a command whose response was lost can be found again. */
+  clientToken?: string;
   /** SSM `MaxConcurrency`, a count or a percentage. @default every target at once */
   maxConcurrency?: string;
   /** SSM `MaxErrors`, a count or a percentage. @default "0" */
   maxErrors?: string;
 }
 
-/** The Comment shown in the SSM console's command history. */
-export function deployComment(app: string, version: string): string {
-  return `zcp deploy ${app} ${version}`.slice(0, MAX_COMMENT_LENGTH);
+/**
+ * The Comment shown in the SSM console's command history. SendCommand has no idempotency token,
+ * so the client token rides in the Comment: the token comes first so the 100-character limit
+ * can only ever cut the version, never the token.
+ */
+export function deployComment(app: string, version: string, clientToken?: string): string {
+  return (clientToken ? `zcp ${clientToken} deploy ${app} ${version}` : `zcp deploy ${app} ${version}`).slice(0, MAX_COMMENT_LENGTH);
 }
 
 export function clampTimeoutSeconds(timeoutS: number): number {
@@ -61,9 +77,9 @@ export function clampTimeoutSeconds(timeoutS: number): number {
 export function buildSendCommandInput(req: DeployCommandRequest): SendCommandCommandInput {
   const base: SendCommandCommandInput = {
     DocumentName: req.documentName,
-    Parameters: ssmParameters(req.params),
-    TimeoutSeconds: clampTimeoutSeconds(req.timeoutS),
-    Comment: deployComment(req.params.app, req.params.version),
+    Parameters: { ...ssmParameters(req.params), [EXECUTION_TIMEOUT_PARAMETER]: [String(clampTimeoutSeconds(req.timeoutS))] },
+    TimeoutSeconds: clampTimeoutSeconds(req.deliveryTimeoutS ?? req.timeoutS),
+    Comment: deployComment(req.params.app, req.params.version, req.clientToken),
     // Output stays in SSM (and in the agent's deploy log on the instance); nothing is
     // copied to CloudWatch Logs, which the release role is not allowed to write.
     CloudWatchOutputConfig: { CloudWatchOutputEnabled: false },
@@ -105,6 +121,10 @@ export function shareRateLimit(
   total: number,
   kind: "concurrency" | "errors",
 ): string | undefined {
+  // MaxErrors is not split: SSM counts errors per command, and a share rounded down would let
+  // SSM mark invocations Terminated that zcp's own fleet-wide limit still tolerates ("Run
+  // commands at scale", SSM user guide). zcp decides the release's fate from the outcomes.
+  if (kind === "errors") return value;
   if (value === undefined || value.endsWith("%") || total <= chunkSize) return value;
   const count = Number(value);
   if (!Number.isInteger(count) || count < 0) return value;
@@ -136,4 +156,24 @@ export function buildGetCommandInvocationInput(commandId: string, instanceId: st
 /** Stops a command that outlived the runner's deadline, so it cannot switch instances later. */
 export function buildCancelCommandInput(commandId: string, instanceIds?: readonly string[]): CancelCommandCommandInput {
   return { CommandId: commandId, ...(instanceIds && instanceIds.length > 0 ? { InstanceIds: [...instanceIds] } : {}) };
+}
+
+/** Which of these instances SSM manages, and whether their agent is online (≤ 50 ids a call). */
+export function buildDescribeInstanceInformationInput(instanceIds: readonly string[], nextToken?: string): DescribeInstanceInformationCommandInput {
+  return {
+    Filters: [{ Key: "InstanceIds", Values: [...instanceIds] }],
+    MaxResults: MAX_INSTANCE_IDS_PER_COMMAND,
+    ...(nextToken ? { NextToken: nextToken } : {}),
+  };
+}
+
+/** Commands of this document sent since `since`, to find one whose SendCommand response was lost. */
+export function buildFindCommandInput(documentName: string, since: Date): ListCommandsCommandInput {
+  return {
+    Filters: [
+      { key: "DocumentName", value: documentName },
+      { key: "InvokedAfter", value: since.toISOString() },
+    ],
+    MaxResults: 50,
+  };
 }

@@ -1,7 +1,7 @@
 /**
  * The rollout algorithm, free of AWS and of the engine so it can be tested directly:
  * canary first, health checked by the agent, a soak, then the rest in batches; at the first
- * failed batch every instance this release switched is rolled back to its previous release.
+ * failed batch every instance this release may have switched is rolled back to its previous release.
  */
 import { ReleaseFailedError } from "../../shared/errors.js";
 import { parseBatch } from "../../shared/config.js";
@@ -13,7 +13,15 @@ export interface RolloutSettings {
   batch: string;
   soakSeconds: number;
   maxErrors: number;
+  /** Execution timeout of one instance's run (the document's executionTimeout). */
   commandTimeoutS: number;
+  /** How long SSM may try to deliver a command (SendCommand TimeoutSeconds). @default commandTimeoutS */
+  deliveryTimeoutS?: number;
+  /**
+   * The release the fleet served before this one (the latest pointer), used to roll back an
+   * instance whose own previous release is unknown (it timed out or its status was lost).
+   */
+  previousRelease?: string;
 }
 
 export interface RolloutDeps {
@@ -102,7 +110,12 @@ export async function rollout(
     const batchNo = index + 1;
     const label = index === 0 && settings.canary > 0 ? "canary" : `batch ${batchNo}/${batches.length}`;
     deps.log(`${label}: ${ids.join(", ")}`);
-    const outcomes = await deps.transport.runAgent(ids, params, { timeoutS: settings.commandTimeoutS });
+    const outcomes = await deps.transport.runAgent(ids, params, {
+      timeoutS: settings.commandTimeoutS,
+      ...(settings.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: settings.deliveryTimeoutS } : {}),
+      // SSM must never stop invocations zcp would still tolerate; zcp judges the batch itself.
+      maxErrors: String(settings.maxErrors),
+    });
     const batchReports = outcomes.map((o) => report(o, batchNo));
     for (const r of batchReports) deps.onInstance?.(r, batches.length);
     reports.push(...batchReports);
@@ -110,7 +123,7 @@ export async function rollout(
     const failed = outcomes.filter((o) => !o.ok);
     if (failed.length > settings.maxErrors) {
       deps.log(`${label} failed on ${failed.map((f) => f.instanceId).join(", ")}; rolling back`);
-      const rolledBack = await rollBackSwitched(reports, version, deps);
+      const rolledBack = await rollBackUnconfirmed(reports, version, settings, deps);
       const table = formatInstanceTable([...reports, ...rolledBack]);
       throw new ReleaseFailedError(
         `release ${version} failed in ${label}: ${failed.length} instance(s) unhealthy ` +
@@ -136,26 +149,73 @@ export async function rollout(
 }
 
 /**
- * Every instance this release moved to the new version goes back to the release it had.
- * Instances whose own agent already rolled back (status rolled_back) need nothing.
+ * Statuses after which an instance is known not to run the new release: its agent rolled back
+ * itself, rejected its input or found the lock held (nothing touched), or SSM never delivered
+ * the command (Undeliverable, Delivery Timed Out, or zcp found it offline and sent nothing).
  */
-async function rollBackSwitched(reports: readonly InstanceReport[], version: string, deps: RolloutDeps): Promise<InstanceReport[]> {
-  const switched = reports.filter((r) => r.status === "deployed" && r.previous && r.previous !== version);
+const CONFIRMED_UNTOUCHED = new Set(["rolled_back", "rejected", "locked", "undeliverable"]);
+const ROLLBACK_LOCK_RETRIES = 5;
+const ROLLBACK_LOCK_WAIT_MS = 30_000;
+
+/**
+ * Every instance this release may have moved goes back to the release it had: the deployed
+ * ones, and every one whose outcome does not confirm it is untouched (timed_out, cancelled,
+ * error, failed): SSM's SIGKILL at the execution timeout or a cancel runs no trap, so such an
+ * instance may be switched but unverified. The agent reverts an unverified switch first and
+ * answers `unchanged` when the instance never moved, so sending it is always safe.
+ */
+async function rollBackUnconfirmed(
+  reports: readonly InstanceReport[],
+  version: string,
+  settings: RolloutSettings,
+  deps: RolloutDeps,
+): Promise<InstanceReport[]> {
+  const deployed = reports.filter((r) => r.status === "deployed" && r.previous && r.previous !== version);
+  const unknown = reports.filter((r) => r.status !== "deployed" && r.status !== "unchanged" && !CONFIRMED_UNTOUCHED.has(r.status));
   const byPrevious = new Map<string, string[]>();
   const knownSha = new Map<string, string>();
-  for (const r of switched) {
+  const add = (prev: string, id: string) => byPrevious.set(prev, [...(byPrevious.get(prev) ?? []).filter((x) => x !== id), id]);
+  for (const r of deployed) {
     const prev = r.previous as string;
-    byPrevious.set(prev, [...(byPrevious.get(prev) ?? []), r.instanceId]);
+    add(prev, r.instanceId);
     if (r.previousSha256) knownSha.set(prev, r.previousSha256);
   }
+  // An instance without a result line names no previous release: use the fleet's.
+  const fleetPrevious = settings.previousRelease ?? mostCommon(deployed.map((r) => r.previous as string));
   const out: InstanceReport[] = [];
+  for (const r of unknown) {
+    const prev = r.previous && r.previous !== version ? r.previous : fleetPrevious;
+    if (prev && prev !== version) add(prev, r.instanceId);
+    else out.push({ ...r, batch: 0, status: "revert_unknown", message: `not rolled back: the release it ran before ${version} is unknown; check it by hand` });
+  }
   for (const [prev, ids] of byPrevious) {
     deps.log(`rolling back ${ids.join(", ")} to ${prev}`);
     const params = await deps.paramsFor(prev, knownSha.get(prev));
-    const outcomes = await deps.transport.runAgent(ids, params, { timeoutS: 600 });
-    for (const o of outcomes) {
+    const run = (targets: readonly string[]) =>
+      deps.transport.runAgent(targets, params, {
+        timeoutS: settings.commandTimeoutS,
+        ...(settings.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: settings.deliveryTimeoutS } : {}),
+        maxErrors: String(targets.length),
+      });
+    const outcomes = new Map((await run(ids)).map((o) => [o.instanceId, o]));
+    // A run of this release whose status was lost may still hold an instance's lock (a cancel
+    // takes effect asynchronously): wait for it to end and try again, a bounded number of times.
+    for (let attempt = 1; attempt <= ROLLBACK_LOCK_RETRIES; attempt++) {
+      const locked = ids.filter((id) => outcomes.get(id)?.status === "locked");
+      if (locked.length === 0) break;
+      deps.log(`${locked.join(", ")} still locked by a deploy in flight; retrying the rollback in ${ROLLBACK_LOCK_WAIT_MS / 1000}s (${attempt}/${ROLLBACK_LOCK_RETRIES})`);
+      await deps.sleep(ROLLBACK_LOCK_WAIT_MS);
+      for (const o of await run(locked)) outcomes.set(o.instanceId, o);
+    }
+    for (const o of ids.map((id) => outcomes.get(id)).filter((o): o is InstanceOutcome => o !== undefined)) {
       out.push({ ...report(o, 0), status: o.ok ? "reverted" : `revert_${o.status}`, message: `rolled back to ${prev}: ${o.message}` });
     }
   }
   return out;
+}
+
+function mostCommon(values: readonly string[]): string | undefined {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
 }

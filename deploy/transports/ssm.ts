@@ -7,17 +7,22 @@
  * fetched with GetCommandInvocation only for a finished instance whose list entry did not
  * carry the agent's result line (the list truncates plugin output).
  */
+import { randomUUID } from "node:crypto";
 import {
   CancelCommandCommand,
+  DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
   SendCommandCommand,
   type CommandInvocation,
+  type SendCommandCommandInput,
   type SSMClient,
 } from "@aws-sdk/client-ssm";
 import {
   buildCancelCommandInput,
+  buildDescribeInstanceInformationInput,
+  buildFindCommandInput,
   buildGetCommandInvocationInput,
   buildListCommandInvocationsInput,
   buildListCommandsInput,
@@ -25,6 +30,7 @@ import {
   chunkInstanceIds,
   clampTimeoutSeconds,
   shareRateLimit,
+  ssmParameters,
   type CommandTargets,
 } from "../commands/ssm.js";
 import { awsCall, awsErrorName, describeIds, pacingOptions, type Pacing } from "../aws/call.js";
@@ -40,7 +46,7 @@ import {
   type Transport,
 } from "../transport.js";
 import { DeadlineExceededError, StepError, ZcpError, describeError } from "../../shared/errors.js";
-import { poll } from "../../shared/retry.js";
+import { isThrottleOrTransient, poll } from "../../shared/retry.js";
 
 export interface SsmTransportOptions {
   ssm: SSMClient;
@@ -87,9 +93,14 @@ const NOT_VISIBLE_YET = new Set(["InvocationDoesNotExist", "InvalidCommandId"]);
 const STDERR_MARKER = "\n----------ERROR-------";
 const TRUNCATION_MARKER = "---Output truncated---";
 
-/** The state SSM reports for an invocation: the detailed one when it is more specific. */
+/**
+ * The state SSM reports for an invocation: the detailed one when it is more specific.
+ * StatusDetails is spelled with spaces ("Delivery Timed Out", "Execution Timed Out", "Access
+ * Denied": CommandInvocation API reference, "Understanding command statuses"); it is compared
+ * without them, so the compact form some tools print reads the same.
+ */
 export function invocationState(inv: Pick<CommandInvocation, "Status" | "StatusDetails">): string {
-  const details = inv.StatusDetails ?? "";
+  const details = (inv.StatusDetails ?? "").replace(/ /g, "");
   if (SPECIFIC_FINAL_STATES.has(details)) return details;
   return inv.Status ?? (details || "Pending");
 }
@@ -157,11 +168,13 @@ export function outcomeFromInvocation(args: {
       return { ...base, ok, status, message: describeAgentResult(result) };
     }
     case "TimedOut":
+      return fail("timed_out", `timed out on the instance (TimedOut); its state is unknown`);
     case "ExecutionTimedOut":
-      return fail("timed_out", `timed out while running on the instance (${state}); its state is unknown`);
+      // SSM killed the agent's process group (SIGKILL): no trap ran, so it may be switched.
+      return fail("timed_out", "timed out while running on the instance (Execution Timed Out); its state is unknown");
     case "DeliveryTimedOut":
       // Never started: the instance still runs what it ran before, like an undeliverable one.
-      return fail("undeliverable", "not delivered before the SSM timeout (DeliveryTimedOut); nothing ran");
+      return fail("undeliverable", "not delivered before the SSM delivery timeout (Delivery Timed Out); nothing ran");
     case "Undeliverable":
       return fail("undeliverable", "SSM could not deliver the command (Undeliverable): is the instance managed and its SSM agent online?");
     case "Terminated":
@@ -246,10 +259,16 @@ export class SsmTransport implements Transport {
 
   /** Runs the agent on exactly these instances, ≤ 50 ids per SendCommand. */
   async runAgent(instanceIds: readonly string[], params: AgentParams, opts: RunOptions): Promise<InstanceOutcome[]> {
-    const chunks = chunkInstanceIds(instanceIds);
-    const total = chunks.reduce((n, c) => n + c.length, 0);
-    if (total === 0) return [];
+    const wanted = chunkInstanceIds(instanceIds).flat();
+    if (wanted.length === 0) return [];
+    // A bad value fails here, naming its variable, before anything is asked of AWS.
+    ssmParameters(params);
     const run = this.newRun(params, opts);
+    // One unmanaged or offline id refuses a whole SendCommand (InvalidInstanceId, SendCommand API
+    // reference): find them first and report each by id, so the other 49 still deploy.
+    const reachable = await run.preflight(wanted);
+    const chunks = chunkInstanceIds(reachable);
+    const total = reachable.length;
     for (const chunk of chunks) {
       await run.send(chunk, { instanceIds: chunk }, {
         maxConcurrency: shareRateLimit(opts.maxConcurrency, chunk.length, total, "concurrency"),
@@ -257,7 +276,7 @@ export class SsmTransport implements Transport {
       });
     }
     await run.wait(total);
-    return chunks.flat().map((id) => run.outcomeOf(id));
+    return wanted.map((id) => run.outcomeOf(id));
   }
 
   /**
@@ -304,6 +323,80 @@ class DeployRun {
     this.opts.onProgress?.({ ...event, elapsedMs: this.elapsed() });
   }
 
+  /**
+   * Which ids SSM can reach now (DescribeInstanceInformation, PingStatus Online); the others get
+   * an `undeliverable` outcome naming why. If the call itself is refused, every id is tried.
+   */
+  async preflight(ids: readonly string[]): Promise<string[]> {
+    const ping = new Map<string, string>();
+    try {
+      for (const chunk of chunkInstanceIds(ids)) {
+        let token: string | undefined;
+        do {
+          const page = await awsCall(
+            "SSM managed-node check of",
+            describeIds(chunk),
+            () => this.options.ssm.send(new DescribeInstanceInformationCommand(buildDescribeInstanceInformationInput(chunk, token))),
+            this.pacing,
+          );
+          for (const info of page.InstanceInformationList ?? []) if (info.InstanceId) ping.set(info.InstanceId, info.PingStatus ?? "Unknown");
+          token = page.NextToken || undefined;
+        } while (token);
+      }
+    } catch (err) {
+      this.pacing.log?.(`SsmDeploy: could not check which instances SSM manages (${readable(err)}); sending to all`);
+      return [...ids];
+    }
+    const reachable: string[] = [];
+    for (const id of ids) {
+      const status = ping.get(id);
+      if (status === "Online") {
+        reachable.push(id);
+        continue;
+      }
+      const message =
+        status === undefined
+          ? "not a managed node: SSM does not know this instance (no SSM agent registered, no instance profile, or terminated); nothing was sent"
+          : `SSM agent is not online (PingStatus ${status}); nothing was sent`;
+      this.unsent.set(id, { instanceId: id, ok: false, status: "undeliverable", message, durationMs: this.elapsed() });
+      this.progress({ instanceId: id, phase: "done", status: "undeliverable" });
+    }
+    return reachable;
+  }
+
+  /**
+   * SendCommand, never blindly resent: SendCommand has no idempotency token, so a retry after a
+   * lost response (a reset connection, a 5xx after SSM accepted the call) would start a second
+   * command. The Comment carries a client token; before any retry that is not a throttle (a
+   * throttled call did nothing), the command is looked for by that token first.
+   */
+  private async sendOnce(input: SendCommandCommandInput, target: string): Promise<string | undefined> {
+    const sentAfter = new Date(this.now() - 5 * 60_000);
+    let mayExist = false;
+    const out = await awsCall(
+      "SSM deploy to",
+      target,
+      async () => {
+        if (mayExist) {
+          const found = await this.options.ssm.send(new ListCommandsCommand(buildFindCommandInput(input.DocumentName ?? "", sentAfter)));
+          const mine = (found.Commands ?? []).find((c) => c.Comment === input.Comment);
+          if (mine?.CommandId) {
+            this.pacing.log?.(`SsmDeploy: found command ${mine.CommandId} sent before its response was lost; not sending again`);
+            return { Command: mine };
+          }
+        }
+        try {
+          return await this.options.ssm.send(new SendCommandCommand(input));
+        } catch (err) {
+          mayExist = isThrottleOrTransient(err) && !/Throttl|TooManyRequests|RequestLimitExceeded/i.test(awsErrorName(err) ?? "");
+          throw err;
+        }
+      },
+      this.pacing,
+    );
+    return out.Command?.CommandId;
+  }
+
   async send(
     ids: string[] | undefined,
     targets: CommandTargets,
@@ -315,15 +408,14 @@ class DeployRun {
       params: this.params,
       targets,
       timeoutS: this.opts.timeoutS,
+      ...(this.opts.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: this.opts.deliveryTimeoutS } : {}),
+      clientToken: randomUUID().slice(0, 13),
       ...(limits.maxConcurrency !== undefined ? { maxConcurrency: limits.maxConcurrency } : {}),
       ...(limits.maxErrors !== undefined ? { maxErrors: limits.maxErrors } : {}),
     });
     const target = ids ? describeIds(ids) : `the ${this.params.app} fleet`;
     try {
-      // SendCommand has no idempotency token: a retry after a lost response can start a second
-      // command. The agent's instance lock and its `unchanged` result make that harmless.
-      const out = await awsCall("SSM deploy to", target, () => this.options.ssm.send(new SendCommandCommand(input)), this.pacing);
-      const commandId = out.Command?.CommandId;
+      const commandId = await this.sendOnce(input, target);
       if (!commandId) throw new StepError("SSM deploy to", target, new Error("SendCommand returned no CommandId"));
       this.commands.push({ commandId, ...(ids ? { expected: new Set(ids) } : {}), finished: false });
       for (const id of ids ?? []) {
@@ -347,8 +439,9 @@ class DeployRun {
     if (this.commands.length === 0) return;
     const maxDelayMs = this.options.pollMaxDelayMs ?? 15_000;
     const waves = expectedWaves(this.opts.maxConcurrency, count ?? 1);
-    // Delivery may take up to TimeoutSeconds per wave and the run itself about as long again.
-    const deadlineMs = (waves + 1) * clampTimeoutSeconds(this.opts.timeoutS) * 1000 + (this.options.deadlineGraceMs ?? 120_000);
+    // Each wave may wait out the delivery timeout and then run up to the execution timeout.
+    const deliveryS = clampTimeoutSeconds(this.opts.deliveryTimeoutS ?? this.opts.timeoutS);
+    const deadlineMs = waves * (deliveryS + clampTimeoutSeconds(this.opts.timeoutS)) * 1000 + (this.options.deadlineGraceMs ?? 120_000);
     try {
       await poll<true>(
         async () => {
@@ -389,6 +482,8 @@ class DeployRun {
     } catch (err) {
       if (NOT_VISIBLE_YET.has(awsErrorName(err) ?? "")) return;
       this.failCommand(cmd, readable(err));
+      // Its state can no longer be watched: stop it, so it cannot switch instances later.
+      await this.cancelQuietly(cmd.commandId, cmd.expected ? [...cmd.expected] : undefined);
       return;
     }
     for (const inv of invocations) {
@@ -497,6 +592,14 @@ class DeployRun {
       }
     }
     cmd.finished = true;
+  }
+
+  private async cancelQuietly(commandId: string, ids: string[] | undefined): Promise<void> {
+    try {
+      await this.options.ssm.send(new CancelCommandCommand(buildCancelCommandInput(commandId, ids)));
+    } catch (err) {
+      this.pacing.log?.(`SsmDeploy: could not cancel command ${commandId}: ${readable(err)}`);
+    }
   }
 
   /** The deadline passed: cancel what is still running so it cannot switch instances later. */

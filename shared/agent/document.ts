@@ -75,6 +75,17 @@ export const DEPLOY_PARAMETERS: readonly DeployParameter[] = [
   { name: "keepReleases", env: "ZCP_KEEP_RELEASES", allowedPattern: KEEP_RELEASES_PATTERN, description: "Older releases kept besides the current and the previous one." },
 ];
 
+/**
+ * The document parameter that sets its aws:runShellScript step's `timeoutSeconds`: the execution
+ * timeout, after which SSM Agent kills the run's process group (SIGKILL). Named and defaulted as
+ * in AWS-RunShellScript. It never reaches the shell: SSM substitutes it into the step's input.
+ */
+export const EXECUTION_TIMEOUT_PARAMETER = "executionTimeout";
+/** SSM Agent's default execution timeout (amazon-ssm-agent, pluginutil DefaultExecutionTimeoutInSeconds). */
+export const DEFAULT_EXECUTION_TIMEOUT_S = 3600;
+/** 30..172800 seconds (up to 48 h, what aws:runShellScript accepts). */
+export const EXECUTION_TIMEOUT_PATTERN = "^([3-9][0-9]|[1-9][0-9]{2,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172800)$";
+
 /** SSM Agent's first version with `interpolationType: ENV_VAR`. */
 export const MIN_SSM_AGENT_VERSION = "3.3.2746.0";
 
@@ -85,7 +96,8 @@ export interface DocumentParameter {
   type: "String";
   description: string;
   allowedPattern: string;
-  interpolationType: "ENV_VAR";
+  interpolationType?: "ENV_VAR";
+  default?: string;
 }
 
 export interface DeployDocumentContent {
@@ -97,7 +109,7 @@ export interface DeployDocumentContent {
       action: "aws:runShellScript";
       name: "deploy";
       precondition: { StringEquals: ["platformType", "Linux"] };
-      inputs: { runCommand: string[] };
+      inputs: { runCommand: string[]; timeoutSeconds: string };
     },
   ];
 }
@@ -180,6 +192,8 @@ export interface BuildDocumentOptions {
   script?: string;
   /** Repository root to read the agent from. @default found from this file's location */
   rootDir?: string;
+  /** Default of the `executionTimeout` parameter (s); releases send their own. @default 3600 */
+  executionTimeoutS?: number;
 }
 
 /** The deploy document's content (schema 2.2, JSON form). */
@@ -194,6 +208,16 @@ export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployD
       interpolationType: "ENV_VAR",
     };
   }
+  const executionTimeout = String(options.executionTimeoutS ?? DEFAULT_EXECUTION_TIMEOUT_S);
+  if (!new RegExp(EXECUTION_TIMEOUT_PATTERN).test(executionTimeout)) {
+    throw new ConfigError("zcp:deploy.commandTimeoutS", `must be 30..172800 seconds, got ${executionTimeout}`);
+  }
+  parameters[EXECUTION_TIMEOUT_PARAMETER] = {
+    type: "String",
+    description: "Seconds one run may take before SSM stops the agent (SIGKILL to its process group).",
+    allowedPattern: EXECUTION_TIMEOUT_PATTERN,
+    default: executionTimeout,
+  };
   const content: DeployDocumentContent = {
     schemaVersion: "2.2",
     description: `zcp deploy agent (${AGENT_SCRIPT_PATH}, sha256 ${sha256Hex(script)}).`,
@@ -203,7 +227,7 @@ export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployD
         action: "aws:runShellScript",
         name: "deploy",
         precondition: { StringEquals: ["platformType", "Linux"] },
-        inputs: { runCommand: runCommandLines(script) },
+        inputs: { runCommand: runCommandLines(script), timeoutSeconds: `{{ ${EXECUTION_TIMEOUT_PARAMETER} }}` },
       },
     ],
   };

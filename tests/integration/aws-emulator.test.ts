@@ -33,7 +33,7 @@ import { artifactKey, deployDocumentName } from "../../shared/naming.js";
 import { ConfigError, PointerRaceError } from "../../shared/errors.js";
 import { baseTags } from "../../shared/tags.js";
 import { tagList } from "../../deploy/aws/call.js";
-import { PARAMS } from "../fixtures/aws/fake-ssm.js";
+import { PARAMS } from "../fixtures/aws/params.js";
 
 const APP = "shop";
 const ENV = "dev";
@@ -288,7 +288,7 @@ describe("deploy/aws against the AWS emulator", function () {
 
       const listed = (await aws.ssm.send(new ListCommandsCommand(buildListCommandsInput(commandId)))).Commands?.[0];
       expect(listed).to.deep.include({ DocumentName: documentName, Comment: "zcp deploy shop v2", MaxConcurrency: "1", MaxErrors: "0", TimeoutSeconds: 600 });
-      expect(listed?.Parameters).to.deep.equal(ssmParameters(PARAMS));
+      expect(listed?.Parameters).to.deep.equal({ ...ssmParameters(PARAMS), executionTimeout: ["600"] });
       expect([...(listed?.InstanceIds ?? [])].sort()).to.deep.equal([...ids].sort());
 
       const invocation = await aws.ssm.send(new GetCommandInvocationCommand(buildGetCommandInvocationInput(commandId, ids[0] ?? "")));

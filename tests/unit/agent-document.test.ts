@@ -6,6 +6,7 @@ import { expect } from "chai";
 import {
   AGENT_SCRIPT_PATH,
   DEPLOY_PARAMETERS,
+  EXECUTION_TIMEOUT_PARAMETER,
   MAX_DOCUMENT_BYTES,
   buildDeployDocument,
   readAgentScript,
@@ -74,7 +75,7 @@ describe("deploy document content (shared/agent/document.ts)", () => {
 
   it("declares one parameter per agent variable, each with an allowedPattern and ENV_VAR interpolation", () => {
     expect(DEPLOY_PARAMETERS.map((p) => p.env).sort()).to.deep.equal(AGENT_ENV_NAMES);
-    expect(Object.keys(doc.parameters).sort()).to.deep.equal(DEPLOY_PARAMETERS.map((p) => p.name).sort());
+    expect(Object.keys(doc.parameters).sort()).to.deep.equal([...DEPLOY_PARAMETERS.map((p) => p.name), EXECUTION_TIMEOUT_PARAMETER].sort());
     for (const p of DEPLOY_PARAMETERS) {
       const declared = doc.parameters[p.name]!;
       expect(declared.type).to.equal("String");
@@ -83,8 +84,20 @@ describe("deploy document content (shared/agent/document.ts)", () => {
     }
   });
 
+  it("sets the run's execution timeout from its executionTimeout parameter, defaulted from config, never in the script", () => {
+    const step = doc.mainSteps[0];
+    expect(step.inputs.timeoutSeconds).to.equal(`{{ ${EXECUTION_TIMEOUT_PARAMETER} }}`);
+    expect(doc.parameters[EXECUTION_TIMEOUT_PARAMETER]).to.include({ type: "String", default: "3600" });
+    expect(doc.parameters[EXECUTION_TIMEOUT_PARAMETER]?.interpolationType).to.equal(undefined);
+    const pattern = new RegExp(doc.parameters[EXECUTION_TIMEOUT_PARAMETER]?.allowedPattern ?? "");
+    expect(["30", "600", "7200", "172800"].every((v) => pattern.test(v))).to.equal(true);
+    expect(["29", "172801", "60; reboot", "1e3"].some((v) => pattern.test(v))).to.equal(false);
+    expect(buildDeployDocument({ script: "#!/bin/bash\n", executionTimeoutS: 900 }).parameters[EXECUTION_TIMEOUT_PARAMETER]?.default).to.equal("900");
+    expect(() => buildDeployDocument({ script: "#!/bin/bash\n", executionTimeoutS: 5 })).to.throw(/^zcp:deploy.commandTimeoutS: must be 30\.\.172800 seconds, got 5/);
+  });
+
   it("never interpolates a parameter into the script text", () => {
-    expect(JSON.stringify(doc)).to.not.contain("{{");
+    expect(JSON.stringify(step0RunCommand(doc))).to.not.contain("{{");
     for (const p of DEPLOY_PARAMETERS) {
       const uses = runCommand.filter((l) => new RegExp(`SSM_${p.name}\\b`).test(l));
       // Only the presence check and the quoted assignment to its ZCP_* variable read it.
@@ -211,3 +224,7 @@ describe("agent script location", () => {
     expect(embeddedScript(doc.mainSteps[0].inputs.runCommand)).to.equal(fs.readFileSync(real, "utf8"));
   });
 });
+
+function step0RunCommand(d: { mainSteps: [{ inputs: { runCommand: string[] } }] }): string[] {
+  return d.mainSteps[0].inputs.runCommand;
+}

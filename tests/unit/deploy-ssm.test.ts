@@ -7,7 +7,6 @@ import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
   ListCommandInvocationsCommand,
-  ListCommandsCommand,
   SendCommandCommand,
 } from "@aws-sdk/client-ssm";
 import {
@@ -17,12 +16,13 @@ import {
   ssmParameters,
   clampTimeoutSeconds,
 } from "../../deploy/commands/ssm.js";
-import { SsmTransport, outcomeFromInvocation, pluginOutput } from "../../deploy/transports/ssm.js";
+import { SsmTransport, invocationState, outcomeFromInvocation, pluginOutput } from "../../deploy/transports/ssm.js";
 import type { ProgressEvent, RunOptions } from "../../deploy/transport.js";
 import { DEPLOY_PARAMETERS } from "../../shared/agent/document.js";
 import { ConfigError } from "../../shared/errors.js";
 import { awsError, fakeClock, offlineSsm, type FakeClock } from "../fixtures/aws/clients.js";
-import { PARAMS, agentLine, fakeSsm, ok, type Step } from "../fixtures/aws/fake-ssm.js";
+import { PARAMS } from "../fixtures/aws/params.js";
+import { STATUS_DETAILS, simulateSsm, type AgentPlan, type AgentRunContext, type SimInstance, type SsmSimulatorOptions } from "../fixtures/aws/ssm-simulator.js";
 
 const DOCUMENT = "zcp-shop-dev-deploy";
 
@@ -30,16 +30,32 @@ function ids(n: number, from = 0): string[] {
   return Array.from({ length: n }, (_, i) => `i-${(from + i).toString(16).padStart(17, "0")}`);
 }
 
-function setup(scripts: Record<string, Step[]>, clock: FakeClock = fakeClock()) {
+/** Every id on v1, online and managed, unless `instances` says otherwise. */
+function setup(
+  fleet: readonly string[],
+  opts: Partial<Omit<SsmSimulatorOptions, "now">> & { plan?: (ctx: AgentRunContext) => AgentPlan } = {},
+  clock: FakeClock = fakeClock(),
+) {
   const client = offlineSsm();
-  const fake = fakeSsm(client, scripts);
+  const instances: Record<string, SimInstance> = Object.fromEntries(fleet.map((id) => [id, { version: "v1" }]));
+  const { sim, mock } = simulateSsm(client, {
+    ...opts,
+    now: clock.now,
+    instances: { ...instances, ...(opts.instances ?? {}) },
+    ...(opts.plan ? { agent: opts.plan } : {}),
+  });
   const transport = new SsmTransport({
     ssm: client,
     documentName: DOCUMENT,
     pacing: { sleep: clock.sleep, now: clock.now, random: clock.random, log: clock.log },
   });
-  return { ...fake, transport, clock };
+  return { sim, mock, transport, clock };
 }
+
+/** A plan for every run: deploys in `ms`. */
+const deploysIn =
+  (ms: number, extra: Partial<AgentPlan> = {}) =>
+  (): AgentPlan => ({ runMs: ms, end: "deployed", ...extra });
 
 function run(opts: Partial<RunOptions> = {}): RunOptions {
   return { timeoutS: 600, ...opts };
@@ -70,6 +86,7 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
         healthUrl: ["http://127.0.0.1:8080/health"],
         healthTimeoutS: ["30"],
         keepReleases: ["5"],
+        executionTimeout: ["900"],
       },
       TimeoutSeconds: 900,
       Comment: "zcp deploy shop v2",
@@ -102,7 +119,7 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
     expect(chunks[0]?.[0]).to.equal(ids(1)[0]);
     expect(shareRateLimit("10", 50, 120, "concurrency")).to.equal("4");
     expect(shareRateLimit("10", 20, 120, "concurrency")).to.equal("1");
-    expect(shareRateLimit("2", 20, 120, "errors")).to.equal("0");
+    expect(shareRateLimit("2", 20, 120, "errors"), "MaxErrors is never split down").to.equal("2");
     expect(shareRateLimit("25%", 50, 120, "concurrency")).to.equal("25%");
     expect(shareRateLimit("10", 20, 20, "concurrency")).to.equal("10");
   });
@@ -113,7 +130,7 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
   });
 
   it("sends nothing when a parameter is invalid", async function () {
-    const { transport, mock } = setup({});
+    const { transport, mock } = setup(ids(2));
     const err = await transport.runAgent(ids(2), { ...PARAMS, version: "not a version" }, run()).then(
       () => undefined,
       (e: unknown) => e,
@@ -123,11 +140,11 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
   });
 });
 
-describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
+describe("deploy/transports/ssm against the SSM simulator", function () {
   it("reports a successful deploy as ok, with the agent's result and progress events", async function () {
     const [id] = ids(1) as [string];
     const events: ProgressEvent[] = [];
-    const { transport, mock } = setup({ [id]: ["Pending", "InProgress", ok()] });
+    const { transport, mock, sim } = setup([id], { plan: deploysIn(4_200) });
     const [outcome] = await transport.runAgent([id], PARAMS, run({ onProgress: (e) => events.push(e) }));
     expect(outcome).to.include({ instanceId: id, ok: true, status: "deployed", exitCode: 0, durationMs: 4200 });
     expect(outcome?.message).to.equal("deployed v2 (was v1) in 4.2s");
@@ -135,99 +152,88 @@ describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
     expect(events.map((e) => e.phase)).to.deep.equal(["sent", "running", "done"]);
     expect(events[2]?.status).to.equal("deployed");
     const [list] = mock.commandCalls(ListCommandInvocationsCommand);
-    expect(list?.args[0].input).to.deep.equal({ CommandId: "cmd-1", Details: true, MaxResults: 50 });
+    expect(list?.args[0].input).to.deep.equal({ CommandId: sim.sent()[0]?.commandId, Details: true, MaxResults: 50 });
     expect(mock.commandCalls(GetCommandInvocationCommand)).to.have.length(0);
+    expect(sim.versions()).to.deep.equal({ [id]: "v2" });
   });
 
-  it("reports a failed invocation with the agent's rolled_back result and exit code", async function () {
+  it("reports a failed invocation with the agent's rolled_back result, exit code and stderr split off", async function () {
     const [id] = ids(1) as [string];
-    const line = agentLine("rolled_back", "v2", "v1", { reason: "health", message: "health check failed after 30s; rolled back to v1" });
-    const { transport } = setup({
-      [id]: ["InProgress", { status: "Failed", output: `zcp-agent: health check failed\n${line}\n\n----------ERROR-------\nzcp-agent: last lines\n`, responseCode: 1 }],
+    const { transport } = setup([id], {
+      plan: () => ({ runMs: 40_000, end: "rolled_back", message: "health check failed after 30s; rolled back to v1", stderr: "zcp-agent: last lines\n" }),
     });
     const [outcome] = await transport.runAgent([id], PARAMS, run());
     expect(outcome).to.include({ ok: false, status: "rolled_back", exitCode: 1 });
-    expect(outcome?.result?.status).to.equal("rolled_back");
     expect(outcome?.message).to.equal("rolled back: health check failed after 30s; rolled back to v1");
   });
 
-  it("maps TimedOut, ExecutionTimedOut, Cancelled, Terminated, Undeliverable and DeliveryTimedOut", async function () {
-    const [a, b, c, d, e, f] = ids(6) as [string, string, string, string, string, string];
-    const { transport, mock } = setup({
-      [a]: ["InProgress", "TimedOut"],
-      [b]: ["InProgress", { status: "TimedOut", details: "ExecutionTimedOut" }],
-      [c]: ["InProgress", "Cancelling", "Cancelled"],
-      [d]: [{ status: "Failed", details: "Terminated" }],
-      [e]: [{ status: "Failed", details: "Undeliverable" }],
-      [f]: ["Pending", { status: "TimedOut", details: "DeliveryTimedOut" }],
-    });
-    const outcomes = await transport.runAgent([a, b, c, d, e, f], PARAMS, run());
-    expect(outcomes.map((o) => [o.instanceId, o.status, o.ok])).to.deep.equal([
-      [a, "timed_out", false],
-      [b, "timed_out", false],
-      [c, "cancelled", false],
-      [d, "cancelled", false],
-      [e, "undeliverable", false],
-      [f, "undeliverable", false],
+  it("reads SSM's spelled-out StatusDetails: Execution Timed Out is unknown state, Delivery Timed Out and Undeliverable ran nothing", async function () {
+    const [slow, gone, dropped] = ids(3) as [string, string, string];
+    const base = fakeClock();
+    let afterSend = (): void => undefined;
+    // The first sleep comes after SendCommand: both nodes are online when it is sent, then drop off.
+    const clock: FakeClock = {
+      ...base,
+      sleep: async (ms: number) => {
+        afterSend();
+        afterSend = () => undefined;
+        await base.sleep(ms);
+      },
+    };
+    const { transport, sim, mock } = setup([slow, gone, dropped], { plan: (ctx) => ({ runMs: ctx.instanceId === slow ? 10_000_000 : 5_000, end: "deployed" }) }, clock);
+    afterSend = () => {
+      sim.setInstance(gone, { version: "v1", ping: "ConnectionLost" });
+      sim.setInstance(dropped, { version: "v1", managed: false });
+    };
+    // One at a time: the other two wait while `slow` runs into its execution timeout.
+    const outcomes = await transport.runAgent([slow, gone, dropped], PARAMS, run({ timeoutS: 120, deliveryTimeoutS: 60, maxConcurrency: "1" }));
+    expect(outcomes.map((o) => [o.instanceId, o.status])).to.deep.equal([
+      [slow, "timed_out"],
+      [gone, "undeliverable"],
+      [dropped, "undeliverable"],
     ]);
-    expect(outcomes[1]?.message).to.match(/ExecutionTimedOut/);
-    expect(outcomes[3]?.message).to.match(/MaxErrors/);
-    expect(outcomes[4]?.message).to.match(/could not deliver/);
-    expect(outcomes[5]?.message).to.match(/nothing ran/);
-    // Nothing ran on those instances, so there is no output to fetch.
+    expect(outcomes[0]?.message).to.match(/Execution Timed Out/);
+    expect(outcomes[1]?.message).to.match(/Delivery Timed Out.*nothing ran/);
+    expect(outcomes[2]?.message).to.match(/could not deliver/);
     expect(mock.commandCalls(GetCommandInvocationCommand)).to.have.length(0);
   });
 
-  it("keeps polling through Delayed until Success", async function () {
+  it("sends the document's executionTimeout separately from SendCommand's delivery timeout, so a long deploy is not killed at SSM's 3600 s default", async function () {
     const [id] = ids(1) as [string];
-    const { transport, mock } = setup({ [id]: ["Pending", "Delayed", "Delayed", "InProgress", ok()] });
-    const [outcome] = await transport.runAgent([id], PARAMS, run());
-    expect(outcome?.ok).to.equal(true);
-    expect(mock.commandCalls(ListCommandInvocationsCommand)).to.have.length(5);
+    const { transport, sim } = setup([id], { plan: deploysIn(4_000_000) });
+    const [outcome] = await transport.runAgent([id], PARAMS, run({ timeoutS: 5_400, deliveryTimeoutS: 300 }));
+    const input = sim.sent()[0]?.input;
+    expect(input?.TimeoutSeconds, "delivery timeout").to.equal(300);
+    expect(input?.Parameters?.executionTimeout, "execution timeout").to.deep.equal(["5400"]);
+    expect(outcome).to.include({ ok: true, status: "deployed" });
   });
 
-  it("tolerates InvocationDoesNotExist and an empty list right after sending", async function () {
+  it("tolerates InvocationDoesNotExist and empty lists while a new command is not yet visible", async function () {
     const [id] = ids(1) as [string];
-    const { transport, mock } = setup({ [id]: ["InProgress", ok()] });
-    mock
-      .on(ListCommandInvocationsCommand)
-      .rejectsOnce(awsError("InvocationDoesNotExist"))
-      .resolvesOnce({ CommandInvocations: [] })
-      .resolvesOnce({ CommandInvocations: [] })
-      .resolves({
-        CommandInvocations: [
-          { CommandId: "cmd-1", InstanceId: id, Status: "Success", CommandPlugins: [{ ResponseCode: 0, Output: `${agentLine("deployed", "v2", "v1")}\n` }] },
-        ],
-      });
+    const { transport, mock } = setup([id], { plan: deploysIn(3_000), visibilityDelayMs: 7_000 });
     const [outcome] = await transport.runAgent([id], PARAMS, run());
     expect(outcome).to.include({ ok: true, status: "deployed" });
-    expect(mock.commandCalls(ListCommandInvocationsCommand)).to.have.length(4);
+    const lists = await Promise.all(mock.commandCalls(ListCommandInvocationsCommand).map((c) => c.returnValue));
+    expect(lists.filter((l) => (l.CommandInvocations ?? []).length === 0).length, "empty lists before the command is visible").to.be.greaterThan(0);
   });
 
   it("absorbs throttling bursts on SendCommand and on status calls", async function () {
     const [id] = ids(1) as [string];
-    const { transport, mock, clock } = setup({ [id]: ["InProgress", ok()] });
-    const list = mock.on(ListCommandInvocationsCommand);
-    for (let i = 0; i < 4; i++) list.rejectsOnce(awsError("ThrottlingException", 400, "Rate exceeded"));
-    list.resolves({
-      CommandInvocations: [{ CommandId: "cmd-1", InstanceId: id, Status: "Success", CommandPlugins: [{ ResponseCode: 0, Output: agentLine("deployed", "v2", "v1") }] }],
+    const { transport, sim, clock } = setup([id], {
+      plan: deploysIn(3_000),
+      throttle: { SendCommand: (n) => n === 1, ListCommandInvocations: (n) => n <= 4 },
     });
-    mock
-      .on(SendCommandCommand)
-      .rejectsOnce(awsError("ThrottlingException", 400, "Rate exceeded"))
-      .resolves({ Command: { CommandId: "cmd-1" } });
     const [outcome] = await transport.runAgent([id], PARAMS, run());
     expect(outcome).to.include({ ok: true, status: "deployed" });
-    expect(mock.commandCalls(SendCommandCommand)).to.have.length(2);
-    expect(mock.commandCalls(ListCommandInvocationsCommand)).to.have.length(5);
+    expect(sim.sent()).to.have.length(1);
     expect(clock.lines.filter((l) => l.includes("ThrottlingException"))).to.have.length(5);
   });
 
   it("sends 120 ids as three SendCommand calls of at most 50, sharing a count MaxConcurrency", async function () {
     const all = ids(120);
-    const { transport, mock } = setup(Object.fromEntries(all.map((id) => [id, ["InProgress", ok()]])));
+    const { transport, sim } = setup(all, { plan: deploysIn(3_000) });
     const outcomes = await transport.runAgent(all, PARAMS, run({ maxConcurrency: "10", maxErrors: "0" }));
-    const sends = mock.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+    const sends = sim.sent().map((s) => s.input);
     expect(sends.map((s) => s.InstanceIds?.length)).to.deep.equal([50, 50, 20]);
     expect(sends.map((s) => s.MaxConcurrency)).to.deep.equal(["4", "4", "1"]);
     expect(sends.every((s) => s.DocumentName === DOCUMENT && s.MaxErrors === "0")).to.equal(true);
@@ -235,59 +241,90 @@ describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
     expect(outcomes.every((o) => o.ok)).to.equal(true);
   });
 
+  it("never lets SSM terminate invocations that zcp's own MaxErrors still tolerates when a command is split", async function () {
+    const all = ids(120);
+    const bad = all[100] as string;
+    const { transport } = setup(all, { plan: (ctx) => ({ runMs: 3_000, end: ctx.instanceId === bad ? "failed" : "deployed" }) });
+    const outcomes = await transport.runAgent(all, PARAMS, run({ maxConcurrency: "10", maxErrors: "2" }));
+    const byStatus = (s: string) => outcomes.filter((o) => o.status === s).map((o) => o.instanceId);
+    expect(byStatus("failed")).to.deep.equal([bad]);
+    expect(byStatus("cancelled"), "no invocation Terminated by SSM").to.deep.equal([]);
+    expect(byStatus("deployed")).to.have.length(119);
+  });
+
   it("costs the same status calls per poll for 1 instance as for 50", async function () {
-    const script: Step[] = ["Pending", "InProgress", "InProgress", ok()];
-    const one = setup({ [ids(1)[0] as string]: script });
+    const one = setup(ids(1), { plan: deploysIn(9_000) });
     await one.transport.runAgent(ids(1), PARAMS, run());
-    const fifty = setup(Object.fromEntries(ids(50).map((id) => [id, script])));
+    const fifty = setup(ids(50), { plan: deploysIn(9_000) });
     await fifty.transport.runAgent(ids(50), PARAMS, run());
     const calls = (m: typeof one.mock) => ({
       list: m.commandCalls(ListCommandInvocationsCommand).length,
       get: m.commandCalls(GetCommandInvocationCommand).length,
     });
-    expect(calls(one.mock)).to.deep.equal({ list: 4, get: 0 });
-    expect(calls(fifty.mock)).to.deep.equal({ list: 4, get: 0 });
+    expect(calls(one.mock).get).to.equal(0);
+    expect(calls(fifty.mock)).to.deep.equal(calls(one.mock));
   });
 
-  it("reads full output with GetCommandInvocation only for an instance whose list entry lacks the result", async function () {
+  it("reads full output with GetCommandInvocation only for an instance whose list entry was cut at 2,500 characters", async function () {
     const [a, b] = ids(2) as [string, string];
-    const { transport, mock } = setup({
-      [a]: [ok()],
-      [b]: [{ status: "Success", responseCode: 0, output: "zcp-agent: a long log …\n---Output truncated---", fullStdout: `log\n${agentLine("deployed", "v2", "v1")}\n` }],
-    });
+    const longLog = Array.from({ length: 60 }, (_, i) => `zcp-agent: installing dependency ${i} ${"x".repeat(40)}`);
+    const { transport, mock, sim } = setup([a, b], { plan: (ctx) => ({ runMs: 3_000, end: "deployed", ...(ctx.instanceId === b ? { log: longLog } : {}) }) });
     const outcomes = await transport.runAgent([a, b], PARAMS, run());
     expect(outcomes.every((o) => o.ok)).to.equal(true);
     const gets = mock.commandCalls(GetCommandInvocationCommand);
-    expect(gets.map((g) => g.args[0].input)).to.deep.equal([{ CommandId: "cmd-1", InstanceId: b }]);
+    expect(gets.map((g) => g.args[0].input)).to.deep.equal([{ CommandId: sim.sent()[0]?.commandId, InstanceId: b }]);
   });
 
-  it("is not ok when the agent reports another version, or prints no result at all", async function () {
-    const [a, b] = ids(2) as [string, string];
-    const { transport } = setup({
-      [a]: [{ status: "Success", responseCode: 0, output: agentLine("unchanged", "v1", "v1") }],
-      [b]: [{ status: "Failed", responseCode: 2, output: "", fullStdout: "" }],
-    });
-    const [x, y] = await transport.runAgent([a, b], PARAMS, run());
-    expect(x).to.include({ ok: false, status: "unchanged" });
-    expect(x?.message).to.equal("agent reports v1, expected v2");
+  it("reports a rejected input (exit 2) as rejected", async function () {
+    const [a] = ids(1) as [string];
+    const { transport } = setup([a], { plan: () => ({ runMs: 500, end: "rejected" }) });
+    const [y] = await transport.runAgent([a], PARAMS, run());
     expect(y).to.include({ ok: false, status: "rejected", exitCode: 2 });
   });
 
-  it("stops waiting at the deadline, cancels the command and reports the instance as timed out", async function () {
+  it("finds offline and unmanaged instances with DescribeInstanceInformation first and reports them by id, deploying the rest", async function () {
+    const [a, b, c] = ids(3) as [string, string, string];
+    const { transport, sim } = setup([a, b, c], {
+      plan: deploysIn(3_000),
+      instances: { [b]: { version: "v1", ping: "ConnectionLost" }, [c]: { version: "v1", managed: false } },
+    });
+    const outcomes = await transport.runAgent([a, b, c], PARAMS, run());
+    expect(outcomes.map((o) => [o.instanceId, o.status])).to.deep.equal([
+      [a, "deployed"],
+      [b, "undeliverable"],
+      [c, "undeliverable"],
+    ]);
+    expect(outcomes[1]?.message).to.match(/SSM agent is not online \(PingStatus ConnectionLost\)/);
+    expect(outcomes[2]?.message).to.match(/not a managed node/);
+    expect(sim.sent().map((s) => s.instanceIds)).to.deep.equal([[a]]);
+  });
+
+  it("does not blindly resend a SendCommand whose response was lost: it finds the first command by its comment", async function () {
+    const [a] = ids(1) as [string];
+    const { transport, sim } = setup([a], { plan: deploysIn(3_000), loseResponse: { SendCommand: (n) => n === 1 } });
+    const [outcome] = await transport.runAgent([a], PARAMS, run());
+    expect(outcome).to.include({ ok: true, status: "deployed" });
+    expect(sim.sent(), "one command only").to.have.length(1);
+    expect(sim.instance(a).runs).to.have.length(1);
+  });
+
+  it("stops waiting at its own deadline when SSM never reports a final state (mocked stuck SSM), cancels and reports timed out", async function () {
     const [id] = ids(1) as [string];
-    const { transport, mock, clock } = setup({ [id]: ["InProgress"] });
-    const [outcome] = await transport.runAgent([id], PARAMS, run({ timeoutS: 60 }));
+    const { transport, mock, clock, sim } = setup([id], { plan: deploysIn(100_000_000) });
+    // Stands in for an SSM whose status never moves on: the simulator itself always ends a run.
+    mock.on(ListCommandInvocationsCommand).callsFake(() => ({
+      CommandInvocations: [{ CommandId: sim.sent()[0]?.commandId, InstanceId: id, Status: "InProgress", StatusDetails: STATUS_DETAILS.inProgress }],
+    }));
+    const [outcome] = await transport.runAgent([id], PARAMS, run({ timeoutS: 60, deliveryTimeoutS: 60 }));
     expect(outcome).to.include({ ok: false, status: "timed_out" });
     expect(outcome?.message).to.match(/no final status from SSM within \d+s/);
-    expect(mock.commandCalls(CancelCommandCommand).map((c) => c.args[0].input)).to.deep.equal([{ CommandId: "cmd-1", InstanceIds: [id] }]);
-    // (1 wave + 1) × 60 s + 120 s of grace, on the fake clock.
-    expect(clock.now() - 1_700_000_000_000).to.be.at.most(240_000);
+    expect(mock.commandCalls(CancelCommandCommand).map((c) => c.args[0].input)).to.deep.equal([{ CommandId: sim.sent()[0]?.commandId, InstanceIds: [id] }]);
     expect(clock.lines.some((l) => /^SsmDeploy: attempt \d+\/\d+ 0\/1 finished, 1 running/.test(l))).to.equal(true);
   });
 
   it("turns a refused SendCommand into per-instance errors naming the step and target", async function () {
     const [a, b] = ids(2) as [string, string];
-    const { transport, mock } = setup({});
+    const { transport, mock } = setup([a, b]);
     mock.on(SendCommandCommand).rejects(awsError("AccessDeniedException", 400, "not authorized to perform ssm:SendCommand"));
     const outcomes = await transport.runAgent([a, b], PARAMS, run());
     expect(outcomes.map((o) => o.status)).to.deep.equal(["error", "error"]);
@@ -297,7 +334,11 @@ describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
 
   it("runs on the tagged fleet with one command and learns the instances from SSM", async function () {
     const [a, b] = ids(2) as [string, string];
-    const { transport, mock } = setup({ [b]: ["InProgress", ok()], [a]: ["InProgress", ok()] });
+    const tags = { "zcp:app": "shop", "zcp:env": "dev" };
+    const { transport, mock } = setup([], {
+      plan: deploysIn(3_000),
+      instances: { [b]: { version: "v1", tags }, [a]: { version: "v1", tags }, "i-other": { version: "v1", tags: { "zcp:app": "other" } } },
+    });
     const outcomes = await transport.runAgentOnFleet({ app: "shop", env: "dev" }, PARAMS, run({ maxConcurrency: "50%", maxErrors: "1" }));
     const [send] = mock.commandCalls(SendCommandCommand);
     expect(send?.args[0].input.Targets).to.deep.equal([
@@ -309,17 +350,44 @@ describe("deploy/transports/ssm (SendCommand, polling, outcomes)", function () {
       [a, true],
       [b, true],
     ]);
-    expect(mock.commandCalls(ListCommandsCommand).length).to.equal(mock.commandCalls(ListCommandInvocationsCommand).length);
   });
 
   it("returns nothing and sends nothing for an empty id list", async function () {
-    const { transport, mock } = setup({});
+    const { transport, mock } = setup([]);
     expect(await transport.runAgent([], PARAMS, run())).to.deep.equal([]);
     expect(mock.calls()).to.have.length(0);
   });
 });
 
 describe("deploy/transports/ssm pure interpretation", function () {
+  it("maps every terminal StatusDetails, in SSM's spelling and in the compact one", function () {
+    const of = (Status: string, StatusDetails: string) =>
+      outcomeFromInvocation({ instanceId: "i-1", state: invocationState({ Status: Status as never, StatusDetails }), stdout: "", stderr: "", requestedVersion: "v2", elapsedMs: 1 }).status;
+    expect(of("TimedOut", STATUS_DETAILS.deliveryTimedOut)).to.equal("undeliverable");
+    expect(of("TimedOut", "DeliveryTimedOut")).to.equal("undeliverable");
+    expect(of("TimedOut", STATUS_DETAILS.executionTimedOut)).to.equal("timed_out");
+    expect(of("TimedOut", "ExecutionTimedOut")).to.equal("timed_out");
+    expect(of("Failed", STATUS_DETAILS.undeliverable)).to.equal("undeliverable");
+    expect(of("Failed", STATUS_DETAILS.terminated)).to.equal("cancelled");
+    expect(of("Cancelled", STATUS_DETAILS.cancelled)).to.equal("cancelled");
+    expect(of("Failed", "Access Denied")).to.equal("error");
+    expect(of("Failed", "Invalid Platform")).to.equal("error");
+  });
+
+  it("is not ok when the agent reports another version than the one sent", function () {
+    const o = outcomeFromInvocation({
+      instanceId: "i-1",
+      state: "Success",
+      stdout: JSON.stringify({ status: "unchanged", version: "v1", previous: "v1", duration_ms: 3 }),
+      stderr: "",
+      exitCode: 0,
+      requestedVersion: "v2",
+      elapsedMs: 5,
+    });
+    expect(o).to.include({ ok: false, status: "unchanged" });
+    expect(o.message).to.equal("agent reports v1, expected v2");
+  });
+
   it("splits a list entry's output into stdout and stderr", function () {
     const out = pluginOutput({ CommandPlugins: [{ Output: "a\nb\n----------ERROR-------\noops", ResponseCode: 1 }] });
     expect(out).to.deep.equal({ stdout: "a\nb", stderr: "\noops", exitCode: 1, truncated: false });

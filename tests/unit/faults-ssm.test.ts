@@ -1,6 +1,6 @@
 /**
- * SSM faults through the whole rollout: `rollout()` driving the real ssm transport against a
- * mocked SSM that remembers what each instance runs. An instance SSM cannot reach or that
+ * SSM faults through the whole rollout: `rollout()` driving the real ssm transport against the
+ * SSM simulator (mocked SSM, simulated time), which remembers what each instance runs. An instance SSM cannot reach or that
  * times out fails the release with its name and reason, every instance the release switched
  * goes back, and throttling bursts are absorbed by the retry budget.
  */
@@ -9,8 +9,8 @@ import { rollout, type RolloutDeps, type RolloutSettings } from "../../deploy/st
 import { SsmTransport } from "../../deploy/transports/ssm.js";
 import { ReleaseFailedError } from "../../shared/errors.js";
 import { fakeClock, offlineSsm } from "../fixtures/aws/clients.js";
-import { PARAMS } from "../fixtures/aws/fake-ssm.js";
-import { simulatedSsmFleet, type SimulatedFleetOptions } from "../fixtures/faults/ssm-fleet.js";
+import { PARAMS } from "../fixtures/aws/params.js";
+import { simulateSsm, type AgentPlan, type AgentRunContext, type SsmSimulatorOptions } from "../fixtures/aws/ssm-simulator.js";
 
 const A = "i-0000000000000000a";
 const B = "i-0000000000000000b";
@@ -19,10 +19,41 @@ const FLEET = [A, B, C];
 /** A canary, then batches of one: [A], [B], [C]. */
 const SETTINGS: RolloutSettings = { canary: 1, batch: "1", soakSeconds: 30, maxErrors: 0, commandTimeoutS: 600 };
 
-function setup(opts: Omit<SimulatedFleetOptions, "running"> = {}) {
+type Fault = "undeliverable" | "execution-timed-out" | "unhealthy";
+
+/**
+ * Instance id → version → the fault a deploy of that version meets there: offline before the
+ * command (undeliverable), a run that outlives the execution timeout after switching, or a
+ * failed health check the agent rolls back itself.
+ */
+function agentWith(faults: Record<string, Record<string, Fault>>) {
+  return (ctx: AgentRunContext): AgentPlan => {
+    const fault = faults[ctx.instanceId]?.[ctx.version];
+    if (ctx.instance.version === ctx.version) return { runMs: 1_000, end: "unchanged" };
+    if (fault === "execution-timed-out") return { runMs: 10_000_000, switchAtMs: 20_000, end: "deployed" };
+    if (fault === "unhealthy") return { runMs: 40_000, end: "rolled_back" };
+    return { runMs: 30_000, end: "deployed" };
+  };
+}
+
+function setup(opts: { faults?: Record<string, Record<string, Fault>>; throttled?: SsmSimulatorOptions["throttle"] } = {}) {
   const clock = fakeClock();
   const client = offlineSsm();
-  const fleet = simulatedSsmFleet(client, { running: { [A]: "v1", [B]: "v1", [C]: "v1" }, ...opts });
+  const offline = Object.entries(opts.faults ?? {}).filter(([, f]) => Object.values(f).includes("undeliverable")).map(([id]) => id);
+  const { sim } = simulateSsm(client, {
+    now: clock.now,
+    instances: Object.fromEntries(FLEET.map((id) => [id, { version: "v1", ...(offline.includes(id) ? { ping: "ConnectionLost" as const } : {}) }])),
+    agent: agentWith(opts.faults ?? {}),
+    ...(opts.throttled ? { throttle: opts.throttled } : {}),
+  });
+  const fleet = {
+    sim,
+    commands: () => sim.sent().map((c) => ({ version: c.version, instanceIds: c.instanceIds })),
+    get running() {
+      return sim.versions();
+    },
+    calls: { get SendCommand() { return sim.calls.filter((c) => c.name === "SendCommand").length; }, get ListCommandInvocations() { return sim.calls.filter((c) => c.name === "ListCommandInvocations").length; } },
+  };
   const transport = new SsmTransport({
     ssm: client,
     documentName: "zcp-shop-dev-deploy",
@@ -53,41 +84,52 @@ function row(message: string, instanceId: string, status: string): string | unde
 }
 
 describe("faults: SSM Undeliverable and TimedOut through rollout() and the ssm transport", function () {
-  it("an instance SSM cannot deliver to fails its batch, named with the reason; the canary it followed goes back to v1", async function () {
+  it("an offline instance is found before its batch and fails it, named with the reason; nothing is sent to it; the canary goes back to v1", async function () {
     const { fleet, deps } = setup({ faults: { [B]: { v2: "undeliverable" } } });
     const err = await failureOf(rollout(FLEET, "v2", SETTINGS, deps));
     expect(err.message).to.match(/^release v2 failed in batch 2\/3: 1 instance\(s\) unhealthy \(max errors 0\)/);
-    expect(row(err.message, B, "undeliverable"), err.message).to.match(/SSM could not deliver the command \(Undeliverable\)/);
+    expect(row(err.message, B, "undeliverable"), err.message).to.match(/SSM agent is not online \(PingStatus ConnectionLost\)/);
     expect(row(err.message, A, "reverted"), err.message).to.match(/rolled back to v1/);
-    // The canary went out, then B, then A back to v1; C was never touched.
+    // The canary went out, then A back to v1; B was never sent a command, C was never touched.
     expect(fleet.commands()).to.deep.equal([
       { version: "v2", instanceIds: [A] },
-      { version: "v2", instanceIds: [B] },
       { version: "v1", instanceIds: [A] },
     ]);
     expect(fleet.running).to.deep.equal({ [A]: "v1", [B]: "v1", [C]: "v1" });
   });
 
-  it("an undeliverable canary stops the release before any other instance gets a command", async function () {
+  it("an offline canary stops the release before any instance gets a command", async function () {
     const { fleet, deps, clock } = setup({ faults: { [A]: { v2: "undeliverable" } } });
     const err = await failureOf(rollout(FLEET, "v2", SETTINGS, deps));
     expect(err.message).to.match(/^release v2 failed in canary/);
     expect(row(err.message, A, "undeliverable"), err.message).to.not.equal(undefined);
-    expect(fleet.commands()).to.deep.equal([{ version: "v2", instanceIds: [A] }]);
+    expect(fleet.commands()).to.deep.equal([]);
     expect(fleet.running).to.deep.equal({ [A]: "v1", [B]: "v1", [C]: "v1" });
     expect(clock.sleeps, "no soak after a failed canary").to.not.include(30_000);
   });
 
-  it("an instance whose command timed out fails its batch as timed_out, state unknown; the instances the release switched go back", async function () {
+  it("an instance SSM killed at the execution timeout after it switched is rolled back too: no instance is left switched but unverified", async function () {
     const { fleet, deps } = setup({ faults: { [B]: { v2: "execution-timed-out" } } });
     const err = await failureOf(rollout(FLEET, "v2", SETTINGS, deps));
     expect(err.message).to.match(/^release v2 failed in batch 2\/3/);
-    expect(row(err.message, B, "timed_out"), err.message).to.match(/timed out while running on the instance \(ExecutionTimedOut\); its state is unknown/);
+    expect(row(err.message, B, "timed_out"), err.message).to.match(/timed out while running on the instance \(Execution Timed Out\); its state is unknown/);
     expect(row(err.message, A, "reverted"), err.message).to.match(/rolled back to v1/);
-    const rollbacks = fleet.commands().filter((c) => c.version === "v1");
-    expect(rollbacks.flatMap((c) => c.instanceIds)).to.include(A);
+    expect(row(err.message, B, "reverted"), err.message).to.match(/rolled back to v1/);
+    expect(fleet.commands().filter((c) => c.version === "v1")).to.deep.equal([{ version: "v1", instanceIds: [A, B] }]);
     expect(fleet.commands().flatMap((c) => c.instanceIds), "the batch after the failure is never sent").to.not.include(C);
-    expect(fleet.running[A]).to.equal("v1");
+    expect(fleet.running).to.deep.equal({ [A]: "v1", [B]: "v1", [C]: "v1" });
+  });
+
+  it("an instance whose status could not be read (error) is rolled back too: its agent may have switched it", async function () {
+    let sent = (): number => 0;
+    // Every status call for the second command (B's batch) is throttled past the retry budget.
+    const { fleet, deps } = setup({ throttled: { ListCommandInvocations: () => sent() === 2 } });
+    sent = () => fleet.sim.sent().length;
+    const err = await failureOf(rollout(FLEET, "v2", SETTINGS, deps));
+    expect(err.message).to.match(/^release v2 failed in batch 2\/3/);
+    expect(row(err.message, B, "error"), err.message).to.match(/ThrottlingException/);
+    expect(row(err.message, B, "reverted"), err.message).to.match(/rolled back to v1/);
+    expect(fleet.running).to.deep.equal({ [A]: "v1", [B]: "v1", [C]: "v1" });
   });
 
   it("an unhealthy instance that rolled itself back is not sent a second rollback; the others are", async function () {
@@ -131,7 +173,7 @@ describe("faults: SSM throttling during a rollout", function () {
     expect(err.message).to.match(/^release v2 failed in batch 2\/3/);
     expect(row(err.message, B, "error"), err.message).to.match(new RegExp(`SSM deploy to ${B} failed: ThrottlingException: Rate exceeded`));
     expect(row(err.message, A, "reverted"), err.message).to.match(/rolled back to v1/);
-    expect(fleet.calls.SendCommand, "6 attempts for B, then one rollback for A").to.equal(8);
+    expect(fleet.calls.SendCommand, "6 attempts for B, then one rollback").to.equal(8);
     expect(fleet.running).to.deep.equal({ [A]: "v1", [B]: "v1", [C]: "v1" });
   });
 });
