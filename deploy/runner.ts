@@ -27,7 +27,7 @@ import { classifyEngineError, describeLockHolder, type LockHolder } from "./engi
 import { packageSource } from "./package.js";
 import { releaseProgram, type ReleasePlan } from "./program.js";
 import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
-import { findRepoRoot } from "./repo.js";
+import { dependenciesDir, toolsDir } from "./repo.js";
 import { pulumiCommand, selectExistingStack, upWithoutReadBack } from "./release-engine.js";
 import { RULES, checkValue } from "../shared/rules.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
@@ -63,13 +63,12 @@ export interface ReleaseSummary {
 // ---------------------------------------------------------------- workspace
 
 function engineEnvFor(ctx: EnvironmentContext, progressFile: string): Record<string, string> {
-  const root = findRepoRoot();
   return {
     ...ctx.engineEnv,
     PULUMI_BACKEND_URL: ctx.backendUrl,
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PULUMI_HOME: process.env.PULUMI_HOME ?? path.join(root, ".tools", "pulumi-home"),
+    PULUMI_HOME: process.env.PULUMI_HOME ?? path.join(toolsDir(), "pulumi-home"),
     // The release stack holds no secret; file backends still want a passphrase to exist.
     PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "zcp-local-only",
     [PROGRESS_ENV]: progressFile,
@@ -92,8 +91,8 @@ function cliRecordFile(ctx: EnvironmentContext): string {
 
 /** Puts the project's tools (pulumi, the dynamic-provider shim) first on PATH when present. */
 export function useProjectTools(): void {
-  const root = findRepoRoot();
-  const dirs = [path.join(root, ".tools", "bin"), path.join(root, ".tools", "node", "bin")].filter((d) => fs.existsSync(d));
+  const tools = toolsDir();
+  const dirs = [path.join(tools, "bin"), path.join(tools, "node", "bin")].filter((d) => fs.existsSync(d));
   const current = (process.env.PATH ?? "").split(path.delimiter);
   process.env.PATH = [...dirs.filter((d) => !current.includes(d)), ...current].join(path.delimiter);
 }
@@ -103,7 +102,7 @@ function workspaceDir(ctx: EnvironmentContext): string {
   fs.mkdirSync(dir, { recursive: true });
   // The engine starts dynamic providers from ./node_modules of the program's folder.
   const link = path.join(dir, "node_modules");
-  const target = path.join(findRepoRoot(), "node_modules");
+  const target = dependenciesDir();
   let current: string | undefined;
   try {
     current = fs.readlinkSync(link);

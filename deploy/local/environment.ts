@@ -26,7 +26,7 @@ import { createAwsClients, destroyAwsClients } from "../aws/clients.js";
 import { artifactPrefix, deployDocumentName, launchTemplateName } from "../../shared/naming.js";
 import { baseTags, TAG_APP, TAG_ENV } from "../../shared/tags.js";
 import type { FoundationOutputs } from "../../shared/outputs.js";
-import { findRepoRoot } from "../repo.js";
+import { toolsDir } from "../repo.js";
 import * as fleet from "./fleet.js";
 
 export const LOCAL_ENV = "local";
@@ -78,7 +78,7 @@ export function instanceCount(): number {
 
 /** Placeholder credentials the emulator accepts; they are not keys to anything. */
 export function localAwsEnv(endpoint: string): Record<string, string> {
-  const root = findRepoRoot();
+  const tools = toolsDir();
   return {
     AWS_ENDPOINT_URL: endpoint,
     AWS_REGION: LOCAL_REGION,
@@ -88,7 +88,7 @@ export function localAwsEnv(endpoint: string): Record<string, string> {
     AWS_EC2_METADATA_DISABLED: "true",
     // The agent fetches artifacts with the AWS CLI from the project's tool folder. Folders the
     // caller's PATH already has keep their place (a caller may put its own tools before them).
-    PATH: withToolDirs([path.join(root, ".tools", "venv", "bin"), path.join(root, ".tools", "bin")], process.env.PATH ?? ""),
+    PATH: withToolDirs([path.join(tools, "venv", "bin"), path.join(tools, "bin")], process.env.PATH ?? ""),
   };
 }
 
@@ -120,7 +120,7 @@ async function freePort(): Promise<number> {
 }
 
 function motoServer(): string {
-  const local = path.join(findRepoRoot(), ".tools", "venv", "bin", "moto_server");
+  const local = path.join(toolsDir(), "venv", "bin", "moto_server");
   return fs.existsSync(local) ? local : "moto_server";
 }
 

@@ -24,6 +24,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { agentEnvironment, parseAgentResult, type AgentParams, type AgentResult } from "../transport.js";
+import { toolsDir } from "../repo.js";
 
 /** Instance ids become directory names: EC2-style `i-0abc…` or any short safe name. */
 export const INSTANCE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -398,7 +399,7 @@ export async function runAgent(
   opts: RunAgentOptions = {},
 ): Promise<AgentRun> {
   const timeoutMs = opts.timeoutMs ?? 300000;
-  const tools = path.join(repoRoot(), ".tools", "venv", "bin");
+  const tools = path.join(toolsDir(), "venv", "bin");
   const basePath = process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin";
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,

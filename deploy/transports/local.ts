@@ -20,7 +20,7 @@ import {
   type Transport,
 } from "../transport.js";
 import * as fleet from "../local/fleet.js";
-import { findRepoRoot } from "../repo.js";
+import { toolsDir } from "../repo.js";
 
 /** How long a timed-out agent gets to roll its instance back after SIGTERM. */
 const TIMEOUT_GRACE_MS = 90_000;
@@ -71,11 +71,10 @@ class LocalTransport implements Transport {
     const outFile = path.join(inst.dir, "logs", `agent-${Date.now()}-${process.pid}.out`);
     fs.mkdirSync(path.dirname(outFile), { recursive: true });
     const fd = fs.openSync(outFile, "w");
-    const root = findRepoRoot();
     const child = spawn("bash", [fleet.agentScriptPath()], {
       env: {
         ...process.env,
-        PATH: [path.join(root, ".tools", "venv", "bin"), process.env.PATH ?? "/usr/bin:/bin"].join(path.delimiter),
+        PATH: [path.join(toolsDir(), "venv", "bin"), process.env.PATH ?? "/usr/bin:/bin"].join(path.delimiter),
         ...fleet.agentInstanceEnv(inst),
         ...env,
       },

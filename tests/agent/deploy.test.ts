@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { execFileSync, spawn } from "node:child_process";
 import { agentInstanceEnv, agentScriptPath, readVersion, repoRoot, servicePid, type LocalInstance } from "../../deploy/local/fleet.js";
 import { agentEnvironment, parseAgentResult } from "../../deploy/transport.js";
-import { startEmulator, type Emulator } from "../helpers/emulator.js";
+import { sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
 import {
   currentTarget,
@@ -44,7 +44,7 @@ describe("zcp-agent: deploying", function () {
   let newDep: BuiltRelease;
 
   before(async () => {
-    emu = await startEmulator();
+    emu = await sharedEmulator();
     fleet = new FleetHarness("zcp-agent-deploy");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });

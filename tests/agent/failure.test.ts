@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { readVersion, runAgent, servicePid, serviceState } from "../../deploy/local/fleet.js";
 import { agentEnvironment } from "../../deploy/transport.js";
-import { startEmulator, type Emulator } from "../helpers/emulator.js";
+import { sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
 import {
   currentTarget,
@@ -32,7 +32,7 @@ describe("zcp-agent: failures", function () {
   let unresolvable: BuiltRelease;
 
   before(async () => {
-    emu = await startEmulator();
+    emu = await sharedEmulator();
     fleet = new FleetHarness("zcp-agent-failure");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });

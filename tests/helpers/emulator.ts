@@ -5,6 +5,13 @@
  *   await emu.reset();                   // in beforeEach(): every test starts from empty AWS
  *   await emu.stop();                    // in after()
  *
+ * Suites that only need an empty AWS take the process's one shared emulator instead:
+ *
+ *   const emu = await sharedEmulator();  // in before(): empty, whoever used it before
+ *
+ * It starts once per mocha process (one per parallel worker) and ends with the process, so
+ * a run does not pay a moto start for every file; its `stop()` does nothing.
+ *
  * `emu.env` holds the variables an AWS SDK client or the AWS CLI needs to talk to it
  * (dummy static credentials that only the emulator accepts, the endpoint, the region).
  */
@@ -83,7 +90,17 @@ export function emulatorEnv(endpoint: string): Record<string, string> {
   };
 }
 
-export async function startEmulator(opts: { port?: number } = {}): Promise<Emulator> {
+let shared: Promise<Emulator> | undefined;
+
+/** The process-wide emulator, reset to empty for the caller; see the top of this file. */
+export async function sharedEmulator(): Promise<Emulator> {
+  shared ??= startEmulator({ detach: true });
+  const emu = await shared;
+  await emu.reset();
+  return { ...emu, stop: async () => undefined };
+}
+
+export async function startEmulator(opts: { port?: number; detach?: boolean } = {}): Promise<Emulator> {
   const port = opts.port ?? (await freePort());
   const endpoint = `http://127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
@@ -97,6 +114,20 @@ export async function startEmulator(opts: { port?: number } = {}): Promise<Emula
     child.stderr?.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
     });
+    if (opts.detach) {
+      // Neither the process nor its pipe keeps mocha alive; the exit hook below ends it.
+      const c = child;
+      c.unref();
+      (c.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+      process.once("exit", () => {
+        if (c.exitCode === null) c.kill("SIGTERM");
+      });
+      // A parallel mocha worker may be ended by a signal, which skips "exit".
+      process.once("SIGTERM", () => {
+        if (c.exitCode === null) c.kill("SIGTERM");
+        process.exit(143);
+      });
+    }
     const exited = new Promise<never>((_, reject) =>
       child?.once("exit", (code) => reject(new Error(`moto_server exited with ${code}: ${stderr}`))),
     );

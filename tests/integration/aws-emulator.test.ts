@@ -21,7 +21,7 @@ import {
 } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from "@aws-sdk/client-ssm";
-import { startEmulator, type Emulator } from "../helpers/emulator.js";
+import { sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { createAwsClients, destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
 import { headArtifact, uploadArtifact, verifyArtifact } from "../../deploy/aws/artifacts.js";
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../../deploy/aws/latest-pointer.js";
@@ -83,7 +83,7 @@ describe("deploy/aws against the AWS emulator", function () {
   let aws: AwsClients;
 
   before(async function () {
-    emu = await startEmulator();
+    emu = await sharedEmulator();
     aws = createAwsClients(
       {
         region: "us-east-1",

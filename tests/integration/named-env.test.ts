@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { S3Client, CreateBucketCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { EC2Client, CreateLaunchTemplateCommand, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
-import { REPO_ROOT, startEmulator, type Emulator } from "../helpers/emulator.js";
+import { REPO_ROOT, sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { engineEnv } from "../helpers/stack.js";
 import { collect } from "../helpers/zcp.js";
 import { devConfigYaml } from "../fixtures/release/foundation.js";
@@ -51,7 +51,7 @@ describe("a named environment read from its foundation stack (real engine, emula
   }
 
   before(async function () {
-    emu = await startEmulator();
+    emu = await sharedEmulator();
     const creds = { accessKeyId: "testing", secretAccessKey: "testing" };
     const s3 = new S3Client({ region: "us-east-1", endpoint: emu.endpoint, forcePathStyle: true, credentials: creds });
     const ec2 = new EC2Client({ region: "us-east-1", endpoint: emu.endpoint, credentials: creds });
