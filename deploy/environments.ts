@@ -37,6 +37,8 @@ export interface EnvironmentContext {
   backendUrl: string;
   /** Set for `file://` backends: lets the runner name a lock's holder and clear stale locks. */
   fileBackendDir?: string;
+  /** How the release stack's secrets are encrypted (see releaseSecrets). */
+  secrets: ReleaseSecrets;
   /** Extra environment for the engine (and so for the providers). */
   engineEnv: Record<string, string>;
   transport: TransportSpec;
@@ -121,6 +123,48 @@ function gitHead(dir: string): SourceSpec {
   }
 }
 
+/**
+ * How the release stack encrypts its secrets. A `file://` backend is the local environment's
+ * (or a test's): a fixed passphrase, since nothing there is secret. Any other backend (S3) is
+ * a real environment's, whose state is shared and outlives the run: its secrets provider is
+ * the configured KMS key (`zcp:stateBackend.kmsKeyArn`), and a passphrase is refused, so
+ * nothing ever encrypts with a value that sits in a workflow or in this code.
+ */
+export interface ReleaseSecrets {
+  /** Pulumi `secretsProvider` for new stacks: `passphrase` or `awskms:///ARN?region=REGION`. */
+  secretsProvider: string;
+  /** PULUMI_CONFIG_PASSPHRASE for the engine; only with `passphrase`. */
+  passphrase?: string;
+}
+
+/** The passphrase of `file://` release stacks; never accepted elsewhere. */
+export const LOCAL_PASSPHRASE = "zcp-local-only";
+
+export function releaseSecrets(
+  backendUrl: string,
+  kmsKeyArn: string | undefined,
+  region: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ReleaseSecrets {
+  if (backendUrl.startsWith("file://")) {
+    return { secretsProvider: "passphrase", passphrase: env.PULUMI_CONFIG_PASSPHRASE ?? LOCAL_PASSPHRASE };
+  }
+  for (const name of ["PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"]) {
+    if (env[name] !== undefined) {
+      throw new ConfigError(
+        name,
+        `must not be set for a release stack on ${backendUrl}: its secrets are encrypted with the KMS key of zcp:stateBackend.kmsKeyArn, never a passphrase`,
+      );
+    }
+  }
+  if (!kmsKeyArn) {
+    throw new ConfigError("zcp:stateBackend.kmsKeyArn", `is required for a release stack on ${backendUrl}: it encrypts the stack's secrets`);
+  }
+  // The key's own region (a key ARN names it), else the environment's.
+  const keyRegion = /^arn:[a-z-]+:kms:([a-z0-9-]+):/.exec(kmsKeyArn)?.[1] ?? region;
+  return { secretsProvider: `awskms:///${kmsKeyArn}?region=${keyRegion}` };
+}
+
 export async function resolveEnvironment(name: string, log: (m: string) => void): Promise<EnvironmentContext> {
   if (name === local.LOCAL_ENV) return resolveLocal(log);
   return resolveFoundation(name);
@@ -136,6 +180,7 @@ async function resolveLocal(log: (m: string) => void): Promise<EnvironmentContex
     settings: localSettings(env.appUser),
     backendUrl: `file://${backendDir}`,
     fileBackendDir: backendDir,
+    secrets: releaseSecrets(`file://${backendDir}`, undefined, "us-east-1"),
     engineEnv: local.localAwsEnv(env.endpoint),
     transport: { kind: "local", fleetRoot: local.fleetRoot() },
     workDir: local.workRoot(),
@@ -188,6 +233,7 @@ async function resolveFoundation(name: string): Promise<EnvironmentContext> {
     settings: settingsFromConfig(config),
     backendUrl,
     ...(fileBackendDir ? { fileBackendDir } : {}),
+    secrets: releaseSecrets(backendUrl, config.stateBackend?.kmsKeyArn, config.aws.region),
     engineEnv: {},
     transport: { kind: "ssm", documentName: outputs.documentName },
     workDir: path.resolve(process.env.ZCP_WORK_DIR ?? path.join(projectDir, ".work")),

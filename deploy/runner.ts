@@ -21,14 +21,14 @@ import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
 import { headArtifact, s3Uri, uploadArtifact } from "./aws/artifacts.js";
 import { readLatestPointer } from "./aws/latest-pointer.js";
-import { describeDefaultVersion } from "./aws/launch-template.js";
+import { describeDefaultVersion, describeDefaultVersionNumber } from "./aws/launch-template.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
 import { packageSource } from "./package.js";
 import { releaseProgram, type ReleasePlan } from "./program.js";
 import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { dependenciesDir, toolsDir } from "./repo.js";
-import { pulumiCommand, selectExistingStack, upWithoutReadBack } from "./release-engine.js";
+import { pulumiCommand, selectExistingStack as selectStackIfPresent, upWithoutReadBack } from "./release-engine.js";
 import { RULES, checkValue } from "../shared/rules.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
 import type { EnvironmentContext, SourceSpec } from "./environments.js";
@@ -69,8 +69,8 @@ function engineEnvFor(ctx: EnvironmentContext, progressFile: string): Record<str
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_HOME: process.env.PULUMI_HOME ?? path.join(toolsDir(), "pulumi-home"),
-    // The release stack holds no secret; file backends still want a passphrase to exist.
-    PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "zcp-local-only",
+    // Only file backends (the local environment) use a passphrase; others use KMS.
+    ...(ctx.secrets.passphrase !== undefined ? { PULUMI_CONFIG_PASSPHRASE: ctx.secrets.passphrase } : {}),
     [PROGRESS_ENV]: progressFile,
     // The provider host is a Node.js process that loads the SDK and the AWS clients on every
     // release; compiled code cached on disk (as bin/zcp does for the runner) halves that.
@@ -124,13 +124,14 @@ async function openExistingStack(
   mayHavePendingOperations: boolean,
 ): Promise<Stack | undefined> {
   const workDir = workspaceDir(ctx);
-  const stack = await selectExistingStack({
+  const stack = await selectStackIfPresent({
     stackName: ctx.name,
     program: async () => ({}),
     workDir,
     projectSettings: releaseProjectSettings(ctx),
     envVars: engineEnvFor(ctx, progressFile),
     pulumiCommand: await pulumiCommand(cliRecordFile(ctx), engineEnvFor(ctx, progressFile).PATH),
+    ...(ctx.secrets.secretsProvider !== undefined ? { secretsProvider: ctx.secrets.secretsProvider } : {}),
     ...(ctx.fileBackendDir ? { fileBackend: { dir: ctx.fileBackendDir, project: RELEASE_PROJECT } } : {}),
   }).catch((err: unknown) => {
     if (err instanceof StackNotFoundError) return undefined;
@@ -150,6 +151,41 @@ function releaseProjectSettings(ctx: EnvironmentContext) {
   };
 }
 
+/** Runs the engine's preview of `stack` and collects the dynamic resources' operations. */
+async function previewSteps(stack: Stack, steps: PreviewSummary["steps"]): Promise<void> {
+  await stack.preview({
+    onOutput: () => undefined,
+    onEvent: (e) => {
+      const m = e.resourcePreEvent?.metadata;
+      if (!m || !m.type.includes("dynamic")) return;
+      const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
+      const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
+      if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
+      const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+      steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
+    },
+  });
+}
+
+/** The release stack with `plan`'s program, or undefined when no release made it yet. Creates nothing. */
+async function selectExistingStack(ctx: EnvironmentContext, plan: ReleasePlan, progressFile: string): Promise<Stack | undefined> {
+  try {
+    return await LocalWorkspace.selectStack(
+      { stackName: ctx.name, projectName: RELEASE_PROJECT, program: releaseProgram(plan) },
+      { workDir: workspaceDir(ctx), projectSettings: releaseProjectSettings(ctx), envVars: engineEnvFor(ctx, progressFile) },
+    );
+  } catch (err) {
+    if (err instanceof StackNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** The steps of the release program (deploy/program.ts), in its order, all to be created. */
+function firstReleaseSteps(plan: ReleasePlan): PreviewSummary["steps"] {
+  const names = ["Artifact", "FleetDeployment", ...(plan.image.enabled ? ["BakedImage", "LaunchTemplateRelease"] : []), "LatestPointer"];
+  return names.map((resource) => ({ resource, op: "create", changed: [] }));
+}
+
 async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined, progressFile: string): Promise<Stack> {
   const workDir = workspaceDir(ctx);
   const program = plan ? releaseProgram(plan) : async () => ({});
@@ -160,6 +196,7 @@ async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined,
       projectSettings: releaseProjectSettings(ctx),
       envVars: engineEnvFor(ctx, progressFile),
       pulumiCommand: await pulumiCommand(cliRecordFile(ctx), engineEnvFor(ctx, progressFile).PATH),
+      secretsProvider: ctx.secrets.secretsProvider,
     },
   );
 }
@@ -288,11 +325,11 @@ async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log
   }
 }
 
-async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null }> {
+async function currentLatestEtag(ctx: EnvironmentContext): Promise<{ etag: string; version: string | null; imageId: string | null }> {
   const clients = createAwsClients({ region: ctx.outputs.region });
   try {
     const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
-    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null };
+    return { etag: read?.etag ?? "", version: read?.pointer.version ?? null, imageId: read?.pointer.imageId ?? null };
   } finally {
     destroyAwsClients(clients);
   }
@@ -506,24 +543,22 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const latest = await currentLatestEtag(ctx);
   const plan = buildPlan(ctx, req, { key, sha256 }, latest.etag);
   const ltClients = createAwsClients({ region: ctx.outputs.region });
-  const currentTemplate = await describeDefaultVersion(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
+  // The default version's number only: reading the version itself would need the right to
+  // read its user data, which the preview role does not have. The image in use is the one
+  // the last release recorded in latest.json.
+  const defaultVersion = await describeDefaultVersionNumber(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
   const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
   fs.writeFileSync(progressFile, "");
   try {
-    const stack = await openStack(ctx, plan, progressFile);
     const steps: PreviewSummary["steps"] = [];
-    await stack.preview({
-      onOutput: () => undefined,
-      onEvent: (e) => {
-        const m = e.resourcePreEvent?.metadata;
-        if (!m || !m.type.includes("dynamic")) return;
-        const olds = (m.old?.inputs ?? {}) as Record<string, unknown>;
-        const news = (m.new?.inputs ?? {}) as Record<string, unknown>;
-        if (m.op === "replace" || m.op === "delete-replaced") return; // the create-replacement line says it
-        const changed = Object.keys({ ...olds, ...news }).filter((k) => !k.startsWith("__") && JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-        steps.push({ resource: m.type.split(":").pop() ?? m.type, op: m.op === "create-replacement" ? "replace" : m.op, changed });
-      },
-    });
+    const stack = await selectExistingStack(ctx, plan, progressFile);
+    if (!stack) {
+      // Before the first release there is no release stack, and a preview must not make one
+      // (it would change the state backend): every step of the program would be created.
+      steps.push(...firstReleaseSteps(plan));
+    } else {
+      await previewSteps(stack, steps);
+    }
     const imageStep = steps.find((s) => s.resource === "BakedImage");
     const templateStep = steps.find((s) => s.resource === "LaunchTemplateRelease");
     const summary: PreviewSummary = {
@@ -534,12 +569,12 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
       image: !plan.image.enabled
         ? "not baked (--skip-image or image.enabled=false)"
         : imageStep && imageStep.op !== "same"
-          ? `a new image for ${req.version} (now ${currentTemplate.imageId ?? "?"})`
+          ? `a new image for ${req.version} (now ${latest.imageId ?? "the base image"})`
           : "unchanged",
       launchTemplate:
         !plan.image.enabled || !templateStep || templateStep.op === "same"
-          ? `unchanged (default version ${currentTemplate.versionNumber})`
-          : `default version ${currentTemplate.versionNumber} → a new version with the ${req.version} image`,
+          ? `unchanged (default version ${defaultVersion})`
+          : `default version ${defaultVersion} → a new version with the ${req.version} image`,
     };
     void out;
     return summary;

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as awsnative from "@pulumi/aws-native";
 import * as pulumi from "@pulumi/pulumi";
-import { buildDeployDocument, readAgentScript, sha256Hex } from "../shared/agent/document.js";
+import { buildDeployDocument, readAgentScript, sha256Hex, type DocumentPins } from "../shared/agent/document.js";
 import { deployDocumentName } from "../shared/naming.js";
 import { agentPrefix } from "../shared/policy.js";
 
@@ -12,6 +12,11 @@ export interface DeployDocumentArgs {
   bucketName: pulumi.Input<string>;
   /** The agent script. @default the repository's `shared/agent/zcp-agent.sh` */
   agentScript?: string;
+  /**
+   * The configured runtime (app dir, app user, service, app root) the document accepts and
+   * nothing else. @default unpinned: any value of the generic patterns
+   */
+  pins?: DocumentPins;
   /**
    * Default of the document's `executionTimeout` (s): how long one run may take before SSM
    * kills it. Releases send `zcp:deploy.commandTimeoutS` explicitly. @default 3600
@@ -71,7 +76,11 @@ export class DeployDocument extends pulumi.ComponentResource {
         documentFormat: "JSON",
         targetType: "/AWS::EC2::Instance",
         updateMethod: "NewVersion",
-        content: buildDeployDocument({ script, ...(args.executionTimeoutS !== undefined ? { executionTimeoutS: args.executionTimeoutS } : {}) }),
+        content: buildDeployDocument({
+          script,
+          ...(args.pins ? { pins: args.pins } : {}),
+          ...(args.executionTimeoutS !== undefined ? { executionTimeoutS: args.executionTimeoutS } : {}),
+        }),
         tags: Object.entries(tags).map(([key, value]) => ({ key, value })),
       },
       { parent: this },

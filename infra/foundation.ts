@@ -58,7 +58,19 @@ export function zcpFoundation(config: ZcpConfig): FoundationStackOutputs {
 
   const agent = new DeployDocument(
     "deploy-document",
-    { app: config.app, environment: config.environment, bucketName: artifacts.bucketName, executionTimeoutS: config.deploy.commandTimeoutS, tags },
+    {
+      app: config.app,
+      environment: config.environment,
+      bucketName: artifacts.bucketName,
+      executionTimeoutS: config.deploy.commandTimeoutS,
+      pins: {
+        appDir: config.runtime.appDir,
+        appUser: config.runtime.user,
+        service: config.runtime.service,
+        appRoot: config.runtime.appRoot,
+      },
+      tags,
+    },
     opts,
   );
 
@@ -97,6 +109,7 @@ export function zcpFoundation(config: ZcpConfig): FoundationStackOutputs {
         agentKey: agent.agentKey,
         agentSha256: agent.agentSha256,
         appDir: config.runtime.appDir,
+        appRoot: config.runtime.appRoot,
         appUser: config.runtime.user,
         service: config.runtime.service,
         processManager: config.runtime.processManager,

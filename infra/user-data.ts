@@ -6,7 +6,13 @@
  * of the last release, or the base AMI. If `latest.json` names a different version than the
  * one `APP_DIR/current` points at, the instance runs the same deploy agent a release runs
  * (the boot copy the DeployDocument publishes, checked against its SHA-256) on that version.
+ *
+ * Before anything else it makes sure the app user exists as a dedicated system user (no
+ * login shell, no password, in no group but its own) and that the app root is root's: the
+ * agent refuses to deploy as a user who can become root, or into a directory the app user
+ * could swap for a link.
  */
+import { APP_USER_PATTERN } from "../shared/agent/document.js";
 import { APP_PATTERN, SHA256_PATTERN, VERSION_PATTERN, artifactPrefix, latestPointerKey } from "../shared/naming.js";
 import type { AgentRuntime } from "../shared/agent/params.js";
 
@@ -19,6 +25,8 @@ export interface ConvergeScriptArgs extends AgentRuntime {
   agentKey: string;
   /** SHA-256 of the agent script; the copy must match it. */
   agentSha256: string;
+  /** The configured app root (the agent deploys nowhere else). */
+  appRoot: string;
   /** Where the script logs. @default "/var/log/zcp-converge.log" */
   logFile?: string;
 }
@@ -31,6 +39,7 @@ export function shellQuote(value: string): string {
 export function buildConvergeScript(a: ConvergeScriptArgs): string {
   if (!new RegExp(APP_PATTERN).test(a.app)) throw new Error(`invalid app name ${JSON.stringify(a.app)}`);
   if (!new RegExp(SHA256_PATTERN).test(a.agentSha256)) throw new Error("agentSha256 must be 64 hex digits");
+  if (!new RegExp(APP_USER_PATTERN).test(a.appUser)) throw new Error(`invalid app user ${JSON.stringify(a.appUser)}`);
   const v = (name: string, value: string | number) => `${name}=${shellQuote(String(value))}`;
   const prefix = artifactPrefix(a.app);
   return [
@@ -45,7 +54,15 @@ export function buildConvergeScript(a: ConvergeScriptArgs): string {
     v("AGENT_KEY", a.agentKey),
     v("AGENT_SHA256", a.agentSha256),
     v("APP_DIR", a.appDir),
+    v("APP_ROOT", a.appRoot),
+    v("APP_USER", a.appUser),
     `export AWS_DEFAULT_REGION=${shellQuote(a.region)}`,
+    "",
+    "# The app runs as a dedicated system user, created here when the image lacks it.",
+    'if ! id -u "$APP_USER" >/dev/null 2>&1; then',
+    '  useradd --system --user-group --no-create-home --home-dir "$APP_DIR/shared" --shell /usr/sbin/nologin "$APP_USER"',
+    "fi",
+    'install -d -o root -g root -m 0755 "$APP_ROOT"',
     "",
     'log() { printf "%s zcp-converge: %s\\n" "$(date -u +%FT%TZ)" "$*"; }',
     'work="$(mktemp -d)"',
@@ -95,6 +112,7 @@ export function buildConvergeScript(a: ConvergeScriptArgs): string {
     '  ZCP_ARTIFACT="s3://$BUCKET/$key" \\',
     '  ZCP_SHA256="$sha256" \\',
     `  ${v("ZCP_APP_DIR", a.appDir)} \\`,
+    `  ${v("ZCP_APP_ROOT", a.appRoot)} \\`,
     `  ${v("ZCP_APP_USER", a.appUser)} \\`,
     `  ${v("ZCP_SERVICE", a.service)} \\`,
     `  ${v("ZCP_PROCESS_MANAGER", a.processManager)} \\`,

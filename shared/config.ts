@@ -93,10 +93,19 @@ export interface FleetExistingConfig {
 export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
 
 export interface RuntimeConfig {
-  /** User the application runs as. @default "ubuntu" */
+  /**
+   * User the application runs as: a dedicated unprivileged system user, which the launch
+   * template's user data creates when missing. Never root or a distribution's login user
+   * (ubuntu, ec2-user, …), who can become root. @default the app name
+   */
   user: string;
-  /** Absolute application directory (`releases/`, `current`, `shared/`). @default "/opt/<app>" */
+  /** Absolute application directory (`releases/`, `current`, `shared/`). @default appRoot */
   appDir: string;
+  /**
+   * The directory the agent deploys into: appDir must be it or inside it, and the agent
+   * refuses any other. @default appDir when set, else "/opt/<app>"
+   */
+  appRoot: string;
   /** @default "supervisor" */
   processManager: ProcessManager;
   /** Service (supervisor program or systemd unit) to restart. @default the app name */
@@ -220,6 +229,9 @@ const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits an
     error: (iss) => `must be a directory of the app's own, not a system directory, got ${show(iss.input)}`,
   });
 
+/** Users that can become root on common images; the app must not run as one of them. */
+const PRIVILEGED_USERS = ["root", "ubuntu", "ec2-user", "admin", "debian", "centos", "fedora", "rocky", "almalinux"];
+
 const rawSchema = z.strictObject({
   app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
   environment: matching(ENV_PATTERN, "a lower-case name like dev or prod"),
@@ -291,8 +303,13 @@ const rawSchema = z.strictObject({
   baseAmiId: matching(AMI_RE, "an AMI id like ami-0123456789abcdef0"),
   runtime: z.strictObject(
     {
-      user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -").default("ubuntu"),
+      user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -")
+        .refine((v) => !PRIVILEGED_USERS.includes(v), {
+          error: (iss) => `must be a dedicated unprivileged user (zcp's user data creates it), not ${show(iss.input)}, which can become root`,
+        })
+        .optional(),
       appDir: appDir.optional(),
+      appRoot: appDir.optional(),
       processManager: z
         .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
         .default("supervisor"),
@@ -425,6 +442,14 @@ function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): 
     }
   }
 
+  const r = c.runtime;
+  if (r.appDir !== undefined && r.appRoot !== undefined && r.appDir !== r.appRoot && !r.appDir.startsWith(`${r.appRoot}/`)) {
+    add(["runtime", "appDir"], `must be zcp:runtime.appRoot (${r.appRoot}) or inside it, got ${JSON.stringify(r.appDir)}`);
+  }
+  if (r.user === undefined && PRIVILEGED_USERS.includes(c.app)) {
+    add(["runtime", "user"], `defaults to the app name, which is a privileged user (${c.app}); set a dedicated user`);
+  }
+
   const f = c.fleet;
   const mode = f.mode ?? (f.asgName !== undefined ? "existing" : "create");
   if (mode === "existing") {
@@ -507,8 +532,9 @@ function normalize(c: RawParsed): ZcpConfig {
     fleet,
     baseAmiId: c.baseAmiId,
     runtime: {
-      user: c.runtime.user,
-      appDir: c.runtime.appDir ?? `/opt/${c.app}`,
+      user: c.runtime.user ?? c.app,
+      appDir: c.runtime.appDir ?? c.runtime.appRoot ?? `/opt/${c.app}`,
+      appRoot: c.runtime.appRoot ?? c.runtime.appDir ?? `/opt/${c.app}`,
       processManager: c.runtime.processManager,
       service: c.runtime.service ?? c.app,
       healthUrl: c.runtime.healthUrl,

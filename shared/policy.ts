@@ -204,6 +204,16 @@ export const RELEASE_DESCRIBE_ACTIONS = [
   "ssm:ListCommands",
 ] as const;
 
+/**
+ * What a preview describes: the release's describe actions without the ones that read other
+ * things than the fleet's shape: command output (`ssm:GetCommandInvocation`,
+ * `ListCommandInvocations`, `ListCommands`: any command's output in the account, which can
+ * carry what a deploy printed) and launch-template versions (their user data).
+ */
+export const PREVIEW_DESCRIBE_ACTIONS = RELEASE_DESCRIBE_ACTIONS.filter(
+  (a) => !["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands", "ec2:DescribeLaunchTemplateVersions"].includes(a),
+);
+
 function tagEquals(prefix: "aws:ResourceTag" | "ssm:resourceTag" | "aws:RequestTag", tags: Record<string, string>) {
   return Object.fromEntries(Object.entries(tags).map(([k, v]) => [`${prefix}/${k}`, v]));
 }
@@ -402,7 +412,7 @@ export function previewRolePolicy(s: RoleScope): PolicyDocument {
     {
       Sid: "Describe",
       Effect: "Allow",
-      Action: [...RELEASE_DESCRIBE_ACTIONS],
+      Action: [...PREVIEW_DESCRIBE_ACTIONS],
       Resource: "*",
     },
     ...stateBackendStatements(s.stateBackend, p, false),

@@ -5,6 +5,7 @@
  */
 import {
   CreateLaunchTemplateVersionCommand,
+  DescribeLaunchTemplatesCommand,
   DescribeLaunchTemplateVersionsCommand,
   ModifyLaunchTemplateCommand,
   type CreateLaunchTemplateVersionCommandInput,
@@ -47,6 +48,23 @@ async function describeVersions(ec2: EC2Client, launchTemplateId: string, versio
     pacing,
   );
   return (out.LaunchTemplateVersions ?? []).map((v) => templateVersion(v, launchTemplateId));
+}
+
+/**
+ * The template's default version number from DescribeLaunchTemplates, which (unlike
+ * DescribeLaunchTemplateVersions) returns no launch data, so no user data: what a preview,
+ * whose role may not read user data, can know of the template.
+ */
+export async function describeDefaultVersionNumber(ec2: EC2Client, launchTemplateId: string, pacing: Pacing = {}): Promise<number> {
+  const out = await awsCall(
+    "Reading launch template",
+    launchTemplateId,
+    () => ec2.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateIds: [launchTemplateId] })),
+    pacing,
+  );
+  const n = out.LaunchTemplates?.[0]?.DefaultVersionNumber;
+  if (n === undefined) throw new StepError("Reading launch template", launchTemplateId, new Error("it has no default version"));
+  return n;
 }
 
 export async function describeDefaultVersion(ec2: EC2Client, launchTemplateId: string, pacing: Pacing = {}): Promise<TemplateVersion> {

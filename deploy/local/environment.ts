@@ -8,7 +8,7 @@
  * seeds what the foundation would have made; later commands reuse them. `zcp local down`
  * stops what this module started (by the pids it recorded, never by process name).
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { processAlive } from "../process.js";
 import * as os from "node:os";
@@ -173,6 +173,29 @@ export interface LocalEnvironment {
   appUser: string;
 }
 
+/** The dedicated user the local fleet's app runs as when zcp runs as root. */
+export const LOCAL_ROOT_APP_USER = "zcp-app";
+
+/**
+ * The user the local fleet's app runs as: the current user, or, as root, a dedicated system
+ * user created when missing (the agent refuses to run an app as root, as the launch
+ * template's user data does on EC2).
+ */
+export function localAppUser(): string {
+  if (typeof process.getuid !== "function" || process.getuid() !== 0) return os.userInfo().username;
+  const exists = spawnSync("id", ["-u", LOCAL_ROOT_APP_USER], { stdio: "ignore" }).status === 0;
+  if (!exists) {
+    const made = spawnSync("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", LOCAL_ROOT_APP_USER], {
+      encoding: "utf8",
+    });
+    // Another process may have created it meanwhile.
+    if (made.status !== 0 && spawnSync("id", ["-u", LOCAL_ROOT_APP_USER], { stdio: "ignore" }).status !== 0) {
+      throw new Error(`cannot create the local app user ${LOCAL_ROOT_APP_USER}: ${made.stderr.trim()}`);
+    }
+  }
+  return LOCAL_ROOT_APP_USER;
+}
+
 /**
  * Makes sure the emulator runs and holds what the foundation would have made (bucket, launch
  * template, tagged instances), and that each instance has its directory and supervisord.
@@ -182,7 +205,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
   const env = localAwsEnv(endpoint);
   Object.assign(process.env, env);
   const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
-  const appUser = os.userInfo().username;
+  const appUser = localAppUser();
   try {
     const { s3, ec2 } = clients;
     try {

@@ -384,12 +384,24 @@ export function agentParamsFor(
   };
 }
 
+/** The agent's state dir of an instance (markers and deploy logs), outside its app dir. */
+export function instanceStateDir(inst: Pick<LocalInstance, "dir">): string {
+  return path.join(inst.dir, "state");
+}
+
 /**
  * What the agent needs besides AgentParams to act on this instance: its supervisord, its
- * name in results, and a lock that lives (and goes away) with the instance.
+ * name in results, a lock and a state dir that live (and go away) with the instance, and the
+ * instance's directory as the app root (an EC2 instance uses the configured root, /opt/APP).
  */
 export function agentInstanceEnv(inst: LocalInstance): Record<string, string> {
-  return { ZCP_SUPERVISOR_CONF: inst.supervisorConf, ZCP_INSTANCE_ID: inst.id, ZCP_LOCK_DIR: inst.dir };
+  return {
+    ZCP_SUPERVISOR_CONF: inst.supervisorConf,
+    ZCP_INSTANCE_ID: inst.id,
+    ZCP_LOCK_DIR: inst.dir,
+    ZCP_STATE_DIR: instanceStateDir(inst),
+    ZCP_APP_ROOT: inst.dir,
+  };
 }
 
 /** Runs the deploy agent for one instance with `env` (normally agentEnvironment(params)). */

@@ -15,6 +15,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { ConfigError } from "../errors.js";
 import { APP_PATTERN, SHA256_PATTERN, VERSION_PATTERN } from "../naming.js";
 
@@ -142,9 +143,13 @@ export function sha256Hex(text: string): string {
   return crypto.createHash("sha256").update(text, "utf8").digest("hex");
 }
 
-/** The agent as base64 in 76-column lines, the form `base64 -d` reads from a here-document. */
-export function base64Lines(text: string): string[] {
-  const b64 = Buffer.from(text, "utf8").toString("base64");
+/**
+ * The agent gzipped (deterministically: Node writes no name and a zero mtime in the header, so
+ * the same script always gives the same document) as base64 in 76-column lines, the form
+ * `base64 -d` reads from a here-document.
+ */
+export function gzipBase64Lines(text: string): string[] {
+  const b64 = zlib.gzipSync(Buffer.from(text, "utf8"), { level: 9 }).toString("base64");
   const lines: string[] = [];
   for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
   return lines;
@@ -157,8 +162,17 @@ const HEREDOC_END = "ZCP_AGENT_BASE64";
  * `SSM_*` parameters to `ZCP_*` and run it with bash (SSM itself runs commands with `sh`,
  * and the agent is a bash script). The agent's exit code is the command's exit code.
  */
-export function runCommandLines(script: string): string[] {
+export function runCommandLines(script: string, pins?: DocumentPins): string[] {
   const sha = sha256Hex(script);
+  // The app root is configuration, not a parameter: the sender cannot choose it. Checked
+  // against the same safe-path pattern as the app dir before it is written into the script.
+  const rootLine: string[] = [];
+  if (pins) {
+    if (!new RegExp(APP_DIR_PATTERN).test(pins.appRoot) || pins.appRoot.includes("..") || pins.appRoot.includes("'")) {
+      throw new ConfigError("zcp:runtime.appRoot", `must be an absolute path of letters, digits and ._-/, got ${JSON.stringify(pins.appRoot)}`);
+    }
+    rootLine.push(`  ZCP_APP_ROOT='${pins.appRoot}' \\`);
+  }
   const envLines = DEPLOY_PARAMETERS.map((p) => `  ${p.env}="$SSM_${p.name}" \\`);
   return [
     "set -eu",
@@ -172,22 +186,46 @@ export function runCommandLines(script: string): string[] {
     "  exit 2",
     "fi",
     'zcp_agent="$(mktemp)"',
-    `trap 'rm -f "$zcp_agent"' EXIT`,
-    `base64 -d > "$zcp_agent" <<'${HEREDOC_END}'`,
-    ...base64Lines(script),
+    'zcp_gz="$(mktemp)"',
+    `trap 'rm -f "$zcp_agent" "$zcp_gz"' EXIT`,
+    // gzip before base64: the agent alone would outgrow SSM's 64 KB document limit as base64.
+    `base64 -d > "$zcp_gz" <<'${HEREDOC_END}'`,
+    ...gzipBase64Lines(script),
     HEREDOC_END,
+    'gzip -dc < "$zcp_gz" > "$zcp_agent"',
     `if ! echo "${sha}  $zcp_agent" | sha256sum -c --status; then`,
     '  echo "zcp: the embedded agent did not decode intact" >&2',
     "  exit 2",
     "fi",
     "zcp_rc=0",
+    ...rootLine,
     ...envLines,
     '  /bin/bash "$zcp_agent" || zcp_rc=$?',
     'exit "$zcp_rc"',
   ];
 }
 
+/**
+ * The configured runtime the document is pinned to: the `appDir`, `appUser` and `service`
+ * parameters accept exactly these values (their allowedPattern is built from them), and the
+ * agent is told the app root. Whoever may send the document (the release role) can then
+ * choose the version and artifact, never where it lands or whom it runs as.
+ */
+export interface DocumentPins {
+  appDir: string;
+  appUser: string;
+  service: string;
+  appRoot: string;
+}
+
+/** A regular expression that matches exactly `value`. */
+export function exactPattern(value: string): string {
+  return `^${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`;
+}
+
 export interface BuildDocumentOptions {
+  /** The runtime the document's parameters are pinned to. @default unpinned (generic patterns) */
+  pins?: DocumentPins;
   /** The agent script text. @default read from `shared/agent/zcp-agent.sh` under `rootDir` */
   script?: string;
   /** Repository root to read the agent from. @default found from this file's location */
@@ -200,11 +238,18 @@ export interface BuildDocumentOptions {
 export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployDocumentContent {
   const script = options.script ?? readAgentScript(options.rootDir);
   const parameters: Record<string, DocumentParameter> = {};
+  const pinned: Partial<Record<string, string>> = options.pins
+    ? { appDir: options.pins.appDir, appUser: options.pins.appUser, service: options.pins.service }
+    : {};
   for (const p of DEPLOY_PARAMETERS) {
+    const value = pinned[p.name];
+    if (value !== undefined && !new RegExp(p.allowedPattern).test(value)) {
+      throw new ConfigError(`zcp:runtime.${p.name === "appUser" ? "user" : p.name}`, `must match ${p.allowedPattern}, got ${JSON.stringify(value)}`);
+    }
     parameters[p.name] = {
       type: "String",
-      description: `${p.description} Passed to the agent as ${p.env}.`,
-      allowedPattern: p.allowedPattern,
+      description: `${p.description} Passed to the agent as ${p.env}.${value !== undefined ? " Pinned to the configured value." : ""}`,
+      allowedPattern: value !== undefined ? exactPattern(value) : p.allowedPattern,
       interpolationType: "ENV_VAR",
     };
   }
@@ -227,7 +272,7 @@ export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployD
         action: "aws:runShellScript",
         name: "deploy",
         precondition: { StringEquals: ["platformType", "Linux"] },
-        inputs: { runCommand: runCommandLines(script), timeoutSeconds: `{{ ${EXECUTION_TIMEOUT_PARAMETER} }}` },
+        inputs: { runCommand: runCommandLines(script, options.pins), timeoutSeconds: `{{ ${EXECUTION_TIMEOUT_PARAMETER} }}` },
       },
     ],
   };

@@ -21,6 +21,13 @@
 #   ZCP_KEEP_RELEASES     how many of the newest releases to keep (1..50); the current and
 #                         the previous release are always kept
 # Optional:
+#   ZCP_APP_ROOT          the directory ZCP_APP_DIR must be (or be inside), compared after
+#                         resolving links (default /opt/$ZCP_APP); the deploy document pins it
+#                         from the stack's config
+#   ZCP_STATE_DIR         directory for zcp's own state of this app dir (default, as root:
+#                         /var/lib/zcp/<app>-<key>; otherwise under $XDG_STATE_HOME or
+#                         ~/.local/state); it must not be inside the app dir, nor a symlink,
+#                         nor writable by anyone but the agent's user
 #   ZCP_SUPERVISOR_CONF   supervisord config file passed to `supervisorctl -c`, so that a
 #                         supervisord with its own socket (one per app, or one per instance of
 #                         a local fleet) is addressed instead of the system-wide one
@@ -29,27 +36,52 @@
 #   ZCP_INSTANCE_ID       reported as `instance` in the result (default: the host name)
 #   ZCP_LOCK_DIR          existing directory for the lock file (default below); a local fleet
 #                         keeps each instance's lock inside the instance
+#   ZCP_LOCK_WAIT_S       how long a deploy waits when a deploy of the same version holds the
+#                         lock (default 300; 0 refuses at once, like any other version)
 #   ZCP_PYTHON            absolute path of the interpreter for Python virtual environments
 #                         (default: the first python3 of /usr/bin, /usr/local/bin, PATH)
 #   AWS_ENDPOINT_URL      honoured for s3:// artifacts (an S3-compatible endpoint or emulator)
 #
+# The app user is hostile until proven otherwise: the app's code, its dependencies' install
+# scripts and anyone who gets its shell run as it. So, when the agent runs as root:
+#   - the app user must not be root, nor a member of sudo, wheel or admin;
+#   - ZCP_APP_DIR itself and the `current` link are root's (0755): the app user cannot
+#     replace releases/, shared/ or current with links; every directory above it must be
+#     root's and not writable by others (sticky directories such as /tmp excepted);
+#   - everything inside releases/ and shared/ is created, moved and deleted by the app user
+#     (runuser), never by root, so a link planted there reaches nothing the app user could
+#     not reach anyway; lockfiles are read as the app user too;
+#   - releases/, shared/, shared/venvs, shared/node and lockfiles that are symlinks are
+#     refused (exit 2, reason "unsafe") before anything changes;
+#   - zcp's markers and logs live in the root-owned state dir, never in the app dir.
+#
 # Layout under ZCP_APP_DIR:
-#   releases/<version>/   one directory per release, extracted whole and renamed into place;
-#                         holds .zcp-sha256 (the verified artifact checksum) and .venv or
-#                         node_modules links to its dependency environment
+#   releases/<version>/   one directory per release, extracted whole (setuid/setgid bits
+#                         dropped; an artifact with device nodes or fifos is refused) and
+#                         renamed into place; holds .venv or node_modules links to its
+#                         dependency environment
 #   current               symlink to releases/<version>, switched atomically
-#   shared/               state that outlives releases: venvs/<key>/ and node/<key>/
-#                         (dependency environments keyed by lockfile hash), deploy.log (the
-#                         result line of every deploy that got as far as changing something
-#                         or finding nothing to change), deploy-detail.log (command output)
+#   shared/               state of the app that outlives releases: venvs/<key>/ and
+#                         node/<key>/ (dependency environments keyed by lockfile hash)
+# Layout under the state dir (zcp's own, root-owned when the agent runs as root):
+#   releases/<version>.sha256     the verified artifact checksum a release was extracted from
+#   releases/<version>.activated  when it last became current (retention keeps the newest)
+#   envs/<venvs|node>-<key>       a dependency environment whose install completed
+#   pending                       present while a switch is not yet verified healthy; names
+#                                 the release to go back to, which the next run restores first
+#   deploy.log                    the result line of every deploy that got as far as
+#                                 changing something or finding nothing to change
+#   deploy-detail.log             command output of those deploys
 # The lock file lives outside the app dir (ZCP_LOCK_DIR, else /run/zcp as root, else
-# /run/lock or the temp dir), so taking it never needs the app dir; artifacts are fetched
-# into a temp dir outside it too.
+# /run/lock or the temp dir), is named after the app dir's real path (two spellings of one
+# directory share one lock), and its descriptor is closed for every command the agent
+# starts, so an install script that leaves a daemon behind cannot hold it.
+# Artifacts are fetched into a temp dir outside the app dir.
 #
 # Output: a few progress lines, then one JSON line, always last, with status (deployed,
 # unchanged, rolled_back, failed), version, previous, current, duration_ms, deps (installed,
-# reused, none), app, instance, message, and reason (rejected, checksum, locked) when the
-# deploy was refused. Command output goes to the detail log: SSM keeps only 24,000
+# reused, none), app, instance, message, and reason (rejected, checksum, locked, unsafe)
+# when the deploy was refused. Command output goes to the detail log: SSM keeps only 24,000
 # characters of stdout.
 # Exit codes: 0 deployed or unchanged; 1 failed (rolled back when a previous release
 # existed); 2 rejected input, nothing touched; 3 another deploy holds the lock.
@@ -97,6 +129,12 @@ APP_USER=""
 APP_UID=""
 APP_GID=""
 APP_HOME=""
+# The app dir and the app root as the kernel resolves them (links followed).
+APP_REAL=""
+APP_ROOT=""
+STATE_DIR=""
+# The lock's descriptor: a fixed number, so every command the agent starts can close it.
+readonly LOCK_FD=9
 HEALTH_PROBLEM=""
 # Set once the app dir holds the deploy log, so refused deploys never create it.
 CAN_LOG=0
@@ -115,8 +153,9 @@ STEP=""
 
 say() { printf 'zcp-agent: %s\n' "$*"; }
 warn() { printf 'zcp-agent: %s\n' "$*" >&2; }
-# Command output goes to the detail log only; stdout stays small.
-quiet() { "$@" >>"$DETAIL" 2>&1; }
+# Command output goes to the detail log only; stdout stays small. No command the agent
+# starts inherits the lock's descriptor (9>&-): a daemon left behind must not hold it.
+quiet() { "$@" >>"$DETAIL" 2>&1 9>&-; }
 
 json_string() {
   local s=${1:0:300}
@@ -276,8 +315,17 @@ validate_inputs() {
   if [[ -n ${ZCP_LOCK_DIR:-} ]] && { ! is_sane_abs_path "$ZCP_LOCK_DIR" || [[ ! -d $ZCP_LOCK_DIR ]]; }; then
     ERRORS+=("ZCP_LOCK_DIR must be the absolute path of an existing directory")
   fi
+  if [[ -n ${ZCP_LOCK_WAIT_S:-} && ! ${ZCP_LOCK_WAIT_S} =~ ^[0-9]{1,4}$ ]]; then
+    ERRORS+=("ZCP_LOCK_WAIT_S must be 0..9999 seconds")
+  fi
   if [[ -n ${ZCP_PYTHON:-} ]] && { ! is_sane_abs_path "$ZCP_PYTHON" || [[ ! -x $ZCP_PYTHON ]]; }; then
     ERRORS+=("ZCP_PYTHON must be the absolute path of an executable")
+  fi
+  if [[ -n ${ZCP_APP_ROOT:-} ]] && ! is_sane_abs_path "$ZCP_APP_ROOT"; then
+    ERRORS+=("ZCP_APP_ROOT must be an absolute path of A-Z a-z 0-9 . _ @ + - without . or .. segments")
+  fi
+  if [[ -n ${ZCP_STATE_DIR:-} ]] && ! is_sane_abs_path "$ZCP_STATE_DIR"; then
+    ERRORS+=("ZCP_STATE_DIR must be an absolute path of A-Z a-z 0-9 . _ @ + - without . or .. segments")
   fi
   if [[ -n ${AWS_ENDPOINT_URL:-} ]] &&
     ! [[ $AWS_ENDPOINT_URL =~ ^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$ ]]; then
@@ -285,6 +333,7 @@ validate_inputs() {
   fi
 
   if ((${#ERRORS[@]} == 0)); then
+    validate_app_root
     validate_user
     validate_tools
   fi
@@ -296,6 +345,25 @@ validate_inputs() {
   fi
 }
 
+# The app dir must be the configured root or inside it, both as written and as resolved:
+# a link inside the root that leads elsewhere does not count as inside.
+validate_app_root() {
+  APP_ROOT=${ZCP_APP_ROOT:-/opt/$ZCP_APP}
+  [[ $APP_ROOT == / ]] || APP_ROOT=${APP_ROOT%/}
+  if [[ $APP_DIR != "$APP_ROOT" && $APP_DIR != "$APP_ROOT"/* ]]; then
+    ERRORS+=("ZCP_APP_DIR must be $APP_ROOT or inside it (the configured app root)")
+    return
+  fi
+  local real_root
+  if ! real_root=$(realpath -m -- "$APP_ROOT") || ! APP_REAL=$(realpath -m -- "$APP_DIR"); then
+    ERRORS+=("ZCP_APP_DIR cannot be resolved")
+    return
+  fi
+  if [[ $APP_REAL != "$real_root" && $APP_REAL != "$real_root"/* ]]; then
+    ERRORS+=("ZCP_APP_DIR resolves to $APP_REAL, outside the configured app root $APP_ROOT")
+  fi
+}
+
 validate_user() {
   APP_USER=$ZCP_APP_USER
   if ! APP_UID=$(id -u -- "$APP_USER" 2>/dev/null); then
@@ -303,11 +371,27 @@ validate_user() {
     return
   fi
   APP_GID=$(id -g -- "$APP_USER")
+  # Root would hand the release (and the next install) to a user who is root already, or
+  # can become root: an app compromise must not be a root compromise.
+  if ((APP_UID == 0)); then
+    ERRORS+=("ZCP_APP_USER: $APP_USER has uid 0; the app must run as an unprivileged user")
+    return
+  fi
+  if ((EUID == 0)); then
+    local group
+    for group in $(id -nG -- "$APP_USER"); do
+      case $group in
+        sudo | wheel | admin | root)
+          ERRORS+=("ZCP_APP_USER: $APP_USER is a member of $group, which can become root")
+          return ;;
+      esac
+    done
+  fi
   # As root, files are handed to the app user and installs run as that user. Without root
   # (a local fleet), the agent can only act as itself.
   SWITCH_USER=0
   if ((EUID == 0)); then
-    ((APP_UID == 0)) || SWITCH_USER=1
+    SWITCH_USER=1
   elif ((APP_UID != EUID)); then
     ERRORS+=("ZCP_APP_USER: the agent runs as uid $EUID and cannot act as another user without root")
   fi
@@ -315,7 +399,7 @@ validate_user() {
 
 validate_tools() {
   local tool
-  local tools=(tar gzip sha256sum flock curl mktemp)
+  local tools=(tar gzip sha256sum flock curl mktemp realpath stat)
   [[ $ZCP_ARTIFACT == s3://* ]] && tools+=(aws)
   ((SWITCH_USER)) && tools+=(runuser)
   case $ZCP_PROCESS_MANAGER in
@@ -329,6 +413,9 @@ validate_tools() {
 
 # --- lock ----------------------------------------------------------------------------------
 
+# Keyed by the real path: /opt/web and a link to it are one app dir, so one lock.
+app_dir_key() { printf '%s' "$APP_REAL" | sha256sum | cut -c1-16; }
+
 take_lock() {
   local dir key
   if [[ -n ${ZCP_LOCK_DIR:-} ]]; then
@@ -341,13 +428,73 @@ take_lock() {
   else
     dir=${TMPDIR:-/tmp}
   fi
-  key=$(printf '%s' "$APP_DIR" | sha256sum | cut -c1-16)
+  key=$(app_dir_key)
   LOCK_FILE="$dir/zcp-$ZCP_APP-$key.lock"
-  exec {LOCK_FD}>>"$LOCK_FILE"
-  if ! flock -n "$LOCK_FD"; then
-    warn "another deploy of $ZCP_APP into $APP_DIR is running"
-    finish failed 3 "another deploy holds the lock; nothing was changed" locked
+  if [[ -L $LOCK_FILE ]]; then
+    reject "the lock file $LOCK_FILE is a symlink" unsafe
   fi
+  exec 9>>"$LOCK_FILE"
+  if ! flock -n "$LOCK_FD"; then
+    # The holder names its version beside the lock. A deploy of the same version (a command
+    # resent after a lost response, boot converge racing a release) waits a bounded time and
+    # then finds the release current; any other version is refused at once.
+    local holder wait_s=${ZCP_LOCK_WAIT_S:-300}
+    holder=$(head -c 200 "$LOCK_FILE.holder" 2>/dev/null) || holder=""
+    if [[ $holder == "$ZCP_VERSION" ]] && ((10#$wait_s > 0)); then
+      say "a deploy of $ZCP_VERSION is already running here; waiting up to ${wait_s}s for it"
+      flock -w "$wait_s" "$LOCK_FD" ||
+        finish failed 3 "a deploy of $ZCP_VERSION held the lock for more than ${wait_s}s; nothing was changed" locked
+    else
+      warn "another deploy of $ZCP_APP into $APP_DIR is running"
+      finish failed 3 "another deploy holds the lock; nothing was changed" locked
+    fi
+  fi
+  # Through a fresh file renamed into place: the lock dir may be shared (/run/lock, the temp
+  # dir), and a planted symlink must not redirect the write.
+  local tmp
+  tmp=$(mktemp "$LOCK_FILE.holder.XXXXXX") && printf '%s\n' "$ZCP_VERSION" >"$tmp" && mv -f -- "$tmp" "$LOCK_FILE.holder" ||
+    rm -f -- "$tmp"
+}
+
+# --- pending marker: a switch not yet verified healthy ---------------------------------------
+
+# Written (and flushed) before `current` moves, removed once the outcome is settled. SSM's
+# execution timeout and CancelCommand SIGKILL the whole process group, so no trap runs; a
+# reboot runs nothing either. Whoever runs next (a release, a rollback, boot converge) finds
+# the marker and first puts back the release it names.
+PENDING_FILE=""
+
+mark_pending() {
+  local tmp=$PENDING_FILE.tmp.$$
+  printf '%s\n' "$1" >"$tmp"
+  sync "$tmp" 2>/dev/null || sync
+  mv -f -- "$tmp" "$PENDING_FILE"
+  sync "$STATE_DIR" 2>/dev/null || true
+}
+
+clear_pending() {
+  rm -f -- "$PENDING_FILE"
+}
+
+# An earlier run switched `current` and died before its health check: go back first.
+revert_unverified_switch() {
+  [[ -f $PENDING_FILE ]] || return 0
+  local before now
+  before=$(head -c 200 "$PENDING_FILE")
+  before=${before%%$'\n'*}
+  now=$(current_version)
+  if [[ -n $before && $before =~ $VERSION_RE && -d $APP_DIR/releases/$before ]]; then
+    if [[ $now != "$before" ]]; then
+      warn "an earlier deploy switched to ${now:-nothing} and never verified it; reverting to $before"
+      switch_current "$before"
+      service_restart || warn "could not restart $ZCP_SERVICE on $before"
+    fi
+  elif [[ -z $before && -n $now ]]; then
+    warn "an earlier first deploy of $now was never verified; stopping $ZCP_SERVICE"
+    service_stop || true
+    rm -f -- "$APP_DIR/current"
+  fi
+  clear_pending
 }
 
 # --- process manager and health -----------------------------------------------------------
@@ -356,7 +503,7 @@ supervisorctl_cmd() {
   local args=()
   [[ -z ${ZCP_SUPERVISOR_CONF:-} ]] || args+=(-c "$ZCP_SUPERVISOR_CONF")
   [[ -z ${ZCP_SUPERVISOR_URL:-} ]] || args+=(-s "$ZCP_SUPERVISOR_URL")
-  supervisorctl "${args[@]}" "$@"
+  supervisorctl "${args[@]}" "$@" 9>&-
 }
 
 service_restart() {
@@ -386,7 +533,7 @@ service_running() {
       # One line per process (a group has several): all must be RUNNING.
       awk 'NF { n++; if ($2 != "RUNNING") bad = 1 } END { exit (n > 0 && !bad) ? 0 : 1 }' <<<"$out" ;;
     systemd)
-      systemctl is-active --quiet "$ZCP_SERVICE" ;;
+      systemctl is-active --quiet "$ZCP_SERVICE" 9>&- ;;
   esac
 }
 
@@ -416,13 +563,15 @@ wait_healthy() {
 
 # --- files ---------------------------------------------------------------------------------
 
+# Runs a command as the app user, with a clean environment and without the lock's
+# descriptor. As root this is the only way anything inside releases/ or shared/ changes.
 as_app_user() {
   if ((SWITCH_USER)); then
     runuser -u "$APP_USER" -- env -i PATH="$PATH" HOME="$APP_HOME" LANG=C.UTF-8 \
       PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-      npm_config_cache="$APP_DIR/shared/.npm" npm_config_update_notifier=false "$@"
+      npm_config_cache="$APP_DIR/shared/.npm" npm_config_update_notifier=false "$@" 9>&-
   else
-    env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$@"
+    env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$@" 9>&-
   fi
 }
 
@@ -431,19 +580,115 @@ give_to_app_user() { # give_to_app_user PATH...: chown without following links
   chown -h -- "$APP_UID:$APP_GID" "$@"
 }
 
-# Nothing in the app dir may stay root-owned: the app (and the next install) runs as the
-# app user.
-own_app_dir() {
+# unsafe MESSAGE: refuses the deploy because of something the app user could have planted.
+unsafe() {
+  warn "refused: $1"
+  local tail="nothing was changed"
+  [[ -z $PREVIOUS ]] || tail="$PREVIOUS is still current"
+  finish failed 2 "refused: $1; zcp never follows links the app user controls; $tail" unsafe
+}
+
+# A directory zcp uses inside the app dir: absent, or a real directory (not a link) that
+# resolves to itself inside the app dir.
+check_app_path() {
+  local p=$1 real
+  [[ -e $p || -L $p ]] || return 0
+  [[ ! -L $p ]] || unsafe "${p#"$APP_DIR"/} in $APP_DIR is a symlink"
+  [[ -d $p ]] || unsafe "${p#"$APP_DIR"/} in $APP_DIR is not a directory"
+  real=$(realpath -e -- "$p") || unsafe "${p#"$APP_DIR"/} in $APP_DIR cannot be resolved"
+  [[ $real == "$APP_REAL"/* ]] || unsafe "${p#"$APP_DIR"/} in $APP_DIR resolves outside it, to $real"
+}
+
+# Every directory from / down to the app dir (resolved) must be root's and not writable by
+# anyone else, or the app user could swap the app dir itself for a link. A sticky directory
+# (/tmp) protects root's entries from other users, so it may be world-writable.
+check_app_ancestors() {
   ((EUID == 0)) || return 0
-  find "$APP_DIR" -xdev \( ! -user "$APP_UID" -o ! -group "$APP_GID" \) \
-    -exec chown -h -- "$APP_UID:$APP_GID" {} + 2>>"$DETAIL"
+  local d=$APP_REAL st
+  while :; do
+    if [[ -e $d ]]; then
+      st=$(stat -c '%u %a' -- "$d")
+      local uid=${st% *} mode=$((8#${st#* }))
+      if ((uid != 0)) && [[ $d != "$APP_REAL" ]]; then
+        reject "$d (above the app dir) is owned by uid $uid, not root" unsafe
+      fi
+      if [[ $d != "$APP_REAL" ]] && ((mode & 8#022)) && ! ((mode & 8#1000)); then
+        reject "$d (above the app dir) is writable by group or others" unsafe
+      fi
+    fi
+    [[ $d != / ]] || break
+    d=$(dirname -- "$d")
+  done
+}
+
+# Checks the layout before the deploy looks at anything in it.
+check_app_layout() {
+  check_app_ancestors
+  if [[ -e $APP_DIR/current && ! -L $APP_DIR/current ]]; then
+    reject "$APP_DIR/current exists and is not a symlink" unsafe
+  fi
+  local d
+  for d in "$APP_DIR/releases" "$APP_DIR/shared" "$APP_DIR/shared/venvs" "$APP_DIR/shared/node" "$APP_DIR/shared/.npm"; do
+    check_app_path "$d"
+  done
+}
+
+# The state dir: zcp's markers and logs, the agent user's alone.
+state_dir_default() {
+  local key
+  key=$(app_dir_key)
+  if ((EUID == 0)); then
+    printf '/var/lib/zcp/%s-%s' "$ZCP_APP" "$key"
+  else
+    printf '%s/zcp/%s-%s' "${XDG_STATE_HOME:-${HOME:-/nonexistent}/.local/state}" "$ZCP_APP" "$key"
+  fi
+}
+
+check_state_dir() {
+  local d=$1 real st
+  if [[ -L $d ]]; then reject "the state dir $d is a symlink" unsafe; fi
+  [[ -d $d ]] || return 0
+  real=$(realpath -e -- "$d")
+  if [[ $real == "$APP_REAL" || $real == "$APP_REAL"/* ]]; then
+    reject "the state dir $d is inside the app dir" unsafe
+  fi
+  st=$(stat -c '%u %a' -- "$d")
+  if ((${st% *} != EUID)) || (((8#${st#* }) & 8#022)); then
+    reject "the state dir $d must be owned by uid $EUID and writable by it alone" unsafe
+  fi
+}
+
+prepare_state_dir() {
+  STATE_DIR=${ZCP_STATE_DIR:-$(state_dir_default)}
+  check_state_dir "$STATE_DIR"
+  if [[ -z ${ZCP_STATE_DIR:-} && $EUID == 0 && ! -d /var/lib/zcp ]]; then
+    mkdir -m 0755 /var/lib/zcp
+  fi
+  # Its parent must exist (a configured state dir is not invented out of nothing).
+  [[ -d $STATE_DIR ]] || mkdir -m 0700 -- "$STATE_DIR"
+  check_state_dir "$STATE_DIR"
+  local d
+  for d in "$STATE_DIR/releases" "$STATE_DIR/envs"; do
+    if [[ -L $d ]]; then reject "$d is a symlink" unsafe; fi
+    [[ -d $d ]] || mkdir -m 0700 -- "$d"
+  done
 }
 
 make_app_dirs() {
   local d
-  for d in "$APP_DIR" "$APP_DIR/releases" "$APP_DIR/shared"; do
+  prepare_state_dir
+  if [[ ! -d $APP_DIR ]]; then
+    mkdir -p -- "$APP_DIR"
+  fi
+  # The app dir is root's (0755): the app user can change what is inside releases/ and
+  # shared/, never which directories those are, nor where current points.
+  if ((EUID == 0)); then
+    chown -h -- 0:0 "$APP_DIR"
+  fi
+  chmod 0755 "$APP_DIR"
+  for d in "$APP_DIR/releases" "$APP_DIR/shared"; do
     if [[ ! -d $d ]]; then
-      mkdir -p -- "$d"
+      mkdir -- "$d"
       chmod 0755 "$d"
     fi
     give_to_app_user "$d"
@@ -454,27 +699,24 @@ make_app_dirs() {
 }
 
 append_logs() {
-  local line=$1 log=$APP_DIR/shared/deploy.log detail=$APP_DIR/shared/deploy-detail.log
-  [[ -d $APP_DIR/shared ]] || return 0
+  local line=$1 log=$STATE_DIR/deploy.log detail=$STATE_DIR/deploy-detail.log
+  [[ -n $STATE_DIR && -d $STATE_DIR ]] || return 0
   printf '%s\n' "$line" >>"$log"
   if [[ -s $DETAIL && $DETAIL != /dev/null ]]; then
     # One generation of history is enough to debug the last deploys.
     if [[ -f $detail ]] && (($(stat -c %s "$detail") > 1048576)); then
       mv -f "$detail" "$detail.1"
-      give_to_app_user "$detail.1"
     fi
     {
       printf '=== %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ZCP_APP" "$ZCP_VERSION"
       tail -c 262144 "$DETAIL"
     } >>"$detail"
-    give_to_app_user "$detail"
   fi
-  give_to_app_user "$log"
 }
 
 stored_sha() { # the checksum a release was verified against, if any
-  local f=$APP_DIR/releases/$1/.zcp-sha256
-  [[ -f $f ]] && head -c 64 "$f"
+  local f=$STATE_DIR/releases/$1.sha256
+  [[ -n $STATE_DIR && -f $f && -d $APP_DIR/releases/$1 && ! -L $APP_DIR/releases/$1 ]] && head -c 64 "$f"
 }
 
 fetch_artifact() {
@@ -491,23 +733,45 @@ fetch_artifact() {
   ARTIFACT_FILE=$dest
 }
 
+# Device nodes, fifos and sockets have no place in a release; refused before extraction.
+check_artifact_entries() {
+  local special
+  special=$(tar -tvzf "$ARTIFACT_FILE" 2>>"$DETAIL" | grep -m1 -E '^[bcps]') || true
+  if [[ -n $special ]]; then
+    reject "the artifact contains a device node, fifo or socket (${special##* })"
+  fi
+}
+
+# Lockfiles decide what is installed; one that is a link could make the install read a
+# file the app user cannot (or should not) see.
+check_lockfiles() {
+  local dir=$1 f
+  for f in requirements.txt package.json package-lock.json; do
+    if [[ -L $dir/$f ]]; then
+      [[ -z $STAGING ]] || { as_app_user rm -rf -- "$STAGING"; STAGING=""; }
+      unsafe "$f of release $ZCP_VERSION is a symlink"
+    fi
+  done
+}
+
 extract_release() {
   local release=$APP_DIR/releases/$ZCP_VERSION
   # Extract beside the final place and rename: a half-extracted release never exists under
-  # its version's name. The app user extracts, so every file is theirs from the start.
-  STAGING=$(mktemp -d "$APP_DIR/releases/.incoming-$ZCP_VERSION.XXXXXX")
-  chmod 0755 "$STAGING"
-  give_to_app_user "$STAGING"
-  (cd "$STAGING" && as_app_user tar -xzf - --no-same-owner -C "$STAGING") <"$ARTIFACT_FILE" >>"$DETAIL" 2>&1 || return 1
-  # The archive's root entry carries the packager's mode (often a 0700 temp dir).
-  chmod 0755 "$STAGING"
-  printf '%s\n' "$ZCP_SHA256" >"$STAGING/.zcp-sha256"
-  give_to_app_user "$STAGING/.zcp-sha256"
+  # its version's name. The app user extracts, so every file is theirs from the start and
+  # tar can create nothing the app user could not.
+  STAGING=$(as_app_user mktemp -d "$APP_DIR/releases/.incoming-$ZCP_VERSION.XXXXXX")
+  (cd "$STAGING" && as_app_user tar -xzf - --no-same-owner --no-same-permissions -C "$STAGING") <"$ARTIFACT_FILE" >>"$DETAIL" 2>&1 || return 1
+  # The archive's root entry carries the packager's mode (often a 0700 temp dir); setuid and
+  # setgid bits are never kept, whoever packaged them.
+  quiet as_app_user chmod 0755 "$STAGING"
+  quiet as_app_user find "$STAGING" -xdev -perm /6000 ! -type l -exec chmod ug-s {} +
+  check_lockfiles "$STAGING"
   if [[ -e $release || -L $release ]]; then
-    quiet rm -rf -- "$release"
+    quiet as_app_user rm -rf -- "$release"
   fi
-  quiet mv -T -- "$STAGING" "$release"
+  quiet as_app_user mv -T -- "$STAGING" "$release"
   STAGING=""
+  printf '%s\n' "$ZCP_SHA256" >"$STATE_DIR/releases/$ZCP_VERSION.sha256"
 }
 
 python_for_venvs() {
@@ -527,31 +791,43 @@ system_pip_can_target() {
 }
 
 # key_for FILE EXTRA: the environment key of a lockfile; EXTRA names the interpreter, so a
-# new Python or Node on the image gets a fresh environment.
+# new Python or Node on the image gets a fresh environment. The lockfile is read as the app
+# user: root reads nothing of the app's tree that the app user could point elsewhere.
 key_for() {
-  { cat -- "$1"; printf '\n%s\n' "$2"; } | sha256sum | cut -c1-16
+  local content
+  content=$(as_app_user cat -- "$1") || return 1
+  { printf '%s' "$content"; printf '\n%s\n' "$2"; } | sha256sum | cut -c1-16
+}
+
+# env_ready KIND KEY: the environment's install completed (recorded in the state dir) and
+# it is still a real directory.
+env_ready() {
+  local dir=$APP_DIR/shared/$1/$2
+  [[ -f $STATE_DIR/envs/$1-$2 && -d $dir && ! -L $dir ]]
 }
 
 # Dependency environments live in shared/, keyed by lockfile: a release whose lockfile
 # equals the current release's reuses the current environment. Decided before the switch,
-# while the current release still runs.
+# while the current release still runs. Everything here runs as the app user.
 install_python_deps() {
   local release=$1 py pyid key env
   py=$(python_for_venvs) || { echo "no python3 found for requirements.txt" >>"$DETAIL"; return 1; }
   pyid="$py $("$py" -c 'import sys; print(sys.version.split()[0])' 2>>"$DETAIL")"
   key=$(key_for "$release/requirements.txt" "$pyid")
   env=$APP_DIR/shared/venvs/$key
-  if [[ -f $env/.zcp-complete ]]; then
+  if env_ready venvs "$key"; then
     [[ $DEPS == installed ]] || DEPS=reused
     say "python dependencies: reusing shared/venvs/$key"
   else
     say "python dependencies: installing into shared/venvs/$key"
-    mkdir -p -- "$APP_DIR/shared/venvs"
-    give_to_app_user "$APP_DIR/shared/venvs"
-    quiet rm -rf -- "$env"
+    rm -f -- "$STATE_DIR/envs/venvs-$key"
+    quiet as_app_user mkdir -p -- "$APP_DIR/shared/venvs"
+    check_app_path "$APP_DIR/shared/venvs"
+    quiet as_app_user rm -rf -- "$env"
     # Created at its final path (a venv's scripts name their own path), complete only when
-    # the marker exists. With a system pip that can target another interpreter (22.3+), the
-    # venv needs no pip of its own: seeding one takes seconds, longer than the install.
+    # the state dir records it. With a system pip that can target another interpreter
+    # (22.3+), the venv needs no pip of its own: seeding one takes seconds, longer than the
+    # install.
     if system_pip_can_target "$py"; then
       (cd "$release" && quiet as_app_user "$py" -m venv --without-pip "$env") || return 1
       (cd "$release" && quiet as_app_user "$py" -m pip --python "$env/bin/python" install --quiet -r requirements.txt) || return 1
@@ -559,13 +835,11 @@ install_python_deps() {
       (cd "$release" && quiet as_app_user "$py" -m venv "$env") || return 1
       (cd "$release" && quiet as_app_user "$env/bin/python" -m pip install --quiet -r requirements.txt) || return 1
     fi
-    : >"$env/.zcp-complete"
-    give_to_app_user "$env/.zcp-complete"
+    : >"$STATE_DIR/envs/venvs-$key"
     DEPS=installed
   fi
-  rm -rf -- "$release/.venv"
-  ln -s "../../shared/venvs/$key" "$release/.venv"
-  give_to_app_user "$release/.venv"
+  quiet as_app_user rm -rf -- "$release/.venv"
+  quiet as_app_user ln -s "../../shared/venvs/$key" "$release/.venv"
 }
 
 install_node_deps() {
@@ -574,27 +848,25 @@ install_node_deps() {
   nodeid="node $(node --version 2>>"$DETAIL" || true)"
   key=$(key_for "$release/package-lock.json" "$nodeid")
   env=$APP_DIR/shared/node/$key
-  if [[ -f $env/.zcp-complete ]]; then
+  if env_ready node "$key"; then
     [[ $DEPS == installed ]] || DEPS=reused
     say "node dependencies: reusing shared/node/$key"
   else
     say "node dependencies: installing into shared/node/$key"
-    mkdir -p -- "$APP_DIR/shared/node"
-    give_to_app_user "$APP_DIR/shared/node"
-    quiet rm -rf -- "$env"
-    mkdir -p -- "$env"
-    cp -- "$release/package.json" "$release/package-lock.json" "$env/"
-    own_app_dir
+    rm -f -- "$STATE_DIR/envs/node-$key"
+    quiet as_app_user mkdir -p -- "$APP_DIR/shared/node"
+    check_app_path "$APP_DIR/shared/node"
+    quiet as_app_user rm -rf -- "$env"
+    quiet as_app_user mkdir -p -- "$env"
+    quiet as_app_user cp -- "$release/package.json" "$release/package-lock.json" "$env/"
     (cd "$env" && quiet as_app_user npm ci --omit=dev --no-audit --no-fund --loglevel=error) || return 1
     # A lockfile without dependencies installs nothing; the release's link still resolves.
-    [[ -d $env/node_modules ]] || as_app_user mkdir "$env/node_modules"
-    : >"$env/.zcp-complete"
-    give_to_app_user "$env/.zcp-complete"
+    [[ -d $env/node_modules ]] || quiet as_app_user mkdir "$env/node_modules"
+    : >"$STATE_DIR/envs/node-$key"
     DEPS=installed
   fi
-  rm -rf -- "$release/node_modules"
-  ln -s "../../shared/node/$key/node_modules" "$release/node_modules"
-  give_to_app_user "$release/node_modules"
+  quiet as_app_user rm -rf -- "$release/node_modules"
+  quiet as_app_user ln -s "../../shared/node/$key/node_modules" "$release/node_modules"
 }
 
 install_dependencies() {
@@ -605,47 +877,54 @@ install_dependencies() {
   return 0
 }
 
-# Atomic: a new link under a temporary name, renamed over `current` (rename(2)).
+# Atomic: a new link under a temporary name, renamed over `current` (rename(2)). Both live
+# in the app dir, which is root's.
 switch_current() {
   local version=$1 tmp=$APP_DIR/.current.$$
   rm -f -- "$tmp"
   ln -s "releases/$version" "$tmp"
-  give_to_app_user "$tmp"
   mv -T -- "$tmp" "$APP_DIR/current"
   # Retention keeps the most recently activated releases.
-  printf '%s\n' "$(now_ms)" >"$APP_DIR/releases/$version/.zcp-activated"
-  give_to_app_user "$APP_DIR/releases/$version/.zcp-activated"
+  printf '%s\n' "$(now_ms)" >"$STATE_DIR/releases/$version.activated"
 }
 
 # Keeps the newest ZCP_KEEP_RELEASES releases (by activation) plus current and previous;
-# removes leftovers of interrupted deploys and environments no kept release uses.
+# removes leftovers of interrupted deploys and environments no kept release uses. Deletes as
+# the app user, and a link is removed as a link: nothing outside the app dir is reached.
 prune() {
   local current kept=0 line version d target
   local -A keep=() used=()
   current=$(current_version)
+  check_app_layout
   while read -r _ version; do
     if ((kept < 10#$ZCP_KEEP_RELEASES)) || [[ $version == "$current" || $version == "$PREVIOUS" ]]; then
       keep[$version]=1
       kept=$((kept + 1))
     fi
   done < <(for d in "$APP_DIR"/releases/*/; do
-    version=${d%/}
-    version=${version##*/}
-    [[ $version =~ $VERSION_RE ]] || continue
-    line=$(head -c 20 "$d.zcp-activated" 2>/dev/null) || line=0
+    d=${d%/}
+    version=${d##*/}
+    [[ $version =~ $VERSION_RE && ! -L $d ]] || continue
+    line=$(head -c 20 "$STATE_DIR/releases/$version.activated" 2>/dev/null) || line=0
     [[ $line =~ ^[0-9]+$ ]] || line=0
     printf '%s %s\n' "$line" "$version"
   done | sort -k1,1nr -k2,2r)
-  for d in "$APP_DIR"/releases/*/; do
-    version=${d%/}
-    version=${version##*/}
-    if [[ -z ${keep[$version]:-} ]]; then
+  for d in "$APP_DIR"/releases/*; do
+    version=${d##*/}
+    if [[ -L $d ]]; then
+      quiet as_app_user rm -f -- "$d"
+    elif [[ -d $d && -z ${keep[$version]:-} ]]; then
       say "removing old release $version"
-      quiet rm -rf -- "${d%/}"
+      quiet as_app_user rm -rf -- "$d"
     fi
   done
+  for d in "$STATE_DIR"/releases/*.sha256; do
+    version=${d##*/}
+    version=${version%.sha256}
+    [[ -d $APP_DIR/releases/$version ]] || rm -f -- "$d" "$STATE_DIR/releases/$version.activated"
+  done
   # The lock is held: any staging directory or temporary link is a leftover.
-  for d in "$APP_DIR"/releases/.incoming-*; do quiet rm -rf -- "$d"; done
+  for d in "$APP_DIR"/releases/.incoming-*; do quiet as_app_user rm -rf -- "$d"; done
   for d in "$APP_DIR"/.current.*; do [[ -L $d ]] && rm -f -- "$d"; done
   for d in "$APP_DIR"/releases/*/.venv "$APP_DIR"/releases/*/node_modules; do
     [[ -L $d ]] || continue
@@ -654,15 +933,19 @@ prune() {
     target=${target##*/}
     [[ -z $target ]] || used[$target]=1
   done
-  for d in "$APP_DIR"/shared/venvs/*/ "$APP_DIR"/shared/node/*/; do
-    d=${d%/}
-    [[ -n ${used[${d##*/}]:-} ]] || quiet rm -rf -- "$d"
+  local kind
+  for kind in venvs node; do
+    for d in "$APP_DIR/shared/$kind"/*; do
+      [[ -z ${used[${d##*/}]:-} ]] || continue
+      if [[ -L $d ]]; then quiet as_app_user rm -f -- "$d"; else quiet as_app_user rm -rf -- "$d"; fi
+      rm -f -- "$STATE_DIR/envs/$kind-${d##*/}"
+    done
   done
 }
 
 # shellcheck disable=SC2317  # reached through the EXIT trap
 cleanup() {
-  [[ -z $STAGING ]] || rm -rf -- "$STAGING" 2>/dev/null || true
+  [[ -z $STAGING ]] || as_app_user rm -rf -- "$STAGING" 2>/dev/null || true
   [[ -z $WORK ]] || rm -rf -- "$WORK" 2>/dev/null || true
 }
 
@@ -686,7 +969,7 @@ on_exit() {
       message+="; nothing was switched"
     fi
     if ((SWITCHED)) && [[ -n $PREVIOUS ]]; then
-      if switch_current "$PREVIOUS" && service_restart && wait_healthy; then
+      if switch_current "$PREVIOUS" && clear_pending && service_restart && wait_healthy; then
         report rolled_back 1 "$message; rolled back to $PREVIOUS"
       else
         report failed 1 "$message; rolling back to $PREVIOUS did not make it healthy"
@@ -695,6 +978,7 @@ on_exit() {
       if ((SWITCHED)); then
         service_stop
         rm -f -- "$APP_DIR/current"
+        clear_pending
       fi
       report failed 1 "$message"
     fi
@@ -710,11 +994,14 @@ main() {
   validate_inputs
   take_lock
   INSPECTED=1
+  # Nothing in the app dir is read before its layout is known to be safe.
+  check_app_layout
+  STATE_DIR=${ZCP_STATE_DIR:-$(state_dir_default)}
+  check_state_dir "$STATE_DIR"
+  PENDING_FILE=$STATE_DIR/pending
+  revert_unverified_switch
 
   PREVIOUS=$(current_version)
-  if [[ -e $APP_DIR/current && ! -L $APP_DIR/current ]]; then
-    reject "$APP_DIR/current exists and is not a symlink"
-  fi
   if [[ -n $PREVIOUS ]] && ! [[ $PREVIOUS =~ $VERSION_RE && -d $APP_DIR/releases/$PREVIOUS ]]; then
     warn "current points to a missing release; treating this as a first deploy"
     PREVIOUS=""
@@ -726,7 +1013,7 @@ main() {
   DETAIL=$WORK/detail.log
   : >"$DETAIL"
 
-  if [[ $PREVIOUS == "$ZCP_VERSION" ]]; then
+  if [[ -n $have_sha && $PREVIOUS == "$ZCP_VERSION" ]]; then
     # Versions are immutable: the same version with other bytes is a mistake upstream.
     [[ $have_sha == "$ZCP_SHA256" ]] ||
       reject "version $ZCP_VERSION is current with a different sha256" checksum
@@ -755,7 +1042,9 @@ main() {
     [[ $got == "$ZCP_SHA256" ]] ||
       reject "artifact sha256 is $got, expected $ZCP_SHA256" checksum
     say "artifact verified (sha256 ${got:0:12})"
+    check_artifact_entries
   fi
+  ((!reuse)) || check_lockfiles "$release"
 
   # From here on the app dir changes. A failing step ends the deploy through on_exit, which
   # reports it; until the switch, the current release keeps running untouched.
@@ -769,10 +1058,8 @@ main() {
   STEP="installing dependencies"
   install_dependencies
   say "dependencies: $DEPS"
-  STEP="handing files to $APP_USER"
-  own_app_dir
-
   STEP="switching to $ZCP_VERSION"
+  mark_pending "$PREVIOUS"
   SWITCHED=1
   switch_current "$ZCP_VERSION"
   say "current -> releases/$ZCP_VERSION; restarting $ZCP_SERVICE"
@@ -786,6 +1073,7 @@ main() {
 
   if [[ -z $problem ]]; then
     SWITCHED=0
+    clear_pending
     say "$ZCP_VERSION is healthy"
     prune || warn "could not remove old releases"
     finish deployed 0 "$ZCP_VERSION is current and healthy"
@@ -796,6 +1084,7 @@ main() {
     STEP="rolling back to $PREVIOUS"
     switch_current "$PREVIOUS"
     SWITCHED=0
+    clear_pending
     say "rolled back current -> releases/$PREVIOUS; restarting $ZCP_SERVICE"
     service_restart || true
     if wait_healthy; then
@@ -810,6 +1099,7 @@ main() {
   service_stop
   rm -f -- "$APP_DIR/current"
   SWITCHED=0
+  clear_pending
   finish failed 1 "$ZCP_VERSION failed ($problem); no previous release, $ZCP_SERVICE stopped"
 }
 

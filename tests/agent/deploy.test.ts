@@ -153,12 +153,17 @@ describe("zcp-agent: deploying", function () {
     expect(fs.realpathSync(path.join(inst.appDir, "current", "node_modules"))).to.equal(modules);
   });
 
-  it("leaves every file in the app dir owned by the app user", async () => {
+  it("hands releases/ and shared/ to the app user; the app dir itself and current stay root's", async () => {
     const inst = await fleet.add();
     await deployed(inst, v1);
     await deployed(inst, newDep);
 
-    expect(pathsNotOwnedBy(inst.appDir, uidOf(fleet.appUser))).to.deep.equal([]);
+    for (const dir of ["releases", "shared"]) {
+      expect(pathsNotOwnedBy(path.join(inst.appDir, dir), uidOf(fleet.appUser)), dir).to.deep.equal([]);
+    }
+    const agentUid = process.getuid?.() ?? -1;
+    expect(fs.statSync(inst.appDir).uid, "owner of the app dir").to.equal(agentUid);
+    expect(fs.lstatSync(path.join(inst.appDir, "current")).uid, "owner of current").to.equal(agentUid);
     // The app itself runs as the app user too.
     const pid = await servicePid(inst);
     const uid = fs

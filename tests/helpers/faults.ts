@@ -44,7 +44,7 @@ export function appDirOf(h: ZcpHarness, instanceId: string): string {
 
 /** The agent's deploy log of an instance, one parsed line per deploy. */
 export function deployLog(h: ZcpHarness, instanceId: string): Record<string, unknown>[] {
-  const file = path.join(appDirOf(h, instanceId), "shared", "deploy.log");
+  const file = path.join(path.dirname(appDirOf(h, instanceId)), "state", "deploy.log");
   if (!fs.existsSync(file)) return [];
   return fs
     .readFileSync(file, "utf8")
@@ -88,7 +88,8 @@ export async function wholeReleases(h: ZcpHarness): Promise<Record<string, strin
     }
     const version = m[1];
     const dir = path.join(app, "releases", version);
-    const sha = fs.existsSync(path.join(dir, ".zcp-sha256")) ? fs.readFileSync(path.join(dir, ".zcp-sha256"), "utf8").trim() : "";
+    const shaFile = path.join(inst.dir, "state", "releases", `${version}.sha256`);
+    const sha = fs.existsSync(shaFile) ? fs.readFileSync(shaFile, "utf8").trim() : "";
     const named = fs.existsSync(path.join(dir, "VERSION")) ? fs.readFileSync(path.join(dir, "VERSION"), "utf8").trim() : "";
     if (!/^[0-9a-f]{64}$/.test(sha)) problems.push(`${inst.instanceId}: releases/${version} has no verified checksum (incomplete release)`);
     if (named !== version) problems.push(`${inst.instanceId}: releases/${version}/VERSION says ${JSON.stringify(named)}`);

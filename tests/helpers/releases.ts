@@ -24,6 +24,8 @@ export interface ReleaseOptions {
   extraFiles?: Record<string, string>;
   /** Artifact file name. @default `${version}.tar.gz` */
   fileName?: string;
+  /** Called with the staging directory before it is archived (special files, modes). */
+  prepare?: (staging: string) => void;
 }
 
 export interface BuiltRelease {
@@ -66,6 +68,7 @@ export function buildRelease(outDir: string, opts: ReleaseOptions): BuiltRelease
       fs.mkdirSync(path.dirname(path.join(staging, rel)), { recursive: true });
       fs.writeFileSync(path.join(staging, rel), content);
     }
+    opts.prepare?.(staging);
     fs.mkdirSync(outDir, { recursive: true });
     const artifact = path.join(outDir, opts.fileName ?? `${opts.version}.tar.gz`);
     // Owner and group 0 in the archive, like a CI build: the agent must not keep them.

@@ -7,15 +7,18 @@
  *   const inst = await fleet.add();                      // a started instance
  *   await fleet.stopAll(); fleet.remove();               // in after()
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import {
+  agentInstanceEnv,
   agentParamsFor,
+  agentScriptPath,
   createInstance,
+  instanceStateDir,
   runAgent,
   startSupervisor,
   stopSupervisor,
@@ -157,7 +160,7 @@ export function pathsNotOwnedBy(dir: string, uid: number): string[] {
 
 /** Lines of the instance's deploy log, parsed. */
 export function deployLog(inst: LocalInstance): Array<Record<string, unknown>> {
-  const file = path.join(inst.appDir, "shared", "deploy.log");
+  const file = path.join(instanceStateDir(inst), "deploy.log");
   if (!fs.existsSync(file)) return [];
   return fs
     .readFileSync(file, "utf8")
@@ -208,4 +211,36 @@ export async function uploadArtifact(
     s3.destroy();
   }
   return `s3://${bucket}/${key}`;
+}
+
+/**
+ * Starts the agent for `params` and SIGKILLs its whole process group the moment `current`
+ * points at `releases/<version>`: what SSM's execution timeout or CancelCommand does (no trap
+ * runs). Resolves with the link target seen when the kill landed.
+ */
+export async function killAgentAfterSwitch(inst: LocalInstance, params: AgentParams, timeoutMs = 60_000): Promise<string | undefined> {
+  const child = spawn("bash", [agentScriptPath()], {
+    env: { ...process.env, ...agentInstanceEnv(inst), ...agentEnvironment(params) },
+    stdio: "ignore",
+    detached: true,
+  });
+  const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  const wanted = `releases/${params.version}`;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (currentTarget(inst) !== wanted) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the agent never switched to ${wanted}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return currentTarget(inst);
+  } finally {
+    if (child.pid !== undefined && child.exitCode === null) {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await exited;
+  }
 }

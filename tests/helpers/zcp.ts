@@ -20,6 +20,8 @@ export class ZcpHarness {
   readonly workDir: string;
   constructor(readonly instances = 3) {
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-it-"));
+    // As root the local fleet's app runs as a dedicated user, which must reach the fleet.
+    fs.chmodSync(this.workDir, 0o755);
   }
 
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

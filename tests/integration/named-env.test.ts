@@ -117,7 +117,18 @@ describe("a named environment read from its foundation stack (real engine, emula
     expect(r.stdout).to.match(/no releases of dev yet/);
   });
 
-  it("preview of a first release lists every step as a create and uploads nothing", async function () {
+  /**
+   * Stack files in the release stack's backend (none before the first release). The backend's
+   * own `.pulumi/meta.yaml`, which the engine writes on first contact with a backend, is not a
+   * stack; on S3 the foundation's stack shares the backend, so it is there already.
+   */
+  function releaseStackFiles(): string[] {
+    const dir = path.join(releaseState, ".pulumi", "stacks");
+    if (!fs.existsSync(dir)) return [];
+    return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+  }
+
+  it("preview of a first release lists every step as a create, uploads nothing and creates no release stack", async function () {
     const r = await zcp(["preview", "--env", "dev", "--version", "v1", "--source", path.join(REPO_ROOT, "examples", "app"), "--json"]);
     expect(r.code, r.stderr).to.equal(0);
     const p = JSON.parse(r.stdout) as { versionFrom: string | null; versionTo: string; steps: { resource: string; op: string }[] };
@@ -131,6 +142,7 @@ describe("a named environment read from its foundation stack (real engine, emula
       "LatestPointer:create",
     ]);
     expect(await bucketKeys()).to.deep.equal([]);
+    expect(releaseStackFiles(), "release stack created by a preview").to.deep.equal([]);
   });
 
   it("credentials of another account than the configured one exit 2 before anything is packaged", async function () {

@@ -1,7 +1,9 @@
 import { spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import { expect } from "chai";
 import {
   AGENT_SCRIPT_PATH,
@@ -21,14 +23,14 @@ const AGENT_ENV_NAMES = Object.keys(RELEASE_ENV).sort();
 /** The order in which the stub agent prints the variables it got. */
 const STUB_PRINT_ORDER = Object.keys(RELEASE_ENV) as (keyof typeof RELEASE_ENV)[];
 
-/** The here-document between `base64 -d … <<'END'` and `END`, decoded. */
+/** The here-document between `base64 -d … <<'END'` and `END`, decoded and gunzipped. */
 function embeddedScript(runCommand: readonly string[]): string {
   const start = runCommand.findIndex((l) => l.startsWith("base64 -d"));
   const terminator = /<<'(\w+)'$/.exec(runCommand[start] ?? "")?.[1];
   const end = runCommand.indexOf(terminator ?? "", start + 1);
   expect(start, "base64 here-document").to.be.greaterThan(-1);
   expect(end, "here-document terminator").to.be.greaterThan(start);
-  return Buffer.from(runCommand.slice(start + 1, end).join(""), "base64").toString("utf8");
+  return zlib.gunzipSync(Buffer.from(runCommand.slice(start + 1, end).join(""), "base64")).toString("utf8");
 }
 
 function tempDir(prefix: string): string {
@@ -150,7 +152,9 @@ describe("deploy document content (shared/agent/document.ts)", () => {
   });
 
   it("refuses content beyond SSM's document size limit", () => {
-    expect(() => buildDeployDocument({ script: "#!/bin/bash\n" + "#".repeat(MAX_DOCUMENT_BYTES) })).to.throw(/at most 65536/);
+    // Random bytes do not compress: the embedded copy is gzipped.
+    const noise = crypto.randomBytes(MAX_DOCUMENT_BYTES).toString("hex");
+    expect(() => buildDeployDocument({ script: `#!/bin/bash\n# ${noise}\n` })).to.throw(/at most 65536/);
   });
 });
 
@@ -186,6 +190,43 @@ describe("deploy document parameters (allowedPattern)", () => {
       expect(err).to.be.instanceOf(ConfigError);
       expect((err as ConfigError).field).to.equal("ZCP_VERSION");
     }
+  });
+});
+
+describe("deploy document pinned to the configured runtime", () => {
+  const pins = { appDir: "/opt/web", appUser: "web", service: "web.service", appRoot: "/opt/web" };
+  const doc = buildDeployDocument({ script: stubAgentScript(), pins });
+  const accepts = (name: string, value: string) => new RegExp(doc.parameters[name]!.allowedPattern).test(value);
+
+  it("accepts exactly the configured app dir, app user and service, and any version", () => {
+    expect(accepts("appDir", "/opt/web")).to.equal(true);
+    expect(accepts("appUser", "web")).to.equal(true);
+    expect(accepts("service", "web.service")).to.equal(true);
+    for (const other of ["/opt/web2", "/opt", "/etc", "/opt/web/../../etc", "/root"]) expect(accepts("appDir", other), other).to.equal(false);
+    for (const other of ["root", "ubuntu", "webx"]) expect(accepts("appUser", other), other).to.equal(false);
+    // "." is literal: web.service, not webXservice.
+    for (const other of ["webXservice", "sshd", "web.service2"]) expect(accepts("service", other), other).to.equal(false);
+    expect(accepts("version", "v1.4.2")).to.equal(true);
+  });
+
+  it("tells the agent the configured app root, which no sender can change", () => {
+    const run = runDocument(doc.mainSteps[0].inputs.runCommand, {
+      ...ssmEnv({ ...RELEASE_ENV, ZCP_SERVICE: "web.service" }),
+      ZCP_APP_ROOT: "/somewhere/else",
+    });
+    expect(run.status, run.stderr).to.equal(0);
+    expect(run.stdout.split("\n")).to.include("ZCP_APP_ROOT=/opt/web");
+  });
+
+  it("refuses a configured value outside its parameter's pattern, naming the field", () => {
+    expect(() => buildDeployDocument({ script: stubAgentScript(), pins: { ...pins, appUser: "root;reboot" } })).to.throw(
+      ConfigError,
+      /zcp:runtime\.user/,
+    );
+    expect(() => buildDeployDocument({ script: stubAgentScript(), pins: { ...pins, appRoot: "/opt/it's" } })).to.throw(
+      ConfigError,
+      /zcp:runtime\.appRoot/,
+    );
   });
 });
 

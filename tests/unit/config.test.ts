@@ -68,8 +68,9 @@ describe("config: parseConfig", () => {
       securityGroupIds: [],
     });
     expect(c.runtime).to.deep.equal({
-      user: "ubuntu",
+      user: "web",
       appDir: "/opt/web",
+      appRoot: "/opt/web",
       processManager: "supervisor",
       service: "web",
       healthUrl: "http://127.0.0.1:8080/health",
@@ -90,7 +91,7 @@ describe("config: parseConfig", () => {
       port: 8080,
       healthCheckPath: "/healthz",
     });
-    expect(c.runtime).to.deep.include({ user: "web", appDir: "/srv/web", processManager: "systemd", service: "web.service" });
+    expect(c.runtime).to.deep.include({ user: "web", appDir: "/srv/web", appRoot: "/srv/web", processManager: "systemd", service: "web.service" });
     expect(c.deploy.batch).to.equal("2");
     expect(c.stateBackend).to.deep.equal({
       bucket: "example-org-pulumi-state",
@@ -213,6 +214,11 @@ describe("config: parseConfig", () => {
       ["zcp:runtime.appDir", { "runtime.appDir": "/opt/../etc" }],
       ["zcp:runtime.appDir", { "runtime.appDir": "/opt/web/" }],
       ["zcp:runtime.user", { "runtime.user": "root;reboot" }],
+      ["zcp:runtime.user", { "runtime.user": "root" }],
+      ["zcp:runtime.user", { "runtime.user": "ubuntu" }],
+      ["zcp:runtime.user", { "runtime.user": "ec2-user" }],
+      ["zcp:runtime.appDir", { "runtime.appDir": "/srv/web", "runtime.appRoot": "/opt/web" }],
+      ["zcp:runtime.appRoot", { "runtime.appRoot": "/opt/../etc" }],
       ["zcp:runtime.service", { "runtime.service": "web $(reboot)" }],
       ["zcp:runtime.healthTimeoutS", { "runtime.healthTimeoutS": 0 }],
       ["zcp:deploy.keepReleases", { "deploy.keepReleases": 0 }],

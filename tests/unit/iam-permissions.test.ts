@@ -182,6 +182,10 @@ describe("role permissions under an IAM engine", () => {
       { name: "change the GitHub provider", action: "iam:UpdateOpenIDConnectProviderThumbprint", resource: PROVIDER_ARN },
       { name: "read another app's artifacts", action: "s3:GetObject", resource: ARN.object("releases/api/v1.tar.gz") },
       { name: "read another document", action: "ssm:GetDocument", resource: ARN.document("zcp-api-dev-deploy") },
+      { name: "read any command's output", action: "ssm:GetCommandInvocation", resource: "*" },
+      { name: "list command invocations", action: "ssm:ListCommandInvocations", resource: "*" },
+      { name: "list commands", action: "ssm:ListCommands", resource: "*" },
+      { name: "read launch-template user data", action: "ec2:DescribeLaunchTemplateVersions", resource: "*" },
     ],
   );
 

@@ -65,6 +65,18 @@ describe("infra: the foundation program (dev stack)", function () {
     });
   });
 
+  it("pins the deploy document to the configured app dir, app user and service", () => {
+    const doc = mocks.get("aws-native:ssm:Document", "deploy-document-document");
+    const content = (typeof doc.inputs.content === "string" ? JSON.parse(doc.inputs.content) : doc.inputs.content) as {
+      parameters: Record<string, { allowedPattern: string }>;
+      mainSteps: { inputs: { runCommand: string[] } }[];
+    };
+    expect(content.parameters.appDir?.allowedPattern).to.equal("^/opt/web$");
+    expect(content.parameters.appUser?.allowedPattern).to.equal("^web$");
+    expect(content.parameters.service?.allowedPattern).to.equal("^web$");
+    expect(content.mainSteps[0]?.inputs.runCommand).to.include("  ZCP_APP_ROOT='/opt/web' \\");
+  });
+
   it("wires one component per concern", () => {
     const components = ours.filter((r) => r.type.startsWith("zcp:infra:")).map((r) => `${r.type} ${r.name}`);
     expect(components).to.have.members([

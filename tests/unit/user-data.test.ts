@@ -11,6 +11,9 @@ import { repoRoot } from "../../shared/agent/document.js";
 
 const BUCKET = "zcp-web-dev-abc1234";
 const FAKE_AWS = path.join(repoRoot(), "tests", "fixtures", "infra", "fake-aws.sh");
+const FAKE_USERADD = path.join(repoRoot(), "tests", "fixtures", "infra", "fake-useradd.sh");
+/** An app user no machine has: the user data must create it (through the fake useradd). */
+const BOOT_USER = "zcp-web-boot";
 
 interface Boot {
   root: string;
@@ -38,6 +41,8 @@ function fakeInstance(options: { current?: string; agent?: string } = {}): Boot 
   fs.mkdirSync(path.join(root, "bin"));
   fs.copyFileSync(FAKE_AWS, path.join(root, "bin", "aws"));
   fs.chmodSync(path.join(root, "bin", "aws"), 0o755);
+  fs.copyFileSync(FAKE_USERADD, path.join(root, "bin", "useradd"));
+  fs.chmodSync(path.join(root, "bin", "useradd"), 0o755);
   const logFile = path.join(root, "converge.log");
   return {
     root,
@@ -52,7 +57,8 @@ function fakeInstance(options: { current?: string; agent?: string } = {}): Boot 
       agentKey: key,
       agentSha256: sha,
       appDir,
-      appUser: "ubuntu",
+      appRoot: appDir,
+      appUser: BOOT_USER,
       service: "web",
       processManager: "supervisor",
       healthUrl: "http://127.0.0.1:8080/health",
@@ -99,6 +105,18 @@ describe("launch template user data (infra/user-data.ts)", () => {
     expect(check.status, check.stderr).to.equal(0);
   });
 
+  it("creates the app as a dedicated system user without a login shell, and makes the app root root's", () => {
+    const b = instance();
+    fs.chownSync(b.appDir, 1, 1);
+    fs.chmodSync(b.appDir, 0o777);
+    const run = boot(b);
+    expect(run.status, run.log).to.equal(0);
+    const useradd = fs.readFileSync(path.join(b.s3, "useradd.log"), "utf8").trim();
+    expect(useradd).to.equal(`--system --user-group --no-create-home --home-dir ${b.appDir}/shared --shell /usr/sbin/nologin ${BOOT_USER}`);
+    const st = fs.statSync(b.appDir);
+    expect([st.uid, st.gid, (st.mode & 0o7777).toString(8)]).to.deep.equal([0, 0, "755"]);
+  });
+
   it("keeps the image as it is when nothing was released yet", () => {
     const b = instance();
     const run = boot(b);
@@ -129,7 +147,8 @@ describe("launch template user data (infra/user-data.ts)", () => {
       `ZCP_ARTIFACT=s3://${BUCKET}/releases/web/v1.4.2.tar.gz`,
       `ZCP_SHA256=${RELEASE_SHA256}`,
       `ZCP_APP_DIR=${b.appDir}`,
-      "ZCP_APP_USER=ubuntu",
+      `ZCP_APP_ROOT=${b.appDir}`,
+      `ZCP_APP_USER=${BOOT_USER}`,
       "ZCP_SERVICE=web",
       "ZCP_PROCESS_MANAGER=supervisor",
       "ZCP_HEALTH_URL=http://127.0.0.1:8080/health",
