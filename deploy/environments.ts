@@ -28,7 +28,7 @@ export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: 
 export interface ReleaseSettings {
   accountId: string;
   runtime: AgentRuntime;
-  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number };
+  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number; deliveryTimeoutS?: number };
   /** How batches leave the load balancer, and how much of the fleet stays in it. */
   traffic: { spec: TrafficSpec; minHealthyPercent: number };
   /** CloudWatch alarms that stop a release. */
@@ -96,6 +96,7 @@ export function settingsFromConfig(c: ZcpConfig, autoScalingGroupName?: string):
       soakSeconds: c.deploy.soakSeconds,
       maxErrors: c.deploy.maxErrors,
       commandTimeoutS: c.deploy.commandTimeoutS,
+      deliveryTimeoutS: c.deploy.deliveryTimeoutS,
     },
     traffic: { spec: trafficSpecFor(c, autoScalingGroupName), minHealthyPercent: c.traffic.minHealthyPercent },
     alarms: [...c.deploy.alarms],

@@ -19,12 +19,13 @@ import { LocalWorkspace, StackNotFoundError, type Stack, type UpdateSummary } fr
 import { ConfigError, ReleaseFailedError, ReleaseLockedError, WrongAccountError, describeError } from "../shared/errors.js";
 import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
-import { headArtifact, s3Uri, uploadArtifact } from "./aws/artifacts.js";
+import { headArtifact, s3Uri } from "./aws/artifacts.js";
 import { readLatestPointer } from "./aws/latest-pointer.js";
 import { describeDefaultVersion, describeDefaultVersionNumber } from "./aws/launch-template.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
-import { packageSource } from "./package.js";
+import { buildArtifact } from "./build/index.js";
+import { buildAndUpload, packageSpecOf } from "./build/publish.js";
 import { releaseProgram, type ReleasePlan } from "./program.js";
 import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { dependenciesDir, toolsDir } from "./repo.js";
@@ -39,7 +40,10 @@ export interface ReleaseRequest {
   canary?: number;
   batch?: string;
   skipImage?: boolean;
-  /** Set by rollback: the artifact must already exist; nothing is packaged. */
+  /**
+   * The artifact must already exist (a rollback, or `release --prebuilt` of what `zcp build`
+   * uploaded); nothing is built.
+   */
   existingArtifactOnly?: boolean;
   kind?: "release" | "rollback";
 }
@@ -268,6 +272,7 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
     soakSeconds: d.soakSeconds,
     maxErrors: d.maxErrors,
     commandTimeoutS: d.commandTimeoutS,
+    ...(d.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: d.deliveryTimeoutS } : {}),
     transport: ctx.transport,
     traffic: ctx.settings.traffic.spec,
     minHealthyPercent: ctx.settings.traffic.minHealthyPercent,
@@ -276,7 +281,7 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
   };
 }
 
-/** Packages and uploads the release's artifact, or finds the existing one for a rollback. */
+/** Builds and uploads the release's artifact, or finds the existing one (rollback, --prebuilt). */
 async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log: (m: string) => void): Promise<{ key: string; sha256: string }> {
   const key = artifactKey(ctx.outputs.app, req.version);
   const clients = createAwsClients({ region: ctx.outputs.region });
@@ -284,29 +289,18 @@ async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log
     if (req.existingArtifactOnly) {
       const head = await headArtifact(clients.s3, ctx.outputs.bucket, key);
       if (!head?.sha256) {
-        throw new ConfigError("--to", `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; only released versions can be rolled back to`);
+        if (req.kind === "rollback") {
+          throw new ConfigError("--to", `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; only released versions can be rolled back to`);
+        }
+        throw new ConfigError(
+          "--prebuilt",
+          `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; build it first (zcp build --env ${ctx.name} --version ${req.version}) or promote it, or release without --prebuilt`,
+        );
       }
       return { key, sha256: head.sha256 };
     }
-    const source = req.source ?? ctx.defaultSource;
-    const pkg = await packageSource({
-      source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit, ...(source.subdir ? { subdir: source.subdir } : {}) },
-      extraFiles: { VERSION: `${req.version}\n` },
-    });
-    try {
-      log(`packaged ${req.version}: ${pkg.files} files, ${(pkg.bytes / 1024).toFixed(0)} KiB, sha256 ${pkg.sha256.slice(0, 12)}…`);
-      const up = await uploadArtifact(clients.s3, {
-        bucket: ctx.outputs.bucket,
-        key,
-        body: pkg.path,
-        sha256: pkg.sha256,
-        metadata: { ...(pkg.commit ? { commit: pkg.commit } : {}), createdAt: new Date().toISOString() },
-      });
-      log(up.uploaded ? `uploaded ${s3Uri(ctx.outputs.bucket, key)}` : `reusing identical ${s3Uri(ctx.outputs.bucket, key)}`);
-      return { key, sha256: pkg.sha256 };
-    } finally {
-      fs.rmSync(path.dirname(pkg.path), { recursive: true, force: true });
-    }
+    const published = await buildAndUpload(ctx, { version: req.version, source: req.source ?? ctx.defaultSource }, log);
+    return { key: published.key, sha256: published.sha256 };
   } finally {
     destroyAwsClients(clients);
   }
@@ -518,11 +512,7 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
     if (head?.sha256) sha256 = head.sha256;
     else {
       // Not uploaded yet: the checksum the release would have, without uploading anything.
-      const source = req.source ?? ctx.defaultSource;
-      const pkg = await packageSource({
-        source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit, ...(source.subdir ? { subdir: source.subdir } : {}) },
-        extraFiles: { VERSION: `${req.version}\n` },
-      });
+      const pkg = await buildArtifact({ version: req.version, source: packageSpecOf(req.source ?? ctx.defaultSource) });
       sha256 = pkg.sha256;
       fs.rmSync(path.dirname(pkg.path), { recursive: true, force: true });
     }

@@ -19,8 +19,6 @@ import { BATCH_RE, RULES, matching, required, show, wholeNumber } from "./rules.
 
 export const CONFIG_NAMESPACE = "zcp";
 
-export type ProcessManager = "supervisor" | "systemd";
-
 export interface GitHubConfig {
   /** Repository owner (user or organization), exactly as GitHub spells it. */
   owner: string;
@@ -43,12 +41,6 @@ export interface AwsConfig {
   forbiddenAccountIds: string[];
 }
 
-export interface ArtifactsConfig {
-  /** Days an artifact is kept; 0 keeps artifacts forever. `latest.json` never expires. @default 365 */
-  retainDays: number;
-  /** Days an overwritten or deleted object version is kept. @default 30 */
-  noncurrentRetainDays: number;
-}
 
 /** The account's GitHub OIDC provider: created here, or adopted; never both. */
 export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: string };
@@ -92,49 +84,6 @@ export interface FleetExistingConfig {
 
 export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
 
-export interface RuntimeConfig {
-  /**
-   * User the application runs as: a dedicated unprivileged system user, which the launch
-   * template's user data creates when missing. Never root or a distribution's login user
-   * (ubuntu, ec2-user, …), who can become root. @default the app name
-   */
-  user: string;
-  /** Absolute application directory (`releases/`, `current`, `shared/`). @default appRoot */
-  appDir: string;
-  /**
-   * The directory the agent deploys into: appDir must be it or inside it, and the agent
-   * refuses any other. @default appDir when set, else "/opt/<app>"
-   */
-  appRoot: string;
-  /** @default "supervisor" */
-  processManager: ProcessManager;
-  /** Service (supervisor program or systemd unit) to restart. @default the app name */
-  service: string;
-  /** http(s) URL on the instance that answers 2xx when the release is healthy. Required. */
-  healthUrl: string;
-  /** Seconds to wait for the health check after a restart. @default 60 */
-  healthTimeoutS: number;
-}
-
-export interface DeployConfig {
-  /** Instances that get a release first; 0 skips the canary. @default 1 */
-  canary: number;
-  /** Batch after the canary: a count (`"2"`) or a percentage of the fleet (`"25%"`). @default "25%" */
-  batch: string;
-  /** Seconds to watch the canary before rolling on. @default 60 */
-  soakSeconds: number;
-  /** Failed instances tolerated before the release stops and rolls back. @default 0 */
-  maxErrors: number;
-  /** Older releases kept on each instance besides the current and the previous one. @default 3 */
-  keepReleases: number;
-  /** Seconds one instance's deploy may take. @default 600 */
-  commandTimeoutS: number;
-  /**
-   * CloudWatch alarms checked during the canary soak and after each batch; one in ALARM (or
-   * missing) stops the release and rolls it back. @default []
-   */
-  alarms: string[];
-}
 
 /** How a release takes batches out of the load balancer and back. */
 export type TrafficControl = "auto" | "asg-standby" | "target-group" | "none";
@@ -156,16 +105,6 @@ export interface TrafficConfig {
   healthyTimeoutS: number;
 }
 
-export interface ImageConfig {
-  /** Bake an image after each release and make it the launch template's default. @default true */
-  enabled: boolean;
-  /** Do not reboot the instance while imaging (no downtime; file systems are not frozen). @default true */
-  noReboot: boolean;
-  /** Baked images kept per app (images still in use are never removed). @default 3 */
-  retain: number;
-  /** Minutes to wait for an image to become available. @default 60 */
-  waitTimeoutMinutes: number;
-}
 
 export interface StateBackendConfig {
   /** S3 bucket of the Pulumi state (`s3://bucket/keyPrefix`). */
@@ -266,6 +205,112 @@ const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits an
 /** Users that can become root on common images; the app must not run as one of them. */
 const PRIVILEGED_USERS = ["root", "ubuntu", "ec2-user", "admin", "debian", "centos", "fedora", "rocky", "almalinux"];
 
+// The sections whose parsed shape is what the runner and the foundation use: their types
+// are derived from the schema, so a rule and the type it produces cannot drift apart.
+
+const artifactsSection = z
+  .strictObject(
+    {
+      /** Days an artifact is kept; 0 keeps artifacts forever. `latest.json` never expires. @default 365 */
+      retainDays: wholeNumber(0, 36500).default(365),
+      /** Days an overwritten or deleted object version is kept. @default 30 */
+      noncurrentRetainDays: wholeNumber(1, 3650).default(30),
+    },
+    { error: required("an object") },
+  )
+  .prefault({});
+/** The artifact bucket's lifecycle. */
+export type ArtifactsConfig = z.output<typeof artifactsSection>;
+
+const runtimeSection = z.strictObject(
+  {
+    /**
+     * User the application runs as: a dedicated unprivileged system user, which the launch
+     * template's user data creates when missing. Never root or a distribution's login user
+     * (ubuntu, ec2-user, …), who can become root. @default the app name
+     */
+    user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -")
+      .refine((v) => !PRIVILEGED_USERS.includes(v), {
+        error: (iss) => `must be a dedicated unprivileged user (zcp's user data creates it), not ${show(iss.input)}, which can become root`,
+      })
+      .optional(),
+    /** Absolute application directory (`releases/`, `current`, `shared/`). @default appRoot */
+    appDir: appDir.optional(),
+    /**
+     * The directory the agent deploys into: appDir must be it or inside it, and the agent
+     * refuses any other. @default appDir when set, else "/opt/<app>"
+     */
+    appRoot: appDir.optional(),
+    /** @default "supervisor" */
+    processManager: z
+      .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
+      .default("supervisor"),
+    /** Service (supervisor program or systemd unit) to restart. @default the app name */
+    service: matching(SERVICE_PATTERN, "a service name of letters, digits and _.@:-").optional(),
+    /** http(s) URL on the instance that answers 2xx when the release is healthy. Required. */
+    healthUrl,
+    /** Seconds to wait for the health check after a restart. @default 60 */
+    healthTimeoutS: wholeNumber(1, 3600).default(60),
+  },
+  { error: required("an object with at least healthUrl") },
+);
+/** How the app runs on an instance; `user`, `appDir`, `appRoot` and `service` get their defaults in `parseConfig`. */
+export type RuntimeConfig = { [K in keyof z.output<typeof runtimeSection>]-?: Exclude<z.output<typeof runtimeSection>[K], undefined> };
+export type ProcessManager = RuntimeConfig["processManager"];
+
+const deploySection = z
+  .strictObject(
+    {
+      /** Instances that get a release first; 0 skips the canary. @default 1 */
+      canary: RULES.canary.default(1),
+      /** Batch after the canary: a count (`"2"`) or a percentage of the fleet (`"25%"`). @default "25%" */
+      batch: RULES.batch.default("25%"),
+      /** Seconds to watch the canary before rolling on. @default 60 */
+      soakSeconds: wholeNumber(0, 3600).default(60),
+      /** Failed instances tolerated before the release stops and rolls back. @default 0 */
+      maxErrors: wholeNumber(0, 1000).default(0),
+      /** Older releases kept on each instance besides the current and the previous one. @default 3 */
+      keepReleases: wholeNumber(1, 50).default(3),
+      /** Seconds one instance's deploy may take. @default 600 */
+      commandTimeoutS: wholeNumber(30, 7200).default(600),
+      /**
+       * Seconds SSM may take to deliver a command to an instance (SendCommand `TimeoutSeconds`);
+       * an instance not reached by then ends "Delivery Timed Out", nothing run. @default 600
+       */
+      deliveryTimeoutS: wholeNumber(30, 7200).default(600),
+      /**
+       * CloudWatch alarms checked during the canary soak and after each batch; one in ALARM (or
+       * missing) stops the release and rolls it back. @default []
+       */
+      alarms: z
+        .array(matching(ALARM_NAME_RE, "a CloudWatch alarm name (no control characters, * or ?)"), { error: required("a list of alarm names") })
+        .max(100)
+        .default([]),
+    },
+    { error: required("an object") },
+  )
+  .prefault({});
+/** How a release rolls through the fleet. */
+export type DeployConfig = z.output<typeof deploySection>;
+
+const imageSection = z
+  .strictObject(
+    {
+      /** Bake an image after each release and make it the launch template's default. @default true */
+      enabled: flag().default(true),
+      /** Do not reboot the instance while imaging (no downtime; file systems are not frozen). @default true */
+      noReboot: flag().default(true),
+      /** Baked images kept per app (images still in use are never removed). @default 3 */
+      retain: wholeNumber(1, 100).default(3),
+      /** Minutes to wait for an image to become available. @default 60 */
+      waitTimeoutMinutes: wholeNumber(5, 480).default(60),
+    },
+    { error: required("an object") },
+  )
+  .prefault({});
+/** Image baking after a release. */
+export type ImageConfig = z.output<typeof imageSection>;
+
 const rawSchema = z.strictObject({
   app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
   environment: matching(ENV_PATTERN, "a lower-case name like dev or prod"),
@@ -293,15 +338,7 @@ const rawSchema = z.strictObject({
     },
     { error: required("an object with accountId and region") },
   ),
-  artifacts: z
-    .strictObject(
-      {
-        retainDays: wholeNumber(0, 36500).default(365),
-        noncurrentRetainDays: wholeNumber(1, 3650).default(30),
-      },
-      { error: required("an object") },
-    )
-    .prefault({}),
+  artifacts: artifactsSection,
   oidc: z
     .strictObject(
       {
@@ -335,41 +372,8 @@ const rawSchema = z.strictObject({
     { error: required("an object") },
   ),
   baseAmiId: matching(AMI_RE, "an AMI id like ami-0123456789abcdef0"),
-  runtime: z.strictObject(
-    {
-      user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -")
-        .refine((v) => !PRIVILEGED_USERS.includes(v), {
-          error: (iss) => `must be a dedicated unprivileged user (zcp's user data creates it), not ${show(iss.input)}, which can become root`,
-        })
-        .optional(),
-      appDir: appDir.optional(),
-      appRoot: appDir.optional(),
-      processManager: z
-        .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
-        .default("supervisor"),
-      service: matching(SERVICE_PATTERN, "a service name of letters, digits and _.@:-").optional(),
-      healthUrl,
-      healthTimeoutS: wholeNumber(1, 3600).default(60),
-    },
-    { error: required("an object with at least healthUrl") },
-  ),
-  deploy: z
-    .strictObject(
-      {
-        canary: RULES.canary.default(1),
-        batch: RULES.batch.default("25%"),
-        soakSeconds: wholeNumber(0, 3600).default(60),
-        maxErrors: wholeNumber(0, 1000).default(0),
-        keepReleases: wholeNumber(1, 50).default(3),
-        commandTimeoutS: wholeNumber(30, 7200).default(600),
-        alarms: z
-          .array(matching(ALARM_NAME_RE, "a CloudWatch alarm name (no control characters, * or ?)"), { error: required("a list of alarm names") })
-          .max(100)
-          .default([]),
-      },
-      { error: required("an object") },
-    )
-    .prefault({}),
+  runtime: runtimeSection,
+  deploy: deploySection,
   traffic: z
     .strictObject(
       {
@@ -388,17 +392,7 @@ const rawSchema = z.strictObject({
       { error: required("an object") },
     )
     .prefault({}),
-  image: z
-    .strictObject(
-      {
-        enabled: flag().default(true),
-        noReboot: flag().default(true),
-        retain: wholeNumber(1, 100).default(3),
-        waitTimeoutMinutes: wholeNumber(5, 480).default(60),
-      },
-      { error: required("an object") },
-    )
-    .prefault({}),
+  image: imageSection,
   stateBackend: z
     .strictObject(
       {
@@ -412,6 +406,9 @@ const rawSchema = z.strictObject({
 });
 
 type RawParsed = z.output<typeof rawSchema>;
+
+/** The schema of the `zcp:` keys, for tools that describe it (docs/configuration.md's reference). */
+export const configSchema = rawSchema;
 
 function isHttpUrl(v: string): boolean {
   try {

@@ -2,7 +2,8 @@
 import { ReleaseFailedError } from "../../shared/errors.js";
 import { artifactKey } from "../../shared/naming.js";
 import { headArtifact, s3Uri } from "../aws/artifacts.js";
-import type { AwsClients } from "../aws/clients.js";
+import type { SSMClient } from "@aws-sdk/client-ssm";
+import { createSsmClient, type AwsClients } from "../aws/clients.js";
 import { discoverFleet } from "../aws/fleet.js";
 import { emitProgress } from "../progress.js";
 import type { AgentParams, Transport } from "../transport.js";
@@ -16,9 +17,14 @@ import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } fro
 
 const STEP = "FleetDeployment";
 
-export function transportFor(spec: TransportSpec, clients: AwsClients): Transport {
+export function transportFor(spec: TransportSpec, clients: AwsClients, sendCommandClient?: SSMClient): Transport {
   if (spec.kind === "local") return createLocalTransport({ fleetRoot: spec.fleetRoot });
-  return createSsmTransport({ ssm: clients.ssm, documentName: spec.documentName, pacing: stepPacing(STEP) });
+  return createSsmTransport({
+    ssm: clients.ssm,
+    ...(sendCommandClient ? { sendCommandClient } : {}),
+    documentName: spec.documentName,
+    pacing: stepPacing(STEP),
+  });
 }
 
 export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetDeploymentOutputs> {
@@ -34,7 +40,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
         },
         stepPacing(STEP),
       );
-      const transport = transportFor(inputs.transport, clients);
+      // SendCommand goes through a client without SDK retries: a retry after a lost response
+      // would start a second command; the transport looks for the first one instead.
+      const sendCommandClient = createSsmClient({ region: inputs.region, maxAttempts: 1 });
+      const transport = transportFor(inputs.transport, clients, sendCommandClient);
       const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
         const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
         let sha256 = inputs.sha256;
@@ -58,6 +67,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
           soakSeconds: inputs.soakSeconds,
           maxErrors: inputs.maxErrors,
           commandTimeoutS: inputs.commandTimeoutS,
+          ...(inputs.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: inputs.deliveryTimeoutS } : {}),
           minHealthyPercent: inputs.minHealthyPercent,
         },
         {
@@ -80,7 +90,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
               durationMs: r.durationMs,
             }),
         },
-      );
+      ).finally(() => sendCommandClient.destroy());
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,

@@ -41,7 +41,10 @@ export interface FleetDeploymentInputs {
   soakSeconds: number;
   /** Failed instances tolerated per batch before the release stops. */
   maxErrors: number;
+  /** Execution timeout of one instance's run (the deploy document's executionTimeout). */
   commandTimeoutS: number;
+  /** SendCommand's delivery timeout. @default commandTimeoutS */
+  deliveryTimeoutS?: number;
   autoScalingGroupName?: string;
   transport: TransportSpec;
   /** How batches leave and rejoin the load balancer. */

@@ -76,7 +76,7 @@ describe("config: parseConfig", () => {
       healthUrl: "http://127.0.0.1:8080/health",
       healthTimeoutS: 60,
     });
-    expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600, alarms: [] });
+    expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600, deliveryTimeoutS: 600, alarms: [] });
     expect(c.traffic).to.deep.equal({ control: "auto", targetGroupArns: [], minHealthyPercent: 50, healthyTimeoutS: 300 });
     expect(c.image).to.deep.equal({ enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60 });
     expect(c).to.not.have.property("stateBackend");
@@ -233,6 +233,8 @@ describe("config: parseConfig", () => {
       ["zcp:runtime.healthTimeoutS", { "runtime.healthTimeoutS": 0 }],
       ["zcp:deploy.keepReleases", { "deploy.keepReleases": 0 }],
       ["zcp:deploy.keepReleases", { "deploy.keepReleases": 51 }],
+      ["zcp:deploy.deliveryTimeoutS", { "deploy.deliveryTimeoutS": 10 }],
+      ["zcp:deploy.deliveryTimeoutS", { "deploy.deliveryTimeoutS": "600s" }],
       ["zcp:runtime.appDir", { "runtime.appDir": "/opt" }],
       ["zcp:runtime.appDir", { "runtime.appDir": "/usr/local/web" }],
       ["zcp:deploy.canary", { "deploy.canary": 1.5 }],
