@@ -119,6 +119,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       batches: deployment.batches,
       fleetDurationMs: deployment.durationMs,
       batchAgentMs: deployment.batchAgentMs,
+      batchDrainMs: deployment.batchDrainMs,
       imageId,
       launchTemplateVersion: templateVersion,
       latestEtag: pointer.etag,

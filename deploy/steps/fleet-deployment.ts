@@ -2,7 +2,8 @@
 import { ReleaseFailedError } from "../../shared/errors.js";
 import { artifactKey } from "../../shared/naming.js";
 import { headArtifact, s3Uri } from "../aws/artifacts.js";
-import type { AwsClients } from "../aws/clients.js";
+import type { SSMClient } from "@aws-sdk/client-ssm";
+import { createSsmClient, type AwsClients } from "../aws/clients.js";
 import { discoverFleet } from "../aws/fleet.js";
 import { emitProgress } from "../progress.js";
 import type { AgentParams, Transport } from "../transport.js";
@@ -11,14 +12,20 @@ import { createLocalTransport } from "../transports/local.js";
 import { realSleep } from "../../shared/retry.js";
 import { rollout } from "./rollout.js";
 import { CandidateImage } from "./candidate-image.js";
+import { alarmGateFor, trafficControllerFor } from "../traffic/select.js";
 import { stepLog, stepPacing, traced, withStepClients, type StepEnv } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
 
 const STEP = "FleetDeployment";
 
-export function transportFor(spec: TransportSpec, clients: AwsClients): Transport {
+export function transportFor(spec: TransportSpec, clients: AwsClients, sendCommandClient?: SSMClient): Transport {
   if (spec.kind === "local") return createLocalTransport({ fleetRoot: spec.fleetRoot });
-  return createSsmTransport({ ssm: clients.ssm, documentName: spec.documentName, pacing: stepPacing(STEP) });
+  return createSsmTransport({
+    ssm: clients.ssm,
+    ...(sendCommandClient ? { sendCommandClient } : {}),
+    documentName: spec.documentName,
+    pacing: stepPacing(STEP),
+  });
 }
 
 export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = {}): Promise<FleetDeploymentOutputs> {
@@ -36,7 +43,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
         },
         { ...stepPacing(STEP), sleep, now },
       );
-      const transport = env.transport ?? transportFor(inputs.transport, clients);
+      // SendCommand goes through a client without SDK retries: a retry after a lost response
+      // would start a second command; the transport looks for the first one instead.
+      const sendCommandClient = createSsmClient({ region: inputs.region, maxAttempts: 1 });
+      const transport = env.transport ?? transportFor(inputs.transport, clients, sendCommandClient);
       const candidate = inputs.candidateImage
         ? new CandidateImage(
             clients.ec2,
@@ -68,9 +78,13 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
           soakSeconds: inputs.soakSeconds,
           maxErrors: inputs.maxErrors,
           commandTimeoutS: inputs.commandTimeoutS,
+          ...(inputs.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: inputs.deliveryTimeoutS } : {}),
+          minHealthyPercent: inputs.minHealthyPercent,
         },
         {
           transport,
+          traffic: trafficControllerFor(inputs.traffic, clients, stepPacing(STEP)),
+          alarms: alarmGateFor(inputs.alarmNames, clients, stepPacing(STEP)),
           paramsFor,
           sleep,
           now,
@@ -91,7 +105,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
       ).catch(async (err: unknown) => {
         await candidate?.retire();
         throw err;
-      });
+      }).finally(() => sendCommandClient.destroy());
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,
@@ -101,6 +115,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
         durationMs: now() - started,
         batchAgentMs: result.batchAgentMs,
         candidateImageId: (await candidate?.imageId()) ?? "",
+        batchDrainMs: result.batchDrainMs,
       };
       emitProgress({ kind: "result", step: STEP, data: { ...out } });
       return out;
