@@ -24,9 +24,9 @@ command -v pulumi >/dev/null || { echo "bench: run 'bash scripts/tools.sh' first
 
 quick="${ZCP_BENCH_QUICK:-0}"
 if [ "$quick" = 1 ]; then
-  release_sizes=4 ssm_sizes=10,100 mb="${ZCP_BENCH_MB:-20}" zd_rounds=1
+  release_sizes=4 ssm_sizes=10,100 mb="${ZCP_BENCH_MB:-20}" zd_rounds=1 timeline_sizes=16
 else
-  release_sizes=4,16,32 ssm_sizes=10,100,1000,5000 mb="${ZCP_BENCH_MB:-200}" zd_rounds=2
+  release_sizes=4,16,32 ssm_sizes=10,100,1000,5000 mb="${ZCP_BENCH_MB:-200}" zd_rounds=2 timeline_sizes=16,64
 fi
 
 echo "== build"
@@ -81,6 +81,7 @@ run_bench release-overhead isolated node dist/bench/release-overhead.js --sizes 
 run_bench ssm-economy node dist/bench/ssm-economy.js --sizes "$ssm_sizes"
 run_bench packaging node dist/bench/packaging.js --mb "$mb"
 run_bench engine-overhead isolated node dist/bench/engine-overhead.js
+run_bench aws-timeline node dist/bench/aws-timeline.js --sizes "$timeline_sizes"
 run_bench zero-downtime isolated node dist/bench/zero-downtime.js --rounds "$zd_rounds"
 
 echo

@@ -38,7 +38,7 @@ rm -rf "$broken"
 if [ "$code" -ne 1 ]; then echo "demo: expected the broken release to fail with exit 1, got $code" >&2; exit 1; fi
 echo "(exit $code: the canary failed its health check and was rolled back; latest is still v1)"
 
-step "zcp release --env local --version v3, while requests stream through the load balancer"
+step "while requests stream through the load balancer: zcp release --env local --version v3"
 lb="$(zcp status --env local --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8")).loadBalancer.url)')"
 node dist/bench/lib/watch-traffic.js "$lb" --max-s 600 &
 watcher=$!

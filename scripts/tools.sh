@@ -151,8 +151,11 @@ ensure_supervisor() {
 # The local environment starts its own HAProxy (by pid) in front of its fleet; the package's
 # system-wide service is not used.
 ensure_haproxy() {
-  if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
-    log "$( (command -v haproxy || echo /usr/sbin/haproxy) | xargs -I{} {} -v | head -n1)"
+  local bin
+  bin="$(command -v haproxy 2>/dev/null || true)"
+  if [ -z "$bin" ] && [ -x /usr/sbin/haproxy ]; then bin=/usr/sbin/haproxy; fi
+  if [ -n "$bin" ]; then
+    log "$("$bin" -v | head -n1)"
     return
   fi
   log "installing haproxy (Debian package)"

@@ -89,9 +89,15 @@ export function localAwsEnv(endpoint: string): Record<string, string> {
     AWS_ACCESS_KEY_ID: "testing",
     AWS_SECRET_ACCESS_KEY: "testing",
     AWS_EC2_METADATA_DISABLED: "true",
-    // The agent fetches artifacts with the AWS CLI from the project's tool folder.
-    PATH: [path.join(tools, "venv", "bin"), path.join(tools, "bin"), process.env.PATH ?? ""].join(path.delimiter),
+    // The agent fetches artifacts with the AWS CLI from the project's tool folder. Folders the
+    // caller's PATH already has keep their place (a caller may put its own tools before them).
+    PATH: withToolDirs([path.join(tools, "venv", "bin"), path.join(tools, "bin")], process.env.PATH ?? ""),
   };
+}
+
+function withToolDirs(dirs: readonly string[], pathEnv: string): string {
+  const current = pathEnv.split(path.delimiter);
+  return [...dirs.filter((d) => !current.includes(d)), ...current].join(path.delimiter);
 }
 
 const pidAlive = processAlive;

@@ -11,8 +11,9 @@ import { createSsmTransport } from "../transports/ssm.js";
 import { createLocalTransport } from "../transports/local.js";
 import { realSleep } from "../../shared/retry.js";
 import { rollout } from "./rollout.js";
+import { CandidateImage } from "./candidate-image.js";
 import { alarmGateFor, trafficControllerFor } from "../traffic/select.js";
-import { stepLog, stepPacing, traced, withClients } from "./context.js";
+import { stepLog, stepPacing, traced, withStepClients, type StepEnv } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
 
 const STEP = "FleetDeployment";
@@ -27,10 +28,12 @@ export function transportFor(spec: TransportSpec, clients: AwsClients, sendComma
   });
 }
 
-export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetDeploymentOutputs> {
+export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = {}): Promise<FleetDeploymentOutputs> {
+  const now = env.now ?? Date.now;
+  const sleep = env.sleep ?? realSleep;
   return traced(STEP, inputs.version, () =>
-    withClients(inputs.region, async (clients) => {
-      const started = Date.now();
+    withStepClients(inputs.region, env, async (clients) => {
+      const started = now();
       const fleet = await discoverFleet(
         clients,
         {
@@ -38,12 +41,20 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
           env: inputs.environment,
           ...(inputs.autoScalingGroupName ? { autoScalingGroupName: inputs.autoScalingGroupName } : {}),
         },
-        stepPacing(STEP),
+        { ...stepPacing(STEP), sleep, now },
       );
       // SendCommand goes through a client without SDK retries: a retry after a lost response
       // would start a second command; the transport looks for the first one instead.
       const sendCommandClient = createSsmClient({ region: inputs.region, maxAttempts: 1 });
-      const transport = transportFor(inputs.transport, clients, sendCommandClient);
+      const transport = env.transport ?? transportFor(inputs.transport, clients, sendCommandClient);
+      const candidate = inputs.candidateImage
+        ? new CandidateImage(
+            clients.ec2,
+            { app: inputs.app, env: inputs.environment, version: inputs.version, sha256: inputs.sha256, ...inputs.candidateImage },
+            stepLog(STEP),
+            { ...stepPacing(STEP), sleep, now },
+          )
+        : undefined;
       const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
         const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
         let sha256 = inputs.sha256;
@@ -75,9 +86,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
           traffic: trafficControllerFor(inputs.traffic, clients, stepPacing(STEP)),
           alarms: alarmGateFor(inputs.alarmNames, clients, stepPacing(STEP)),
           paramsFor,
-          sleep: realSleep,
-          now: Date.now,
+          sleep,
+          now,
           log: stepLog(STEP),
+          ...(candidate ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
           onInstance: (r, batches) =>
             emitProgress({
               kind: "instance",
@@ -90,15 +102,19 @@ export async function deployFleet(inputs: FleetDeploymentInputs): Promise<FleetD
               durationMs: r.durationMs,
             }),
         },
-      ).finally(() => sendCommandClient.destroy());
+      ).catch(async (err: unknown) => {
+        await candidate?.retire();
+        throw err;
+      }).finally(() => sendCommandClient.destroy());
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,
         instances: result.instances,
         batches: result.batches,
         imageSourceInstanceId: result.imageSourceInstanceId,
-        durationMs: Date.now() - started,
+        durationMs: now() - started,
         batchAgentMs: result.batchAgentMs,
+        candidateImageId: (await candidate?.imageId()) ?? "",
         batchDrainMs: result.batchDrainMs,
       };
       emitProgress({ kind: "result", step: STEP, data: { ...out } });

@@ -50,6 +50,12 @@ export interface RolloutDeps {
   now(): number;
   log(message: string): void;
   onInstance?(report: InstanceReport, batches: number): void;
+  /**
+   * The first batch (the canary, when there is one) is healthy and has soaked: `instanceId`
+   * runs the new version and may be imaged while the remaining batches roll. Called once,
+   * before the second batch starts; the rollout does not wait for what it starts.
+   */
+  onCanaryPassed?(instanceId: string): void;
   /** Takes batches out of the load balancer and back. @default no load balancer */
   traffic?: TrafficController;
   /** Alarms that stop the release. @default none */
@@ -194,6 +200,10 @@ export async function rollout(
     if (index === 0 && settings.canary > 0 && batches.length > 1 && settings.soakSeconds > 0) {
       deps.log(`canary healthy; soaking ${settings.soakSeconds}s before the next batch`);
       await soak(settings.soakSeconds, alarms.names.length > 0 ? (settings.alarmPollSeconds ?? 10) : settings.soakSeconds, deps, () => gate(label));
+    }
+    if (index === 0) {
+      const healthy = batchReports.find((r) => r.status === "deployed" || r.status === "unchanged");
+      if (healthy) deps.onCanaryPassed?.(healthy.instanceId);
     }
   }
   const healthy = reports.find((r) => r.status === "deployed" || r.status === "unchanged");

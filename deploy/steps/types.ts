@@ -47,6 +47,11 @@ export interface FleetDeploymentInputs {
   deliveryTimeoutS?: number;
   autoScalingGroupName?: string;
   transport: TransportSpec;
+  /**
+   * Bake the release image from the canary once it has passed its soak, while the remaining
+   * batches roll (see candidate-image.ts). Absent: BakedImage bakes after the rollout.
+   */
+  candidateImage?: { noReboot: boolean; tagSnapshotsOnCreate: boolean };
   /** How batches leave and rejoin the load balancer. */
   traffic: TrafficSpec;
   /** Share of the fleet kept healthy in service while a batch is out of traffic (0..100). */
@@ -76,6 +81,8 @@ export interface FleetDeploymentOutputs {
   durationMs: number;
   /** Per batch: the slowest instance's agent time (for the overhead benchmark). */
   batchAgentMs: number[];
+  /** The candidate image baking since the canary passed; "" when none was started. */
+  candidateImageId: string;
   /** Per batch: how long taking it out of traffic took (for the zero-downtime benchmark). */
   batchDrainMs: number[];
 }
@@ -87,6 +94,8 @@ export interface BakedImageInputs {
   version: string;
   sha256: string;
   sourceInstanceId: string;
+  /** The image FleetDeployment started from the canary; "" to bake from `sourceInstanceId`. */
+  candidateImageId: string;
   noReboot: boolean;
   retain: number;
   waitTimeoutMinutes: number;

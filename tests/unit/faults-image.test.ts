@@ -31,6 +31,7 @@ const INPUTS: BakedImageInputs = {
   version: "v2",
   sha256: "c".repeat(64),
   sourceInstanceId: "i-0abc",
+  candidateImageId: "",
   noReboot: true,
   retain: 3,
   waitTimeoutMinutes: 60,
