@@ -1,6 +1,8 @@
 /**
  * The command line's grammar, on node:util's `parseArgs`:
- *   zcp release  --env ENV --version VERSION [--source DIR] [--canary N] [--batch N|P%] [--skip-image]
+ *   zcp build    --env ENV --version VERSION [--source DIR] [--python-platform TAG] [--python-version X.Y]
+ *   zcp release  --env ENV --version VERSION [--source DIR | --prebuilt] [--canary N] [--batch N|P%] [--skip-image]
+ *   zcp promote  --from ENV --to ENV --version VERSION
  *   zcp rollback --env ENV [--to VERSION]
  *   zcp preview  --env ENV [--version VERSION] [--source DIR]
  *   zcp status   --env ENV
@@ -27,8 +29,12 @@ export type Command =
       canary?: number;
       batch?: string;
       skipImage: boolean;
+      /** Deploy the artifact `zcp build` (or `zcp promote`) put in the bucket; build nothing. */
+      prebuilt: boolean;
       json: boolean;
     }
+  | { name: "build"; env: string; version: string; source?: string; pythonPlatform?: string; pythonVersion?: string; json: boolean }
+  | { name: "promote"; from: string; to: string; version: string; fromBucket?: string; json: boolean }
   | { name: "rollback"; env: string; to?: string; json: boolean }
   | { name: "preview"; env: string; version?: string; source?: string; json: boolean }
   | { name: "status"; env: string; json: boolean }
@@ -71,6 +77,21 @@ const checkSource = (flag: string, v: string) => {
   return v;
 };
 
+const checkPythonPlatform = (flag: string, v: string) => {
+  if (!/^[A-Za-z0-9_.]{1,64}$/.test(v)) throw new ConfigError(flag, `must be a wheel platform tag such as manylinux2014_x86_64, got ${JSON.stringify(v)}`);
+  return v;
+};
+const checkPythonVersion = (flag: string, v: string) => {
+  if (!/^3(\.[0-9]{1,2}){0,2}$/.test(v)) throw new ConfigError(flag, `must be a Python 3 version such as 3.12, got ${JSON.stringify(v)}`);
+  return v;
+};
+
+// S3 bucket naming rules (Amazon S3 User Guide, "General purpose bucket naming rules").
+const checkBucket = (flag: string, v: string) => {
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) || v.includes("..")) throw new ConfigError(flag, `must be an S3 bucket name, got ${JSON.stringify(v)}`);
+  return v;
+};
+
 const ENV: OptionSpec = { type: "string", placeholder: "ENV", required: true, help: 'environment: "local" or a foundation stack (dev, prod, ...)', check: checkEnv };
 const JSON_OUTPUT: OptionSpec = { type: "boolean", help: "print the result as JSON on stdout (progress goes to stderr)" };
 
@@ -81,6 +102,32 @@ const bool = (v: OptionValues, key: string): boolean => v[key] === true;
 /** Every command the CLI knows, in the order help lists them. Adding a command is adding an entry. */
 export const COMMANDS: readonly CommandSpec[] = [
   {
+    words: "build",
+    summary: "build VERSION once (app, dependencies resolved offline-installable, manifest) and upload it",
+    options: {
+      env: ENV,
+      version: { type: "string", placeholder: "VERSION", required: true, help: `the artifact's version (${VERSION_PATTERN})`, check: checkVersion },
+      source: { type: "string", placeholder: "DIR", help: "directory to build; default: the configured source", check: checkSource },
+      "python-platform": { type: "string", placeholder: "TAG", help: "wheel platform of the fleet, e.g. manylinux2014_x86_64; default: the builder's", check: checkPythonPlatform },
+      "python-version": { type: "string", placeholder: "X.Y", help: "Python version of the fleet, e.g. 3.12; default: the builder's", check: checkPythonVersion },
+      json: JSON_OUTPUT,
+    },
+    toCommand: (v) => {
+      const source = str(v, "source");
+      const pythonPlatform = str(v, "python-platform");
+      const pythonVersion = str(v, "python-version");
+      return {
+        name: "build",
+        env: str(v, "env")!,
+        version: str(v, "version")!,
+        json: bool(v, "json"),
+        ...(source !== undefined ? { source } : {}),
+        ...(pythonPlatform !== undefined ? { pythonPlatform } : {}),
+        ...(pythonVersion !== undefined ? { pythonVersion } : {}),
+      };
+    },
+  },
+  {
     words: "release",
     summary: "release VERSION to an environment: canary, health checks, batches, image, latest pointer",
     options: {
@@ -90,17 +137,20 @@ export const COMMANDS: readonly CommandSpec[] = [
       canary: { type: "string", placeholder: "N", help: "instances that get the release first, 0..100 (0 skips the canary); default: zcp:deploy.canary", check: checkCanary },
       batch: { type: "string", placeholder: "N|P%", help: "instances per batch after the canary: a count or 1..100%; default: zcp:deploy.batch", check: checkBatch },
       "skip-image": { type: "boolean", help: "do not bake an image or move the launch template" },
+      prebuilt: { type: "boolean", help: "deploy the artifact zcp build or zcp promote uploaded for VERSION; build nothing" },
       json: JSON_OUTPUT,
     },
     toCommand: (v) => {
       const source = str(v, "source");
       const canary = num(v, "canary");
       const batch = str(v, "batch");
+      if (source !== undefined && bool(v, "prebuilt")) throw new ConfigError("--prebuilt", "deploys an artifact already built; it takes no --source");
       return {
         name: "release",
         env: str(v, "env")!,
         version: str(v, "version")!,
         skipImage: bool(v, "skip-image"),
+        prebuilt: bool(v, "prebuilt"),
         json: bool(v, "json"),
         ...(source !== undefined ? { source } : {}),
         ...(canary !== undefined ? { canary } : {}),
@@ -119,6 +169,29 @@ export const COMMANDS: readonly CommandSpec[] = [
     toCommand: (v) => {
       const to = str(v, "to");
       return { name: "rollback", env: str(v, "env")!, json: bool(v, "json"), ...(to !== undefined ? { to } : {}) };
+    },
+  },
+  {
+    words: "promote",
+    summary: "copy the exact artifact of VERSION from one environment's bucket to another's, sha256 verified",
+    options: {
+      from: { ...ENV, help: "environment the artifact was built or released in (e.g. dev)" },
+      to: { ...ENV, help: "environment that gets the same bytes (e.g. prod)" },
+      version: { type: "string", placeholder: "VERSION", required: true, help: `the version to promote (${VERSION_PATTERN})`, check: checkVersion },
+      "from-bucket": {
+        type: "string",
+        placeholder: "BUCKET",
+        help: "the --from environment's artifact bucket, read with the current session (its stack is then not opened: from another account's CI job)",
+        check: checkBucket,
+      },
+      json: JSON_OUTPUT,
+    },
+    toCommand: (v) => {
+      const from = str(v, "from")!;
+      const to = str(v, "to")!;
+      const fromBucket = str(v, "from-bucket");
+      if (from === to) throw new ConfigError("--to", `must differ from --from (both are "${from}")`);
+      return { name: "promote", from, to, version: str(v, "version")!, json: bool(v, "json"), ...(fromBucket !== undefined ? { fromBucket } : {}) };
     },
   },
   {

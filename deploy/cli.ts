@@ -5,7 +5,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, ExitCode, ReleaseFailedError, ZcpError, exitCodeFor } from "../shared/errors.js";
 import { commandHelp, parseArgs, USAGE, type Command } from "./cli-args.js";
+import { buildAndUpload } from "./build/publish.js";
+import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
 import { resolveEnvironment } from "./environments.js";
+import { formatPromote, promoteArtifact } from "./promote.js";
 import { stopLocalEnvironment } from "./local/environment.js";
 import {
   appendStepSummary,
@@ -43,8 +46,44 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
     return;
   }
   useProjectTools();
+  if (cmd.name === "promote") {
+    const to = await resolveEnvironment(cmd.to, log);
+    // With --from-bucket the source stack is not opened (it lives in the other account's
+    // state backend); the bucket is read with this session, through its bucket policy.
+    const from = cmd.fromBucket === undefined ? await resolveEnvironment(cmd.from, log) : undefined;
+    const fromClients = createAwsClients({ region: from?.outputs.region ?? to.outputs.region });
+    const toClients = createAwsClients({ region: to.outputs.region });
+    try {
+      const r = await promoteArtifact(
+        from
+          ? { environment: from.name, app: from.outputs.app, bucket: from.outputs.bucket, s3: fromClients.s3 }
+          : { environment: cmd.from, app: to.outputs.app, bucket: cmd.fromBucket ?? "", s3: fromClients.s3 },
+        { environment: to.name, app: to.outputs.app, bucket: to.outputs.bucket, s3: toClients.s3 },
+        cmd.version,
+        log,
+      );
+      out.result(cmd.json ? JSON.stringify(r, null, 2) : formatPromote(r));
+      appendStepSummary(`### zcp promote: ${r.version}\n\n\`\`\`\n${formatPromote(r)}\n\`\`\``);
+    } finally {
+      destroyAwsClients(fromClients);
+      destroyAwsClients(toClients);
+    }
+    return;
+  }
   const ctx = await resolveEnvironment(cmd.env, log);
   switch (cmd.name) {
+    case "build": {
+      const target = { ...(cmd.pythonPlatform ? { platform: cmd.pythonPlatform } : {}), ...(cmd.pythonVersion ? { pythonVersion: cmd.pythonVersion } : {}) };
+      const built = await buildAndUpload(
+        ctx,
+        { version: cmd.version, source: cmd.source !== undefined ? { kind: "dir", dir: cmd.source } : ctx.defaultSource, pythonTarget: target },
+        log,
+      );
+      // The sha256 alone on stdout: `sha=$(zcp build …)` in a workflow.
+      out.result(cmd.json ? JSON.stringify(built, null, 2) : built.sha256);
+      appendStepSummary(`### zcp build: ${built.version}\n\n${built.uri}, sha256 \`${built.sha256}\``);
+      return;
+    }
     case "release":
     case "rollback": {
       const version = cmd.name === "release" ? cmd.version : await rollbackTarget(ctx, cmd.to);
@@ -54,6 +93,7 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
               version,
               kind: "release" as const,
               skipImage: cmd.skipImage,
+              ...(cmd.prebuilt ? { existingArtifactOnly: true } : {}),
               ...(cmd.source !== undefined ? { source: { kind: "dir" as const, dir: cmd.source } } : {}),
               ...(cmd.canary !== undefined ? { canary: cmd.canary } : {}),
               ...(cmd.batch !== undefined ? { batch: cmd.batch } : {}),

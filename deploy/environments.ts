@@ -20,13 +20,19 @@ import type { TransportSpec } from "./steps/types.js";
 import { findRepoRoot } from "./repo.js";
 import * as local from "./local/environment.js";
 import * as fleet from "./local/fleet.js";
+import { LB_BACKEND } from "./local/load-balancer.js";
+import type { TrafficSpec } from "./traffic/controller.js";
 
 export type SourceSpec = { kind: "dir"; dir: string } | { kind: "git"; repoDir: string; commit: string; subdir?: string };
 
 export interface ReleaseSettings {
   accountId: string;
   runtime: AgentRuntime;
-  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number };
+  deploy: { canary: number; batch: string; soakSeconds: number; maxErrors: number; commandTimeoutS: number; deliveryTimeoutS?: number };
+  /** How batches leave the load balancer, and how much of the fleet stays in it. */
+  traffic: { spec: TrafficSpec; minHealthyPercent: number };
+  /** CloudWatch alarms that stop a release. */
+  alarms: string[];
   image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
 }
 
@@ -46,11 +52,33 @@ export interface EnvironmentContext {
   workDir: string;
   /** What `release` packages when --source is not given. */
   defaultSource: SourceSpec;
+  /** Where the environment's users reach it, when zcp knows (the local load balancer). */
+  loadBalancerUrl?: string;
   /** Version each instance runs, and how that was learned. */
   instanceVersions(ids: readonly string[]): Promise<Map<string, { version: string; source: string }>>;
 }
 
-export function settingsFromConfig(c: ZcpConfig): ReleaseSettings {
+/**
+ * The traffic control a foundation environment gets: `auto` picks standby in the fleet's
+ * Auto Scaling group (the foundation always has one), else the named target groups.
+ */
+export function trafficSpecFor(c: ZcpConfig, autoScalingGroupName: string | undefined): TrafficSpec {
+  const t = c.traffic;
+  const control = t.control === "auto" ? (autoScalingGroupName ? "asg-standby" : t.targetGroupArns.length > 0 ? "target-group" : "none") : t.control;
+  // Target health moves on the health check's interval (30 s by default): polling faster buys nothing.
+  const pollSeconds = 10;
+  switch (control) {
+    case "none":
+      return { kind: "none" };
+    case "target-group":
+      return { kind: "target-group", targetGroupArns: [...t.targetGroupArns], healthyTimeoutS: t.healthyTimeoutS, pollSeconds };
+    case "asg-standby":
+      if (!autoScalingGroupName) throw new ConfigError("zcp:traffic.control", 'is "asg-standby" but the foundation exports no autoScalingGroupName');
+      return { kind: "asg-standby", autoScalingGroupName, healthyTimeoutS: t.healthyTimeoutS, pollSeconds };
+  }
+}
+
+export function settingsFromConfig(c: ZcpConfig, autoScalingGroupName?: string): ReleaseSettings {
   return {
     accountId: c.aws.accountId,
     runtime: {
@@ -68,7 +96,10 @@ export function settingsFromConfig(c: ZcpConfig): ReleaseSettings {
       soakSeconds: c.deploy.soakSeconds,
       maxErrors: c.deploy.maxErrors,
       commandTimeoutS: c.deploy.commandTimeoutS,
+      deliveryTimeoutS: c.deploy.deliveryTimeoutS,
     },
+    traffic: { spec: trafficSpecFor(c, autoScalingGroupName), minHealthyPercent: c.traffic.minHealthyPercent },
+    alarms: [...c.deploy.alarms],
     image: {
       enabled: c.image.enabled,
       noReboot: c.image.noReboot,
@@ -79,8 +110,13 @@ export function settingsFromConfig(c: ZcpConfig): ReleaseSettings {
   };
 }
 
-/** The local environment's settings: short timeouts, a canary of one, batches of a third. */
-export function localSettings(appUser: string): ReleaseSettings {
+/**
+ * The local environment's settings: short timeouts, a canary of one, batches of half the
+ * fleet, batches drained from the local HAProxy (ZCP_LOCAL_TRAFFIC_CONTROL=off restarts
+ * instances while they receive traffic), alarms from ZCP_LOCAL_ALARMS (comma-separated names
+ * of alarms in the emulator).
+ */
+export function localSettings(appUser: string, loadBalancerSocket?: string): ReleaseSettings {
   const num = (name: string, fallback: number) => {
     const raw = process.env[name];
     if (raw === undefined) return fallback;
@@ -88,6 +124,26 @@ export function localSettings(appUser: string): ReleaseSettings {
     if (!Number.isInteger(n) || n < 0 || n > 3600) throw new ConfigError(name, `must be a whole number 0..3600, got ${JSON.stringify(raw)}`);
     return n;
   };
+  const control = process.env.ZCP_LOCAL_TRAFFIC_CONTROL ?? "on";
+  if (control !== "on" && control !== "off") throw new ConfigError("ZCP_LOCAL_TRAFFIC_CONTROL", `must be "on" or "off", got ${JSON.stringify(control)}`);
+  // 0 keeps the batch sizes the demo and tests ask for (ZCP_LOCAL_BATCH); every batch still
+  // leaves the load balancer while it restarts.
+  const minHealthyPercent = num("ZCP_LOCAL_MIN_HEALTHY_PERCENT", 0);
+  if (minHealthyPercent > 100) throw new ConfigError("ZCP_LOCAL_MIN_HEALTHY_PERCENT", `must be a whole number 0..100, got ${minHealthyPercent}`);
+  const alarms = (process.env.ZCP_LOCAL_ALARMS ?? "").split(",").map((a) => a.trim()).filter(Boolean);
+  for (const a of alarms) {
+    if (!/^[A-Za-z0-9._-]{1,255}$/.test(a)) throw new ConfigError("ZCP_LOCAL_ALARMS", `must be comma-separated alarm names of letters, digits and ._-, got ${JSON.stringify(a)}`);
+  }
+  const traffic: TrafficSpec =
+    control === "on" && loadBalancerSocket
+      ? {
+          kind: "haproxy",
+          socketPath: loadBalancerSocket,
+          backend: LB_BACKEND,
+          drainTimeoutS: num("ZCP_LOCAL_DRAIN_TIMEOUT_S", 10),
+          healthyTimeoutS: num("ZCP_LOCAL_HEALTH_TIMEOUT_S", 8) + 10,
+        }
+      : { kind: "none" };
   return {
     accountId: process.env.ZCP_LOCAL_ACCOUNT_ID ?? local.LOCAL_ACCOUNT,
     runtime: {
@@ -106,6 +162,8 @@ export function localSettings(appUser: string): ReleaseSettings {
       maxErrors: 0,
       commandTimeoutS: num("ZCP_LOCAL_COMMAND_TIMEOUT_S", 120),
     },
+    traffic: { spec: traffic, minHealthyPercent },
+    alarms,
     // The emulator rejects snapshot tag specifications in CreateImage; tag them afterwards.
     image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 5, tagSnapshotsOnCreate: false },
   };
@@ -177,7 +235,8 @@ async function resolveLocal(log: (m: string) => void): Promise<EnvironmentContex
   return {
     name: local.LOCAL_ENV,
     outputs: env.outputs,
-    settings: localSettings(env.appUser),
+    settings: localSettings(env.appUser, env.loadBalancer.socketPath),
+    loadBalancerUrl: `http://127.0.0.1:${env.loadBalancer.port}`,
     backendUrl: `file://${backendDir}`,
     fileBackendDir: backendDir,
     secrets: releaseSecrets(`file://${backendDir}`, undefined, "us-east-1"),
@@ -230,7 +289,7 @@ async function resolveFoundation(name: string): Promise<EnvironmentContext> {
   return {
     name,
     outputs,
-    settings: settingsFromConfig(config),
+    settings: settingsFromConfig(config, outputs.autoScalingGroupName),
     backendUrl,
     ...(fileBackendDir ? { fileBackendDir } : {}),
     secrets: releaseSecrets(backendUrl, config.stateBackend?.kmsKeyArn, config.aws.region),

@@ -5,6 +5,12 @@
  *
  * Each step depends on the one before, so the engine stops at the first failure and the
  * later steps (image, template, latest pointer) stay as they were.
+ *
+ * The image overlaps the rollout without changing that order: once the canary has passed its
+ * soak, FleetDeployment starts CreateImage from it (a `candidate` image) and rolls the
+ * remaining batches meanwhile; BakedImage, which still runs only after every batch is
+ * healthy, waits for that candidate and promotes it. A failed rollout retires the candidate.
+ * See deploy/steps/candidate-image.ts.
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { PulumiFn } from "@pulumi/pulumi/automation/index.js";
@@ -51,6 +57,10 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
         bucket: plan.bucket,
         artifactKey: artifact.key,
         ...plan.fleet,
+        // A canary that reboots for its image would leave service while the next batch is out.
+        ...(plan.image.enabled && plan.image.noReboot
+          ? { candidateImage: { noReboot: true, tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate } }
+          : {}),
       },
       { dependsOn: [artifact] },
     );
@@ -67,6 +77,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
           version: deployment.version,
           sha256: plan.sha256,
           sourceInstanceId: deployment.imageSourceInstanceId,
+          candidateImageId: deployment.candidateImageId,
           noReboot: plan.image.noReboot,
           retain: plan.image.retain,
           waitTimeoutMinutes: plan.image.waitTimeoutMinutes,
@@ -108,6 +119,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       batches: deployment.batches,
       fleetDurationMs: deployment.durationMs,
       batchAgentMs: deployment.batchAgentMs,
+      batchDrainMs: deployment.batchDrainMs,
       imageId,
       launchTemplateVersion: templateVersion,
       latestEtag: pointer.etag,

@@ -19,15 +19,17 @@ import { LocalWorkspace, StackNotFoundError, type Stack, type UpdateSummary } fr
 import { ConfigError, ReleaseFailedError, ReleaseLockedError, WrongAccountError, describeError } from "../shared/errors.js";
 import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
-import { headArtifact, s3Uri, uploadArtifact } from "./aws/artifacts.js";
+import { headArtifact, s3Uri } from "./aws/artifacts.js";
 import { readLatestPointer } from "./aws/latest-pointer.js";
 import { describeDefaultVersion, describeDefaultVersionNumber } from "./aws/launch-template.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
-import { packageSource } from "./package.js";
+import { buildArtifact } from "./build/index.js";
+import { buildAndUpload, packageSpecOf } from "./build/publish.js";
 import { releaseProgram, type ReleasePlan } from "./program.js";
 import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { dependenciesDir, toolsDir } from "./repo.js";
+import { pulumiCommand, selectExistingStack as selectStackIfPresent, upWithoutReadBack } from "./release-engine.js";
 import { RULES, checkValue } from "../shared/rules.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
 import type { EnvironmentContext, SourceSpec } from "./environments.js";
@@ -39,7 +41,10 @@ export interface ReleaseRequest {
   canary?: number;
   batch?: string;
   skipImage?: boolean;
-  /** Set by rollback: the artifact must already exist; nothing is packaged. */
+  /**
+   * The artifact must already exist (a rollback, or `release --prebuilt` of what `zcp build`
+   * uploaded); nothing is built.
+   */
   existingArtifactOnly?: boolean;
   kind?: "release" | "rollback";
 }
@@ -56,6 +61,10 @@ export interface ReleaseSummary {
   durationMs: number;
   fleetDurationMs: number;
   batchAgentMs: number[];
+  /** Per batch: how long taking it out of traffic took. */
+  batchDrainMs: number[];
+  /** How batches left the load balancer (none, haproxy, target-group, asg-standby). */
+  trafficControl: string;
   engineOperations: number;
 }
 
@@ -71,7 +80,21 @@ function engineEnvFor(ctx: EnvironmentContext, progressFile: string): Record<str
     // Only file backends (the local environment) use a passphrase; others use KMS.
     ...(ctx.secrets.passphrase !== undefined ? { PULUMI_CONFIG_PASSPHRASE: ctx.secrets.passphrase } : {}),
     [PROGRESS_ENV]: progressFile,
+    // The provider host is a Node.js process that loads the SDK and the AWS clients on every
+    // release; compiled code cached on disk (as bin/zcp does for the runner) halves that.
+    ...compileCacheEnv(),
   };
+}
+
+function compileCacheEnv(): Record<string, string> {
+  if (process.env.NODE_COMPILE_CACHE) return { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE };
+  const dir = (require("node:module") as { getCompileCacheDir?: () => string | undefined }).getCompileCacheDir?.();
+  return dir ? { NODE_COMPILE_CACHE: dir } : {};
+}
+
+/** Where the runner remembers the Pulumi CLI's version (see release-engine.ts). */
+function cliRecordFile(ctx: EnvironmentContext): string {
+  return path.join(ctx.workDir, "release", "pulumi-cli.json");
 }
 
 /** Puts the project's tools (pulumi, the dynamic-provider shim) first on PATH when present. */
@@ -109,16 +132,20 @@ async function openExistingStack(
   mayHavePendingOperations: boolean,
 ): Promise<Stack | undefined> {
   const workDir = workspaceDir(ctx);
-  let stack: Stack;
-  try {
-    stack = await LocalWorkspace.selectStack(
-      { stackName: ctx.name, projectName: RELEASE_PROJECT, program: async () => ({}) },
-      { workDir, projectSettings: releaseProjectSettings(ctx), envVars: engineEnvFor(ctx, progressFile) },
-    );
-  } catch (err) {
+  const stack = await selectStackIfPresent({
+    stackName: ctx.name,
+    program: async () => ({}),
+    workDir,
+    projectSettings: releaseProjectSettings(ctx),
+    envVars: engineEnvFor(ctx, progressFile),
+    pulumiCommand: await pulumiCommand(cliRecordFile(ctx), engineEnvFor(ctx, progressFile).PATH),
+    ...(ctx.secrets.secretsProvider !== undefined ? { secretsProvider: ctx.secrets.secretsProvider } : {}),
+    ...(ctx.fileBackendDir ? { fileBackend: { dir: ctx.fileBackendDir, project: RELEASE_PROJECT } } : {}),
+  }).catch((err: unknown) => {
     if (err instanceof StackNotFoundError) return undefined;
     throw err;
-  }
+  });
+  if (!stack) return undefined;
   if (mayHavePendingOperations) await recoverInterruptedUpdate(stack, log);
   return stack;
 }
@@ -176,6 +203,7 @@ async function openStack(ctx: EnvironmentContext, plan: ReleasePlan | undefined,
       workDir,
       projectSettings: releaseProjectSettings(ctx),
       envVars: engineEnvFor(ctx, progressFile),
+      pulumiCommand: await pulumiCommand(cliRecordFile(ctx), engineEnvFor(ctx, progressFile).PATH),
       secretsProvider: ctx.secrets.secretsProvider,
     },
   );
@@ -264,12 +292,16 @@ function fleetSettings(ctx: EnvironmentContext, req: ReleaseRequest): ReleasePla
     soakSeconds: d.soakSeconds,
     maxErrors: d.maxErrors,
     commandTimeoutS: d.commandTimeoutS,
+    ...(d.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: d.deliveryTimeoutS } : {}),
     transport: ctx.transport,
+    traffic: ctx.settings.traffic.spec,
+    minHealthyPercent: ctx.settings.traffic.minHealthyPercent,
+    alarmNames: ctx.settings.alarms,
     ...(ctx.outputs.autoScalingGroupName ? { autoScalingGroupName: ctx.outputs.autoScalingGroupName } : {}),
   };
 }
 
-/** Packages and uploads the release's artifact, or finds the existing one for a rollback. */
+/** Builds and uploads the release's artifact, or finds the existing one (rollback, --prebuilt). */
 async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log: (m: string) => void): Promise<{ key: string; sha256: string }> {
   const key = artifactKey(ctx.outputs.app, req.version);
   const clients = createAwsClients({ region: ctx.outputs.region });
@@ -277,29 +309,18 @@ async function prepareArtifact(ctx: EnvironmentContext, req: ReleaseRequest, log
     if (req.existingArtifactOnly) {
       const head = await headArtifact(clients.s3, ctx.outputs.bucket, key);
       if (!head?.sha256) {
-        throw new ConfigError("--to", `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; only released versions can be rolled back to`);
+        if (req.kind === "rollback") {
+          throw new ConfigError("--to", `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; only released versions can be rolled back to`);
+        }
+        throw new ConfigError(
+          "--prebuilt",
+          `no artifact for version ${req.version} at ${s3Uri(ctx.outputs.bucket, key)}; build it first (zcp build --env ${ctx.name} --version ${req.version}) or promote it, or release without --prebuilt`,
+        );
       }
       return { key, sha256: head.sha256 };
     }
-    const source = req.source ?? ctx.defaultSource;
-    const pkg = await packageSource({
-      source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit, ...(source.subdir ? { subdir: source.subdir } : {}) },
-      extraFiles: { VERSION: `${req.version}\n` },
-    });
-    try {
-      log(`packaged ${req.version}: ${pkg.files} files, ${(pkg.bytes / 1024).toFixed(0)} KiB, sha256 ${pkg.sha256.slice(0, 12)}…`);
-      const up = await uploadArtifact(clients.s3, {
-        bucket: ctx.outputs.bucket,
-        key,
-        body: pkg.path,
-        sha256: pkg.sha256,
-        metadata: { ...(pkg.commit ? { commit: pkg.commit } : {}), createdAt: new Date().toISOString() },
-      });
-      log(up.uploaded ? `uploaded ${s3Uri(ctx.outputs.bucket, key)}` : `reusing identical ${s3Uri(ctx.outputs.bucket, key)}`);
-      return { key, sha256: pkg.sha256 };
-    } finally {
-      fs.rmSync(path.dirname(pkg.path), { recursive: true, force: true });
-    }
+    const published = await buildAndUpload(ctx, { version: req.version, source: req.source ?? ctx.defaultSource }, log);
+    return { key: published.key, sha256: published.sha256 };
   } finally {
     destroyAwsClients(clients);
   }
@@ -390,7 +411,7 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
       stack.workspace.program = releaseProgram(plan);
       let engineOperations = 0;
       const { value: result } = await withProgress(progressFile, view, () =>
-        stack.up({
+        upWithoutReadBack(stack, {
           message: `${kind} ${req.version}`,
           onOutput: () => undefined,
           onEvent: (e) => {
@@ -411,6 +432,8 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
         durationMs: Date.now() - started,
         fleetDurationMs: Number(o.fleetDurationMs?.value ?? 0),
         batchAgentMs: (o.batchAgentMs?.value as number[] | undefined) ?? [],
+        batchDrainMs: (o.batchDrainMs?.value as number[] | undefined) ?? [],
+        trafficControl: ctx.settings.traffic.spec.kind,
         engineOperations,
       };
       return summary;
@@ -509,11 +532,7 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
     if (head?.sha256) sha256 = head.sha256;
     else {
       // Not uploaded yet: the checksum the release would have, without uploading anything.
-      const source = req.source ?? ctx.defaultSource;
-      const pkg = await packageSource({
-        source: source.kind === "dir" ? { kind: "dir", dir: source.dir } : { kind: "git", repoDir: source.repoDir, commit: source.commit, ...(source.subdir ? { subdir: source.subdir } : {}) },
-        extraFiles: { VERSION: `${req.version}\n` },
-      });
+      const pkg = await buildArtifact({ version: req.version, source: packageSpecOf(req.source ?? ctx.defaultSource) });
       sha256 = pkg.sha256;
       fs.rmSync(path.dirname(pkg.path), { recursive: true, force: true });
     }
@@ -582,6 +601,8 @@ export interface StatusSummary {
   latest: { version: string; sha256: string; imageId?: string; releasedAt: string; previous?: string } | null;
   launchTemplate: { id: string; defaultVersion: number; imageId: string };
   instances: { instanceId: string; version: string; source: string }[];
+  /** The environment's load balancer, when zcp runs it (the local environment). */
+  loadBalancer?: { url: string };
 }
 
 export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
@@ -609,6 +630,7 @@ export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
         : null,
       launchTemplate: { id: ctx.outputs.launchTemplateId, defaultVersion: lt.versionNumber, imageId: lt.imageId ?? "" },
       instances: fleet.map((f) => ({ instanceId: f.instanceId, ...(versions.get(f.instanceId) ?? { version: "unknown", source: "-" }) })),
+      ...(ctx.loadBalancerUrl ? { loadBalancer: { url: ctx.loadBalancerUrl } } : {}),
     };
   } finally {
     destroyAwsClients(clients);
@@ -621,6 +643,7 @@ export function formatStatus(s: StatusSummary): string {
     `latest      ${s.latest ? `${s.latest.version} (released ${s.latest.releasedAt}, previous ${s.latest.previous ?? "none"})` : "(none)"}`,
     `image       ${s.latest?.imageId ?? "(none)"}`,
     `template    ${s.launchTemplate.id} default version ${s.launchTemplate.defaultVersion} (${s.launchTemplate.imageId})`,
+    ...(s.loadBalancer ? [`traffic     ${s.loadBalancer.url} (HAProxy)`] : []),
     table(
       ["instance", "version", "from"],
       s.instances.map((i) => [i.instanceId, i.version, i.source]),

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { launchTemplateName } from "../shared/naming.js";
-import { launchTemplateReleasePolicy, partitionOf } from "../shared/policy.js";
+import { launchTemplateReleasePolicy, partitionOf, trafficReleasePolicy } from "../shared/policy.js";
 import { TAG_APP, TAG_ENV, baseTags } from "../shared/tags.js";
 import { type ConvergeScriptArgs, buildConvergeScript } from "./user-data.js";
 
@@ -40,6 +40,17 @@ export interface FleetArgs {
   autoScaling?: { create: CreateGroupArgs } | { existingName: string };
   /** Tags for the template and group resources themselves. @default {} */
   tags?: Record<string, string>;
+  /**
+   * What releases' traffic control and alarm gates may touch; the release role gets rights
+   * on exactly these. @default no standby, no target group, no alarm
+   */
+  traffic?: {
+    /** Releases put the group's instances in standby (the group must exist). */
+    standby: boolean;
+    /** Target groups releases deregister from and register with directly. */
+    targetGroupArns: string[];
+    alarmNames: string[];
+  };
 }
 
 /**
@@ -60,6 +71,8 @@ export const IMDS_HOP_LIMIT = 1;
 export class Fleet extends pulumi.ComponentResource {
   readonly launchTemplate: aws.ec2.LaunchTemplate;
   readonly releaseTemplatePolicy: aws.iam.RolePolicy;
+  /** The release role's traffic-control rights, when releases use any. */
+  readonly releaseTrafficPolicy?: aws.iam.RolePolicy;
   readonly targetGroup?: aws.lb.TargetGroup;
   readonly autoScalingGroup?: aws.autoscaling.Group;
   readonly launchTemplateId: pulumi.Output<string>;
@@ -73,6 +86,8 @@ export class Fleet extends pulumi.ComponentResource {
     this.launchTemplate = this.createLaunchTemplate(name, args, tags);
     this.launchTemplateId = this.launchTemplate.id;
     this.releaseTemplatePolicy = this.grantRelease(name, args);
+    const traffic = this.grantTraffic(name, args);
+    if (traffic) this.releaseTrafficPolicy = traffic;
 
     const scaling = args.autoScaling;
     if (scaling && "create" in scaling) {
@@ -132,6 +147,34 @@ export class Fleet extends pulumi.ComponentResource {
           JSON.stringify(launchTemplateReleasePolicy({ partition, region: args.region, accountId: args.accountId, launchTemplateId })),
         ),
       },
+      { parent: this },
+    );
+  }
+
+  /** Standby in this fleet's group, its target groups, its alarms: nothing else. */
+  private grantTraffic(name: string, args: FleetArgs): aws.iam.RolePolicy | undefined {
+    const t = args.traffic;
+    if (!t) return undefined;
+    const groupName = !t.standby
+      ? undefined
+      : args.autoScaling && "existingName" in args.autoScaling
+        ? args.autoScaling.existingName
+        : args.autoScaling
+          ? launchTemplateName(args.app, args.environment)
+          : undefined;
+    if (t.standby && !groupName) throw new Error("zcp:traffic.control: asg-standby needs an Auto Scaling group in zcp:fleet");
+    const document = trafficReleasePolicy({
+      partition: partitionOf(args.region),
+      region: args.region,
+      accountId: args.accountId,
+      autoScalingGroupName: groupName,
+      targetGroupArns: t.targetGroupArns,
+      alarmNames: t.alarmNames,
+    });
+    if (!document) return undefined;
+    return new aws.iam.RolePolicy(
+      `${name}-release-traffic-policy`,
+      { role: args.releaseRoleName, name: "zcp-traffic", policy: JSON.stringify(document) },
       { parent: this },
     );
   }

@@ -129,6 +129,12 @@ export function zcpFoundation(config: ZcpConfig): FoundationStackOutputs {
                 ...(fleetConfig.targetGroup ? { targetGroup: fleetConfig.targetGroup } : {}),
               },
             },
+      // `auto` means standby: the foundation always has a group (created or adopted).
+      traffic: {
+        standby: config.traffic.control === "auto" || config.traffic.control === "asg-standby",
+        targetGroupArns: config.traffic.control === "target-group" ? config.traffic.targetGroupArns : [],
+        alarmNames: config.deploy.alarms,
+      },
       tags,
     },
     opts,

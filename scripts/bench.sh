@@ -4,6 +4,7 @@
 # against a baseline measured in the same run; none asserts a time.
 #
 #   ZCP_BENCH_QUICK=1   smaller sizes for a quick check: a 4-instance fleet, a 20 MB tree,
+#                       one round of releases with and without traffic control,
 #                       SSM fleets of 10 and 100
 #   ZCP_BENCH_MB=N      size of the packaging tree in MB (default 200, 20 when quick)
 #   ZCP_BENCH_ISOLATE=0 run the local-environment benchmarks in the machine's own network
@@ -23,9 +24,9 @@ command -v pulumi >/dev/null || { echo "bench: run 'bash scripts/tools.sh' first
 
 quick="${ZCP_BENCH_QUICK:-0}"
 if [ "$quick" = 1 ]; then
-  release_sizes=4 ssm_sizes=10,100 mb="${ZCP_BENCH_MB:-20}"
+  release_sizes=4 ssm_sizes=10,100 mb="${ZCP_BENCH_MB:-20}" zd_rounds=1 timeline_sizes=16
 else
-  release_sizes=4,16,32 ssm_sizes=10,100,1000,5000 mb="${ZCP_BENCH_MB:-200}"
+  release_sizes=4,16,32 ssm_sizes=10,100,1000,5000 mb="${ZCP_BENCH_MB:-200}" zd_rounds=2 timeline_sizes=16,64
 fi
 
 echo "== build"
@@ -80,6 +81,8 @@ run_bench release-overhead isolated node dist/bench/release-overhead.js --sizes 
 run_bench ssm-economy node dist/bench/ssm-economy.js --sizes "$ssm_sizes"
 run_bench packaging node dist/bench/packaging.js --mb "$mb"
 run_bench engine-overhead isolated node dist/bench/engine-overhead.js
+run_bench aws-timeline node dist/bench/aws-timeline.js --sizes "$timeline_sizes"
+run_bench zero-downtime isolated node dist/bench/zero-downtime.js --rounds "$zd_rounds"
 
 echo
 echo "== summary"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: zcp's main job on the embedded local environment (no AWS account).
 #   v1 (healthy) → v2 (broken: the canary fails its health check and is rolled back, latest
-#   stays v1) → v3 (whole fleet, image baked, launch template default moved, latest v3),
-#   then `zcp status` and `zcp history`.
+#   stays v1) → v3 (whole fleet, image baked, launch template default moved, latest v3) while
+#   requests stream through the local HAProxy (each second: which version answered, how many
+#   failed), then `zcp status` and `zcp history`.
 # Everything runs on this machine: the AWS emulator on 127.0.0.1, a file:// state backend under
 # .work/demo, three local instances each with its own supervisord and port.
 set -euo pipefail
@@ -37,8 +38,15 @@ rm -rf "$broken"
 if [ "$code" -ne 1 ]; then echo "demo: expected the broken release to fail with exit 1, got $code" >&2; exit 1; fi
 echo "(exit $code: the canary failed its health check and was rolled back; latest is still v1)"
 
-step "zcp release --env local --version v3"
+step "while requests stream through the load balancer: zcp release --env local --version v3"
+lb="$(zcp status --env local --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8")).loadBalancer.url)')"
+node dist/bench/lib/watch-traffic.js "$lb" --max-s 600 &
+watcher=$!
+trap 'kill -TERM "$watcher" 2>/dev/null || true; zcp local down >/dev/null 2>&1 || true' EXIT
 zcp release --env local --version v3
+sleep 1
+kill -TERM "$watcher"
+wait "$watcher" || true
 
 step "zcp status --env local"
 zcp status --env local

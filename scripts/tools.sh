@@ -6,6 +6,7 @@
 #     pulumi-resource-pulumi-nodejs dynamic-provider shim,
 #   - the AWS emulator (moto server, pinned) in a Python virtual environment,
 #   - supervisord (Debian package `supervisor`) for the agent and local fleet,
+#   - HAProxy (Debian package `haproxy`), the local environment's load balancer,
 #   - the project's npm dependencies (npm ci).
 # Idempotent: a second run only checks versions. Prints one line per tool.
 #
@@ -147,6 +148,22 @@ ensure_supervisor() {
   log "supervisord $(supervisord --version)"
 }
 
+# The local environment starts its own HAProxy (by pid) in front of its fleet; the package's
+# system-wide service is not used.
+ensure_haproxy() {
+  local bin
+  bin="$(command -v haproxy 2>/dev/null || true)"
+  if [ -z "$bin" ] && [ -x /usr/sbin/haproxy ]; then bin=/usr/sbin/haproxy; fi
+  if [ -n "$bin" ]; then
+    log "$("$bin" -v | head -n1)"
+    return
+  fi
+  log "installing haproxy (Debian package)"
+  apt_install haproxy
+  if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --now haproxy >/dev/null 2>&1 || true; fi
+  log "$(/usr/sbin/haproxy -v | head -n1)"
+}
+
 # actionlint checks the GitHub workflows; it runs shellcheck on their `run:` blocks.
 ensure_actionlint() {
   if ! command -v shellcheck >/dev/null 2>&1; then
@@ -179,6 +196,7 @@ ensure_node
 ensure_pulumi
 ensure_moto
 ensure_supervisor
+ensure_haproxy
 ensure_actionlint
 ensure_npm_deps
 log "ready"

@@ -3,7 +3,7 @@
  *
  * Stack config lives under the `zcp` namespace (`Pulumi.<stack>.yaml`), one key per section:
  * `zcp:app`, `zcp:environment`, `zcp:github`, `zcp:aws`, `zcp:artifacts`, `zcp:oidc`,
- * `zcp:fleet`, `zcp:baseAmiId`, `zcp:runtime`, `zcp:deploy`, `zcp:image`, `zcp:stateBackend`.
+ * `zcp:fleet`, `zcp:baseAmiId`, `zcp:runtime`, `zcp:deploy`, `zcp:traffic`, `zcp:image`, `zcp:stateBackend`.
  * Every problem is reported with the field it concerns:
  * `zcp:deploy.batch: must be 1..100% or a count, got "0%"`.
  *
@@ -18,8 +18,6 @@ import { APP_PATTERN, ENV_PATTERN } from "./naming.js";
 import { BATCH_RE, RULES, matching, required, show, wholeNumber } from "./rules.js";
 
 export const CONFIG_NAMESPACE = "zcp";
-
-export type ProcessManager = "supervisor" | "systemd";
 
 export interface GitHubConfig {
   /** Repository owner (user or organization), exactly as GitHub spells it. */
@@ -43,12 +41,6 @@ export interface AwsConfig {
   forbiddenAccountIds: string[];
 }
 
-export interface ArtifactsConfig {
-  /** Days an artifact is kept; 0 keeps artifacts forever. `latest.json` never expires. @default 365 */
-  retainDays: number;
-  /** Days an overwritten or deleted object version is kept. @default 30 */
-  noncurrentRetainDays: number;
-}
 
 /** The account's GitHub OIDC provider: created here, or adopted; never both. */
 export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: string };
@@ -92,55 +84,27 @@ export interface FleetExistingConfig {
 
 export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
 
-export interface RuntimeConfig {
+
+/** How a release takes batches out of the load balancer and back. */
+export type TrafficControl = "auto" | "asg-standby" | "target-group" | "none";
+
+export interface TrafficConfig {
   /**
-   * User the application runs as: a dedicated unprivileged system user, which the launch
-   * template's user data creates when missing. Never root or a distribution's login user
-   * (ubuntu, ec2-user, …), who can become root. @default the app name
+   * `asg-standby`: EnterStandby/ExitStandby in the fleet's Auto Scaling group (which
+   * deregisters from and registers with the group's target groups); `target-group`:
+   * DeregisterTargets/RegisterTargets on `targetGroupArns`; `none`: instances restart while
+   * they receive traffic; `auto`: `asg-standby` when the foundation has a group, else
+   * `target-group` when `targetGroupArns` is set, else `none`. @default "auto"
    */
-  user: string;
-  /** Absolute application directory (`releases/`, `current`, `shared/`). @default appRoot */
-  appDir: string;
-  /**
-   * The directory the agent deploys into: appDir must be it or inside it, and the agent
-   * refuses any other. @default appDir when set, else "/opt/<app>"
-   */
-  appRoot: string;
-  /** @default "supervisor" */
-  processManager: ProcessManager;
-  /** Service (supervisor program or systemd unit) to restart. @default the app name */
-  service: string;
-  /** http(s) URL on the instance that answers 2xx when the release is healthy. Required. */
-  healthUrl: string;
-  /** Seconds to wait for the health check after a restart. @default 60 */
-  healthTimeoutS: number;
+  control: TrafficControl;
+  /** Target groups the instances are registered with directly (not through the group). @default [] */
+  targetGroupArns: string[];
+  /** Share of the fleet kept healthy in service while a batch is out of traffic, 0..100. @default 50 */
+  minHealthyPercent: number;
+  /** Seconds a batch gets to become healthy in the load balancer after its deploy. @default 300 */
+  healthyTimeoutS: number;
 }
 
-export interface DeployConfig {
-  /** Instances that get a release first; 0 skips the canary. @default 1 */
-  canary: number;
-  /** Batch after the canary: a count (`"2"`) or a percentage of the fleet (`"25%"`). @default "25%" */
-  batch: string;
-  /** Seconds to watch the canary before rolling on. @default 60 */
-  soakSeconds: number;
-  /** Failed instances tolerated before the release stops and rolls back. @default 0 */
-  maxErrors: number;
-  /** Older releases kept on each instance besides the current and the previous one. @default 3 */
-  keepReleases: number;
-  /** Seconds one instance's deploy may take. @default 600 */
-  commandTimeoutS: number;
-}
-
-export interface ImageConfig {
-  /** Bake an image after each release and make it the launch template's default. @default true */
-  enabled: boolean;
-  /** Do not reboot the instance while imaging (no downtime; file systems are not frozen). @default true */
-  noReboot: boolean;
-  /** Baked images kept per app (images still in use are never removed). @default 3 */
-  retain: number;
-  /** Minutes to wait for an image to become available. @default 60 */
-  waitTimeoutMinutes: number;
-}
 
 export interface StateBackendConfig {
   /** S3 bucket of the Pulumi state (`s3://bucket/keyPrefix`). */
@@ -166,13 +130,14 @@ export interface ZcpConfig {
   baseAmiId: string;
   runtime: RuntimeConfig;
   deploy: DeployConfig;
+  traffic: TrafficConfig;
   image: ImageConfig;
   /** The release stack's state backend, when the release role must reach it. @default none */
   stateBackend?: StateBackendConfig;
 }
 
 /** The stack-config keys (under `zcp:`) that hold objects; `app`, `environment` and `baseAmiId` are strings. */
-export const OBJECT_KEYS = ["github", "aws", "artifacts", "oidc", "fleet", "runtime", "deploy", "image", "stateBackend"] as const;
+export const OBJECT_KEYS = ["github", "aws", "artifacts", "oidc", "fleet", "runtime", "deploy", "traffic", "image", "stateBackend"] as const;
 
 /** Stacks whose name is the environment name they must configure. */
 export const ENVIRONMENT_STACKS = ["dev", "prod"] as const;
@@ -199,6 +164,14 @@ const OIDC_PROVIDER_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):oidc
 const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const KEY_PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 const KMS_KEY_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/;
+const TARGET_GROUP_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup\/[A-Za-z0-9-]{1,32}\/[0-9a-f]{16}$/;
+/**
+ * CloudWatch alarm names (1..255 characters, API reference PutMetricAlarm) as zcp accepts
+ * them: no control characters, and no `*` or `?`, which would widen the alarm ARNs in the
+ * release role's policy.
+ */
+const ALARM_NAME_RE = /^[^\p{Cc}*?]{1,255}$/u;
+
 
 function flag() {
   return z.preprocess(
@@ -232,6 +205,112 @@ const appDir = matching(APP_DIR_PATTERN, "an absolute path of letters, digits an
 /** Users that can become root on common images; the app must not run as one of them. */
 const PRIVILEGED_USERS = ["root", "ubuntu", "ec2-user", "admin", "debian", "centos", "fedora", "rocky", "almalinux"];
 
+// The sections whose parsed shape is what the runner and the foundation use: their types
+// are derived from the schema, so a rule and the type it produces cannot drift apart.
+
+const artifactsSection = z
+  .strictObject(
+    {
+      /** Days an artifact is kept; 0 keeps artifacts forever. `latest.json` never expires. @default 365 */
+      retainDays: wholeNumber(0, 36500).default(365),
+      /** Days an overwritten or deleted object version is kept. @default 30 */
+      noncurrentRetainDays: wholeNumber(1, 3650).default(30),
+    },
+    { error: required("an object") },
+  )
+  .prefault({});
+/** The artifact bucket's lifecycle. */
+export type ArtifactsConfig = z.output<typeof artifactsSection>;
+
+const runtimeSection = z.strictObject(
+  {
+    /**
+     * User the application runs as: a dedicated unprivileged system user, which the launch
+     * template's user data creates when missing. Never root or a distribution's login user
+     * (ubuntu, ec2-user, …), who can become root. @default the app name
+     */
+    user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -")
+      .refine((v) => !PRIVILEGED_USERS.includes(v), {
+        error: (iss) => `must be a dedicated unprivileged user (zcp's user data creates it), not ${show(iss.input)}, which can become root`,
+      })
+      .optional(),
+    /** Absolute application directory (`releases/`, `current`, `shared/`). @default appRoot */
+    appDir: appDir.optional(),
+    /**
+     * The directory the agent deploys into: appDir must be it or inside it, and the agent
+     * refuses any other. @default appDir when set, else "/opt/<app>"
+     */
+    appRoot: appDir.optional(),
+    /** @default "supervisor" */
+    processManager: z
+      .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
+      .default("supervisor"),
+    /** Service (supervisor program or systemd unit) to restart. @default the app name */
+    service: matching(SERVICE_PATTERN, "a service name of letters, digits and _.@:-").optional(),
+    /** http(s) URL on the instance that answers 2xx when the release is healthy. Required. */
+    healthUrl,
+    /** Seconds to wait for the health check after a restart. @default 60 */
+    healthTimeoutS: wholeNumber(1, 3600).default(60),
+  },
+  { error: required("an object with at least healthUrl") },
+);
+/** How the app runs on an instance; `user`, `appDir`, `appRoot` and `service` get their defaults in `parseConfig`. */
+export type RuntimeConfig = { [K in keyof z.output<typeof runtimeSection>]-?: Exclude<z.output<typeof runtimeSection>[K], undefined> };
+export type ProcessManager = RuntimeConfig["processManager"];
+
+const deploySection = z
+  .strictObject(
+    {
+      /** Instances that get a release first; 0 skips the canary. @default 1 */
+      canary: RULES.canary.default(1),
+      /** Batch after the canary: a count (`"2"`) or a percentage of the fleet (`"25%"`). @default "25%" */
+      batch: RULES.batch.default("25%"),
+      /** Seconds to watch the canary before rolling on. @default 60 */
+      soakSeconds: wholeNumber(0, 3600).default(60),
+      /** Failed instances tolerated before the release stops and rolls back. @default 0 */
+      maxErrors: wholeNumber(0, 1000).default(0),
+      /** Older releases kept on each instance besides the current and the previous one. @default 3 */
+      keepReleases: wholeNumber(1, 50).default(3),
+      /** Seconds one instance's deploy may take. @default 600 */
+      commandTimeoutS: wholeNumber(30, 7200).default(600),
+      /**
+       * Seconds SSM may take to deliver a command to an instance (SendCommand `TimeoutSeconds`);
+       * an instance not reached by then ends "Delivery Timed Out", nothing run. @default 600
+       */
+      deliveryTimeoutS: wholeNumber(30, 7200).default(600),
+      /**
+       * CloudWatch alarms checked during the canary soak and after each batch; one in ALARM (or
+       * missing) stops the release and rolls it back. @default []
+       */
+      alarms: z
+        .array(matching(ALARM_NAME_RE, "a CloudWatch alarm name (no control characters, * or ?)"), { error: required("a list of alarm names") })
+        .max(100)
+        .default([]),
+    },
+    { error: required("an object") },
+  )
+  .prefault({});
+/** How a release rolls through the fleet. */
+export type DeployConfig = z.output<typeof deploySection>;
+
+const imageSection = z
+  .strictObject(
+    {
+      /** Bake an image after each release and make it the launch template's default. @default true */
+      enabled: flag().default(true),
+      /** Do not reboot the instance while imaging (no downtime; file systems are not frozen). @default true */
+      noReboot: flag().default(true),
+      /** Baked images kept per app (images still in use are never removed). @default 3 */
+      retain: wholeNumber(1, 100).default(3),
+      /** Minutes to wait for an image to become available. @default 60 */
+      waitTimeoutMinutes: wholeNumber(5, 480).default(60),
+    },
+    { error: required("an object") },
+  )
+  .prefault({});
+/** Image baking after a release. */
+export type ImageConfig = z.output<typeof imageSection>;
+
 const rawSchema = z.strictObject({
   app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
   environment: matching(ENV_PATTERN, "a lower-case name like dev or prod"),
@@ -259,15 +338,7 @@ const rawSchema = z.strictObject({
     },
     { error: required("an object with accountId and region") },
   ),
-  artifacts: z
-    .strictObject(
-      {
-        retainDays: wholeNumber(0, 36500).default(365),
-        noncurrentRetainDays: wholeNumber(1, 3650).default(30),
-      },
-      { error: required("an object") },
-    )
-    .prefault({}),
+  artifacts: artifactsSection,
   oidc: z
     .strictObject(
       {
@@ -301,48 +372,27 @@ const rawSchema = z.strictObject({
     { error: required("an object") },
   ),
   baseAmiId: matching(AMI_RE, "an AMI id like ami-0123456789abcdef0"),
-  runtime: z.strictObject(
-    {
-      user: matching(APP_USER_PATTERN, "a user name of lower-case letters, digits, _ or -")
-        .refine((v) => !PRIVILEGED_USERS.includes(v), {
-          error: (iss) => `must be a dedicated unprivileged user (zcp's user data creates it), not ${show(iss.input)}, which can become root`,
-        })
-        .optional(),
-      appDir: appDir.optional(),
-      appRoot: appDir.optional(),
-      processManager: z
-        .enum(["supervisor", "systemd"], { error: (iss) => `must be "supervisor" or "systemd", got ${show(iss.input)}` })
-        .default("supervisor"),
-      service: matching(SERVICE_PATTERN, "a service name of letters, digits and _.@:-").optional(),
-      healthUrl,
-      healthTimeoutS: wholeNumber(1, 3600).default(60),
-    },
-    { error: required("an object with at least healthUrl") },
-  ),
-  deploy: z
+  runtime: runtimeSection,
+  deploy: deploySection,
+  traffic: z
     .strictObject(
       {
-        canary: RULES.canary.default(1),
-        batch: RULES.batch.default("25%"),
-        soakSeconds: wholeNumber(0, 3600).default(60),
-        maxErrors: wholeNumber(0, 1000).default(0),
-        keepReleases: wholeNumber(1, 50).default(3),
-        commandTimeoutS: wholeNumber(30, 7200).default(600),
+        control: z
+          .enum(["auto", "asg-standby", "target-group", "none"], {
+            error: (iss) => `must be "auto", "asg-standby", "target-group" or "none", got ${show(iss.input)}`,
+          })
+          .default("auto"),
+        targetGroupArns: z
+          .array(matching(TARGET_GROUP_ARN_RE, "an ELBv2 target group ARN"), { error: required("a list of target group ARNs") })
+          .max(5)
+          .default([]),
+        minHealthyPercent: wholeNumber(0, 100).default(50),
+        healthyTimeoutS: wholeNumber(10, 3600).default(300),
       },
       { error: required("an object") },
     )
     .prefault({}),
-  image: z
-    .strictObject(
-      {
-        enabled: flag().default(true),
-        noReboot: flag().default(true),
-        retain: wholeNumber(1, 100).default(3),
-        waitTimeoutMinutes: wholeNumber(5, 480).default(60),
-      },
-      { error: required("an object") },
-    )
-    .prefault({}),
+  image: imageSection,
   stateBackend: z
     .strictObject(
       {
@@ -356,6 +406,9 @@ const rawSchema = z.strictObject({
 });
 
 type RawParsed = z.output<typeof rawSchema>;
+
+/** The schema of the `zcp:` keys, for tools that describe it (docs/configuration.md's reference). */
+export const configSchema = rawSchema;
 
 function isHttpUrl(v: string): boolean {
   try {
@@ -466,6 +519,14 @@ function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): 
     if (min > max) add(["fleet", "minSize"], `must not exceed maxSize (${max}), got ${min}`);
     else if (desired < min || desired > max) add(["fleet", "desiredCapacity"], `must be within minSize..maxSize (${min}..${max}), got ${desired}`);
   }
+  if (c.traffic.control === "target-group" && c.traffic.targetGroupArns.length === 0) {
+    add(["traffic", "targetGroupArns"], 'needs at least one target group ARN when control is "target-group"');
+  }
+  for (const [i, arn] of c.traffic.targetGroupArns.entries()) {
+    const [, , , region, account] = arn.split(":");
+    if (account !== c.aws.accountId) add(["traffic", "targetGroupArns", i], `belongs to account ${account ?? "?"}, not to zcp:aws.accountId ${c.aws.accountId}`);
+    else if (region !== c.aws.region) add(["traffic", "targetGroupArns", i], `is in region ${region ?? "?"}, not in zcp:aws.region ${c.aws.region}`);
+  }
   return out;
 }
 
@@ -540,7 +601,8 @@ function normalize(c: RawParsed): ZcpConfig {
       healthUrl: c.runtime.healthUrl,
       healthTimeoutS: c.runtime.healthTimeoutS,
     },
-    deploy: { ...c.deploy },
+    deploy: { ...c.deploy, alarms: [...c.deploy.alarms] },
+    traffic: { ...c.traffic, targetGroupArns: [...c.traffic.targetGroupArns] },
     image: { ...c.image },
   };
   if (c.stateBackend) {

@@ -381,6 +381,69 @@ export function launchTemplateReleasePolicy(s: {
   ]);
 }
 
+/** What a release's traffic control and alarm gates touch (see deploy/traffic/). */
+export interface TrafficScope {
+  partition: string;
+  region: string;
+  accountId: string;
+  /** The group whose instances go to standby and back (`asg-standby`). @default none */
+  autoScalingGroupName?: string | undefined;
+  /** Target groups instances are deregistered from and registered with (`target-group`). @default [] */
+  targetGroupArns: readonly string[];
+  /** CloudWatch alarms that gate a release. @default [] */
+  alarmNames: readonly string[];
+}
+
+export function autoScalingGroupArn(partition: string, region: string, accountId: string, name: string): string {
+  // The group id part is a UUID AWS assigns; the friendly name is what the foundation knows.
+  return `arn:${partition}:autoscaling:${region}:${accountId}:autoScalingGroup:*:autoScalingGroupName/${name}`;
+}
+
+export function alarmArn(partition: string, region: string, accountId: string, name: string): string {
+  return `arn:${partition}:cloudwatch:${region}:${accountId}:alarm:${name}`;
+}
+
+/**
+ * The release role's rights for traffic control, kept apart from its main policy: standby
+ * in its own group only, deregistration and registration in the named target groups only,
+ * and the states of the named alarms only (resource types as the Service Authorization
+ * Reference lists them: EnterStandby/ExitStandby on autoScalingGroup, DeregisterTargets/
+ * RegisterTargets on targetgroup, DescribeAlarms on alarm). DescribeTargetGroupAttributes and
+ * DescribeTargetHealth take no resource-level permissions. Undefined when a release touches
+ * no load balancer and no alarm.
+ */
+export function trafficReleasePolicy(s: TrafficScope): PolicyDocument | undefined {
+  const statements: PolicyStatement[] = [];
+  if (s.autoScalingGroupName) {
+    statements.push({
+      Sid: "StandbyInOwnGroup",
+      Effect: "Allow",
+      Action: ["autoscaling:EnterStandby", "autoscaling:ExitStandby"],
+      Resource: autoScalingGroupArn(s.partition, s.region, s.accountId, s.autoScalingGroupName),
+    });
+  }
+  if (s.targetGroupArns.length > 0) {
+    statements.push({
+      Sid: "DeregisterAndRegisterOwnTargets",
+      Effect: "Allow",
+      Action: ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"],
+      Resource: [...s.targetGroupArns],
+    });
+  }
+  if (s.autoScalingGroupName || s.targetGroupArns.length > 0) {
+    statements.push({ Sid: "ReadDeregistrationDelay", Effect: "Allow", Action: "elasticloadbalancing:DescribeTargetGroupAttributes", Resource: "*" });
+  }
+  if (s.alarmNames.length > 0) {
+    statements.push({
+      Sid: "ReadAlarmGates",
+      Effect: "Allow",
+      Action: "cloudwatch:DescribeAlarms",
+      Resource: s.alarmNames.map((n) => alarmArn(s.partition, s.region, s.accountId, n)),
+    });
+  }
+  return statements.length > 0 ? policyDocument(statements) : undefined;
+}
+
 /**
  * The preview role: what a pull request's `zcp preview` and foundation `pulumi preview` read,
  * and nothing they could change (except the state lock a preview takes).

@@ -7,6 +7,13 @@ export const TAG_ENV = "zcp:env";
 export const TAG_VERSION = "zcp:version";
 export const TAG_SHA256 = "zcp:sha256";
 export const TAG_MANAGED_BY = "zcp:managed-by";
+/**
+ * Where an image is in its release: `candidate` while the fleet still rolls (baked from the
+ * canary), `released` once every batch is healthy, `retired` when its release failed. Images
+ * without the tag were baked after their rollout and count as released.
+ */
+export const TAG_IMAGE_STAGE = "zcp:image-stage";
+export type ImageStage = "candidate" | "released" | "retired";
 
 export function baseTags(app: string, env: string): Record<string, string> {
   return { [TAG_APP]: app, [TAG_ENV]: env, [TAG_MANAGED_BY]: "zcp" };

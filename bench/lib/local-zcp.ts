@@ -63,6 +63,8 @@ export class LocalZcp {
 
   constructor(private readonly options: LocalZcpOptions) {
     this.workDir = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-bench-"));
+    // The app runs as another user when this runs as root: it must traverse the folder.
+    fs.chmodSync(this.workDir, 0o755);
     live.add(this);
     installSignalHandlers();
   }
@@ -82,9 +84,10 @@ export class LocalZcp {
     };
   }
 
-  async run(args: readonly string[]): Promise<ZcpRun> {
+  /** Runs `zcp` with the environment's variables, plus `extraEnv` for this command only. */
+  async run(args: readonly string[], extraEnv: Record<string, string> = {}): Promise<ZcpRun> {
     const started = performance.now();
-    const child = spawn(process.execPath, [BIN, ...args], { env: this.env(), stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...this.env(), ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     const lines: TimedLine[] = [];
     let partial = "";

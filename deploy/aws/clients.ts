@@ -5,6 +5,8 @@
  * providers call these factories inside their methods.
  */
 import { AutoScalingClient } from "@aws-sdk/client-auto-scaling";
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
+import { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SSMClient, type SSMClientConfig } from "@aws-sdk/client-ssm";
@@ -42,6 +44,8 @@ export interface AwsClients {
   s3: S3Client;
   autoScaling: AutoScalingClient;
   sts: STSClient;
+  elb: ElasticLoadBalancingV2Client;
+  cloudWatch: CloudWatchClient;
 }
 
 /** The options every client shares, with the endpoint resolved from the environment when not given. */
@@ -90,6 +94,8 @@ export function createAwsClients(cfg: AwsClientConfig, env: NodeJS.ProcessEnv = 
     s3: createS3Client(cfg, env),
     autoScaling: createAutoScalingClient(cfg, env),
     sts: createStsClient(cfg, env),
+    elb: new ElasticLoadBalancingV2Client(resolveClientConfig(cfg, env)),
+    cloudWatch: new CloudWatchClient(resolveClientConfig(cfg, env)),
   };
 }
 

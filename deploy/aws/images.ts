@@ -21,7 +21,7 @@ import {
 import { ConfigError, DeadlineExceededError, StepError } from "../../shared/errors.js";
 import { imageName } from "../../shared/naming.js";
 import { poll } from "../../shared/retry.js";
-import { TAG_APP, TAG_ENV, TAG_SHA256, TAG_VERSION, baseTags } from "../../shared/tags.js";
+import { TAG_APP, TAG_ENV, TAG_IMAGE_STAGE, TAG_SHA256, TAG_VERSION, baseTags, type ImageStage } from "../../shared/tags.js";
 import { awsCall, awsErrorName, pacingOptions, tagList, tagRecord, type Pacing } from "./call.js";
 
 export interface ImageSummary {
@@ -33,6 +33,12 @@ export interface ImageSummary {
   tags: Record<string, string>;
   snapshotIds: string[];
   stateReason?: string;
+}
+
+/** The release stage an image's tags record (see TAG_IMAGE_STAGE); untagged images are released. */
+export function imageStage(img: Pick<ImageSummary, "tags">): ImageStage {
+  const stage = img.tags[TAG_IMAGE_STAGE];
+  return stage === "candidate" || stage === "retired" ? stage : "released";
 }
 
 /** States an image never leaves for `available`. */
@@ -90,14 +96,16 @@ export async function listImages(
 
 /**
  * The image already baked for this version, if any: available before pending, newest first.
- * Failed images are ignored so a retry bakes a fresh one.
+ * Failed images are ignored so a retry bakes a fresh one, and so are retired candidates (their
+ * release failed). A candidate an interrupted release left behind is adopted: it was baked
+ * from an instance that passed the canary on this very version.
  */
 export async function findImageForVersion(
   ec2: EC2Client,
   q: { app: string; env: string; version: string },
   pacing: Pacing = {},
 ): Promise<ImageSummary | undefined> {
-  const images = (await listImages(ec2, q, pacing)).filter((i) => !BROKEN_STATES.has(i.state));
+  const images = (await listImages(ec2, q, pacing)).filter((i) => !BROKEN_STATES.has(i.state) && imageStage(i) !== "retired");
   images.sort((a, b) => Number(b.state === "available") - Number(a.state === "available") || newestFirst(a, b));
   return images[0];
 }
@@ -125,6 +133,11 @@ export interface BakeImageRequest {
    * @default true
    */
   tagSnapshotsOnCreate?: boolean;
+  /**
+   * `candidate` for an image baked while the fleet still rolls: it only becomes the release
+   * image (`promoteImage`) once every batch is healthy. @default "released"
+   */
+  stage?: ImageStage;
 }
 
 /** `2026-04-26T10:15:00.123Z` → `20260426T101500Z` (AMI names allow no colons). */
@@ -132,13 +145,13 @@ export function imageStamp(at: Date): string {
   return at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
 }
 
-export function imageTags(app: string, env: string, version: string, sha256: string, name: string): Record<string, string> {
-  return { ...baseTags(app, env), [TAG_VERSION]: version, [TAG_SHA256]: sha256, Name: name };
+export function imageTags(app: string, env: string, version: string, sha256: string, name: string, stage: ImageStage = "released"): Record<string, string> {
+  return { ...baseTags(app, env), [TAG_VERSION]: version, [TAG_SHA256]: sha256, Name: name, [TAG_IMAGE_STAGE]: stage };
 }
 
 export function buildCreateImageInput(req: BakeImageRequest, now: Date = new Date()): CreateImageCommandInput {
   const name = imageName(req.app, req.env, req.version, req.stamp ?? imageStamp(now));
-  const tags = tagList(imageTags(req.app, req.env, req.version, req.sha256, name));
+  const tags = tagList(imageTags(req.app, req.env, req.version, req.sha256, name, req.stage));
   return {
     InstanceId: req.instanceId,
     Name: name,
@@ -256,7 +269,7 @@ export async function waitForImageAvailable(ec2: EC2Client, imageId: string, opt
 /** Tags an image's snapshots like the image (for images baked with `tagSnapshotsOnCreate: false`). */
 export async function tagImageSnapshots(ec2: EC2Client, image: ImageSummary, req: BakeImageRequest, pacing: Pacing = {}): Promise<void> {
   if (image.snapshotIds.length === 0) return;
-  const tags = tagList(imageTags(req.app, req.env, req.version, req.sha256, image.name));
+  const tags = tagList(imageTags(req.app, req.env, req.version, req.sha256, image.name, imageStage(image)));
   await awsCall(
     "Tagging the snapshots of image",
     image.imageId,
@@ -279,6 +292,27 @@ export async function bakeImage(
   const image = await waitForImageAvailable(ec2, made.imageId, wait);
   if (req.tagSnapshotsOnCreate === false) await tagImageSnapshots(ec2, image, req, pacing);
   return { image, reused: made.reused };
+}
+
+// ---------------------------------------------------------------- candidate images
+
+/** Moves an image to another stage by retagging it (CreateTags overwrites an existing key). */
+export async function setImageStage(ec2: EC2Client, imageId: string, stage: ImageStage, pacing: Pacing = {}): Promise<void> {
+  await awsCall(
+    stage === "released" ? "Promoting image" : "Retiring image",
+    imageId,
+    () => ec2.send(new CreateTagsCommand({ Resources: [imageId], Tags: [{ Key: TAG_IMAGE_STAGE, Value: stage }] })),
+    pacing,
+  );
+}
+
+/**
+ * A candidate whose release failed: it is tagged `retired` at once, so nothing adopts it, and
+ * deregistered with its snapshots by the retention of the next release that finds it finished
+ * (a pending image is never deregistered: CreateImage is still writing its snapshots).
+ */
+export async function retireImage(ec2: EC2Client, imageId: string, pacing: Pacing = {}): Promise<void> {
+  await setImageStage(ec2, imageId, "retired", pacing);
 }
 
 // ---------------------------------------------------------------- retention
@@ -333,11 +367,13 @@ export function planImageRetention(images: readonly ImageSummary[], keep: number
   const sorted = [...images].sort(newestFirst);
   const kept: KeptImage[] = [];
   const removed: RemovedImage[] = [];
-  // Only available images count towards "newest N": a pending bake is not yet a release image.
+  // Only available, released images count towards "newest N": a pending bake, a candidate of a
+  // release that has not finished and a retired candidate are not release images.
   let newestCounted = 0;
   for (const img of sorted) {
     const reasons: string[] = [];
-    if (img.state === "available" && newestCounted < keep) {
+    const stage = imageStage(img);
+    if (img.state === "available" && stage === "released" && newestCounted < keep) {
       newestCounted++;
       reasons.push(`one of the newest ${keep}`);
     }
@@ -353,7 +389,13 @@ export function planImageRetention(images: readonly ImageSummary[], keep: number
     } else {
       removed.push({
         ...named,
-        reason: BROKEN_STATES.has(img.state) ? `state ${img.state}` : `older than the newest ${keep} and referenced by nothing`,
+        reason: BROKEN_STATES.has(img.state)
+          ? `state ${img.state}`
+          : stage === "retired"
+            ? "retired candidate of a failed release"
+            : stage === "candidate"
+              ? "candidate of a release that never finished"
+              : `older than the newest ${keep} and referenced by nothing`,
         snapshotIds: [...img.snapshotIds],
       });
     }

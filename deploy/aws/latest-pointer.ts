@@ -136,6 +136,12 @@ export async function writeLatestPointer(
     // With IfMatch on a key that is gone, S3 answers 404: someone deleted the pointer meanwhile.
     const vanished = expectedEtag !== undefined && (name === "NoSuchKey" || status === 404);
     if (!lost && !vanished) throw err;
+    // A retried PUT whose first attempt landed (its response lost) fails its own precondition:
+    // if what is there now is byte for byte the pointer this release wrote, the write happened.
+    if (lost) {
+      const now = await readLatestPointer(s3, bucket, app, pacing).catch(() => undefined);
+      if (now && serializeLatestPointer(now.pointer) === serializeLatestPointer(pointer)) return { etag: now.etag };
+    }
     throw await raceError(s3, bucket, app, pointer, expectedEtag, where, pacing, err);
   }
 }

@@ -28,6 +28,7 @@ import { baseTags, TAG_APP, TAG_ENV } from "../../shared/tags.js";
 import type { FoundationOutputs } from "../../shared/outputs.js";
 import { toolsDir } from "../repo.js";
 import * as fleet from "./fleet.js";
+import { ensureLoadBalancer, stopLoadBalancer, type LoadBalancerState } from "./load-balancer.js";
 
 export const LOCAL_ENV = "local";
 export const LOCAL_APP = "example";
@@ -39,6 +40,8 @@ const LOCAL_BUCKET = "zcp-local-artifacts";
 export interface LocalState {
   emulator?: { pid: number; port: number };
   instances: { instanceId: string; port: number; dir: string }[];
+  /** The HAProxy in front of the instances. */
+  loadBalancer?: LoadBalancerState;
 }
 
 export function workRoot(): string {
@@ -86,9 +89,15 @@ export function localAwsEnv(endpoint: string): Record<string, string> {
     AWS_ACCESS_KEY_ID: "testing",
     AWS_SECRET_ACCESS_KEY: "testing",
     AWS_EC2_METADATA_DISABLED: "true",
-    // The agent fetches artifacts with the AWS CLI from the project's tool folder.
-    PATH: [path.join(tools, "venv", "bin"), path.join(tools, "bin"), process.env.PATH ?? ""].join(path.delimiter),
+    // The agent fetches artifacts with the AWS CLI from the project's tool folder. Folders the
+    // caller's PATH already has keep their place (a caller may put its own tools before them).
+    PATH: withToolDirs([path.join(tools, "venv", "bin"), path.join(tools, "bin")], process.env.PATH ?? ""),
   };
+}
+
+function withToolDirs(dirs: readonly string[], pathEnv: string): string {
+  const current = pathEnv.split(path.delimiter);
+  return [...dirs.filter((d) => !current.includes(d)), ...current].join(path.delimiter);
 }
 
 const pidAlive = processAlive;
@@ -145,6 +154,7 @@ export async function ensureEmulator(log: (m: string) => void): Promise<{ endpoi
   // A new emulator has an empty world: the instances, their folders and the release stack's
   // state recorded against the old one describe things that no longer exist.
   for (const i of state.instances) await stopInstanceQuietly(i);
+  if (state.loadBalancer) await stopLoadBalancer(state.loadBalancer);
   fs.rmSync(fleetRoot(), { recursive: true, force: true });
   fs.rmSync(localBackendDir(), { recursive: true, force: true });
   writeLocalState({ emulator: { pid: child.pid, port }, instances: [] });
@@ -165,6 +175,7 @@ export interface LocalEnvironment {
   outputs: FoundationOutputs;
   instances: LocalState["instances"];
   appUser: string;
+  loadBalancer: LoadBalancerState;
 }
 
 /** The dedicated user the local fleet's app runs as when zcp runs as root. */
@@ -273,12 +284,21 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await fleet.startSupervisor(inst);
       instances.push({ instanceId, port, dir });
     }
-    writeLocalState({ ...state, instances });
+    const loadBalancer = await ensureLoadBalancer({
+      dir: localRoot(),
+      current: state.loadBalancer,
+      targets: instances,
+      healthPath: "/health",
+      freePort,
+      log,
+    });
+    writeLocalState({ ...state, instances, loadBalancer });
 
     return {
       endpoint,
       appUser,
       instances,
+      loadBalancer,
       outputs: {
         app: LOCAL_APP,
         environment: LOCAL_ENV,
@@ -304,9 +324,10 @@ function tagPairs(tags: Record<string, string>): { Key: string; Value: string }[
   return Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
 }
 
-/** Stops every process the local environment started: each instance's supervisord, then the emulator. */
+/** Stops every process the local environment started: the load balancer, each instance's supervisord, then the emulator. */
 export async function stopLocalEnvironment(log: (m: string) => void): Promise<void> {
   const state = readLocalState();
+  if (state.loadBalancer && (await stopLoadBalancer(state.loadBalancer))) log(`stopped HAProxy (pid ${state.loadBalancer.pid})`);
   for (const i of state.instances) {
     await stopInstanceQuietly(i);
     log(`stopped ${i.instanceId}`);

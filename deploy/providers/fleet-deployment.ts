@@ -39,11 +39,13 @@ export class FleetDeployment extends pulumi.dynamic.Resource {
   declare readonly batches: pulumi.Output<number>;
   declare readonly durationMs: pulumi.Output<number>;
   declare readonly batchAgentMs: pulumi.Output<number[]>;
+  declare readonly candidateImageId: pulumi.Output<string>;
+  declare readonly batchDrainMs: pulumi.Output<number[]>;
   constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
     super(
       fleetDeploymentProvider,
       name,
-      { ...args, instances: undefined, imageSourceInstanceId: undefined, batches: undefined, durationMs: undefined, batchAgentMs: undefined },
+      { ...args, instances: undefined, imageSourceInstanceId: undefined, batches: undefined, durationMs: undefined, batchAgentMs: undefined, candidateImageId: undefined, batchDrainMs: undefined },
       opts,
       "zcp",
       "FleetDeployment",

@@ -1,28 +1,55 @@
-/** BakedImage step: an image of a healthy instance on the new version, then retention. */
-import { applyImageRetention, bakeImage as bake } from "../aws/images.js";
+/**
+ * BakedImage step: the release image, then retention. Every batch is healthy by the time it
+ * runs. Usually FleetDeployment already started the image from the canary (a candidate);
+ * this waits for it and promotes it to the release image. Otherwise it bakes one from a
+ * healthy instance now.
+ */
+import type { EC2Client } from "@aws-sdk/client-ec2";
+import {
+  applyImageRetention,
+  bakeImage as bake,
+  imageStage,
+  setImageStage,
+  tagImageSnapshots,
+  waitForImageAvailable,
+  type BakeImageRequest,
+  type ImageSummary,
+  type ImageWaitOptions,
+} from "../aws/images.js";
 import { emitProgress } from "../progress.js";
-import { stepPacing, traced, withClients } from "./context.js";
+import { stepPacing, traced, withClients, withStepClients, type StepEnv } from "./context.js";
 import type { BakedImageInputs, BakedImageOutputs } from "./types.js";
 
 const STEP = "BakedImage";
 
-export async function bakeImage(inputs: BakedImageInputs): Promise<BakedImageOutputs> {
+/** Waits for the candidate FleetDeployment started, then makes it the release image. */
+async function promoteCandidate(ec2: EC2Client, imageId: string, req: BakeImageRequest, wait: ImageWaitOptions): Promise<ImageSummary> {
+  const log = (message: string) => emitProgress({ kind: "log", step: STEP, message });
+  log(`waiting for candidate image ${imageId}, baking since the canary passed`);
+  const image = await waitForImageAvailable(ec2, imageId, wait);
+  if (req.tagSnapshotsOnCreate === false) await tagImageSnapshots(ec2, image, req, wait.pacing ?? {});
+  if (imageStage(image) !== "released") await setImageStage(ec2, imageId, "released", wait.pacing ?? {});
+  log(`candidate image ${imageId} is available and is now the release image`);
+  return image;
+}
+
+export async function bakeImage(inputs: BakedImageInputs, env: StepEnv = {}): Promise<BakedImageOutputs> {
   return traced(STEP, inputs.version, () =>
-    withClients(inputs.region, async ({ ec2 }) => {
-      const pacing = stepPacing(STEP);
-      const { image, reused } = await bake(
-        ec2,
-        {
-          instanceId: inputs.sourceInstanceId,
-          app: inputs.app,
-          env: inputs.environment,
-          version: inputs.version,
-          sha256: inputs.sha256,
-          noReboot: inputs.noReboot,
-          tagSnapshotsOnCreate: inputs.tagSnapshotsOnCreate,
-        },
-        { timeoutMinutes: inputs.waitTimeoutMinutes, pacing },
-      );
+    withStepClients(inputs.region, env, async ({ ec2 }) => {
+      const pacing = { ...stepPacing(STEP), ...(env.sleep ? { sleep: env.sleep } : {}), ...(env.now ? { now: env.now } : {}) };
+      const req: BakeImageRequest = {
+        instanceId: inputs.sourceInstanceId,
+        app: inputs.app,
+        env: inputs.environment,
+        version: inputs.version,
+        sha256: inputs.sha256,
+        noReboot: inputs.noReboot,
+        tagSnapshotsOnCreate: inputs.tagSnapshotsOnCreate,
+      };
+      const wait: ImageWaitOptions = { timeoutMinutes: inputs.waitTimeoutMinutes, pacing };
+      const { image, reused } = inputs.candidateImageId
+        ? { image: await promoteCandidate(ec2, inputs.candidateImageId, req, wait), reused: false }
+        : await bake(ec2, req, wait);
       if (reused) emitProgress({ kind: "log", step: STEP, message: `reusing ${image.imageId} already baked for ${inputs.version}` });
       const retention = await applyImageRetention(
         ec2,

@@ -6,6 +6,24 @@
 import { createAwsClients, destroyAwsClients, type AwsClients } from "../aws/clients.js";
 import type { Pacing } from "../aws/call.js";
 import { emitProgress } from "../progress.js";
+import type { Transport } from "../transport.js";
+
+/**
+ * What a step may be handed instead of the real thing: clients (the benchmark's simulators),
+ * a transport, and a clock. Inside the engine's provider host everything is left out.
+ */
+export interface StepEnv {
+  clients?: AwsClients;
+  transport?: Transport;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+/** Given clients when the caller has them, else clients built for the call. */
+export async function withStepClients<T>(region: string, env: StepEnv, fn: (clients: AwsClients) => Promise<T>): Promise<T> {
+  if (env.clients) return fn(env.clients);
+  return withClients(region, fn);
+}
 
 export async function withClients<T>(region: string, fn: (clients: AwsClients) => Promise<T>): Promise<T> {
   const clients = createAwsClients({ region });

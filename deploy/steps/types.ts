@@ -4,6 +4,7 @@
  * engine's provider host, never from inputs or outputs).
  */
 import type { AgentRuntime } from "../transport.js";
+import type { TrafficSpec } from "../traffic/controller.js";
 
 /** How the FleetDeployment reaches instances. */
 export type TransportSpec =
@@ -40,9 +41,23 @@ export interface FleetDeploymentInputs {
   soakSeconds: number;
   /** Failed instances tolerated per batch before the release stops. */
   maxErrors: number;
+  /** Execution timeout of one instance's run (the deploy document's executionTimeout). */
   commandTimeoutS: number;
+  /** SendCommand's delivery timeout. @default commandTimeoutS */
+  deliveryTimeoutS?: number;
   autoScalingGroupName?: string;
   transport: TransportSpec;
+  /**
+   * Bake the release image from the canary once it has passed its soak, while the remaining
+   * batches roll (see candidate-image.ts). Absent: BakedImage bakes after the rollout.
+   */
+  candidateImage?: { noReboot: boolean; tagSnapshotsOnCreate: boolean };
+  /** How batches leave and rejoin the load balancer. */
+  traffic: TrafficSpec;
+  /** Share of the fleet kept healthy in service while a batch is out of traffic (0..100). */
+  minHealthyPercent: number;
+  /** CloudWatch alarms checked during the canary soak and after each batch. */
+  alarmNames: string[];
 }
 
 export interface InstanceReport {
@@ -66,6 +81,10 @@ export interface FleetDeploymentOutputs {
   durationMs: number;
   /** Per batch: the slowest instance's agent time (for the overhead benchmark). */
   batchAgentMs: number[];
+  /** The candidate image baking since the canary passed; "" when none was started. */
+  candidateImageId: string;
+  /** Per batch: how long taking it out of traffic took (for the zero-downtime benchmark). */
+  batchDrainMs: number[];
 }
 
 export interface BakedImageInputs {
@@ -75,6 +94,8 @@ export interface BakedImageInputs {
   version: string;
   sha256: string;
   sourceInstanceId: string;
+  /** The image FleetDeployment started from the canary; "" to bake from `sourceInstanceId`. */
+  candidateImageId: string;
   noReboot: boolean;
   retain: number;
   waitTimeoutMinutes: number;

@@ -50,6 +50,11 @@ import { isThrottleOrTransient, poll } from "../../shared/retry.js";
 
 export interface SsmTransportOptions {
   ssm: SSMClient;
+  /**
+   * Client used for SendCommand only, built with the SDK's retries off (`maxAttempts: 1`), so a
+   * request whose response was lost is never resent blindly by the SDK. @default ssm
+   */
+  sendCommandClient?: SSMClient;
   /** The zcp deploy document (`deployDocumentName(app, env)`, a foundation output). */
   documentName: string;
   /** Pin a document version. @default the document's default version */
@@ -386,7 +391,7 @@ class DeployRun {
           }
         }
         try {
-          return await this.options.ssm.send(new SendCommandCommand(input));
+          return await (this.options.sendCommandClient ?? this.options.ssm).send(new SendCommandCommand(input));
         } catch (err) {
           mayExist = isThrottleOrTransient(err) && !/Throttl|TooManyRequests|RequestLimitExceeded/i.test(awsErrorName(err) ?? "");
           throw err;

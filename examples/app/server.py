@@ -12,6 +12,13 @@ when the app runs from a checkout.
 
 A release whose root holds a file named BROKEN starts normally but answers 503 on /health:
 the switch tests and the demo use to see a release fail its health check and roll back.
+
+GET /slow?ms=N answers after N milliseconds (at most 10000): a request that is still in
+flight when the process is told to stop.
+
+Shutdown is graceful: on SIGTERM (what supervisor and systemd send) the server stops
+accepting connections, lets every request already accepted finish, then exits 0. Behind a
+load balancer that drained the instance first, a restart therefore drops no request.
 """
 import json
 import os
@@ -19,6 +26,7 @@ import pathlib
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 RELEASE_ROOT = pathlib.Path(__file__).resolve().parent
@@ -47,8 +55,13 @@ BROKEN = (RELEASE_ROOT / "BROKEN").exists()
 APP_NAME = os.environ.get("APP_NAME", "zcp-example")
 
 
+SLOW_MAX_MS = 10000
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "zcp-example"
+    # A client that connects and sends nothing must not hold up a graceful shutdown forever.
+    timeout = 10
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
         path = self.path.split("?", 1)[0]
@@ -57,6 +70,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(503, {"status": "broken", "version": VERSION})
             else:
                 self.reply(200, {"status": "ok", "version": VERSION})
+        elif path == "/slow":
+            query = self.path.partition("?")[2]
+            params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+            try:
+                ms = min(max(int(params.get("ms", "0")), 0), SLOW_MAX_MS)
+            except ValueError:
+                self.reply(400, {"error": "ms must be a whole number"})
+                return
+            time.sleep(ms / 1000)
+            self.reply(200, {"status": "ok", "version": VERSION, "slept_ms": ms})
         elif path == "/version":
             self.reply(
                 200,
@@ -89,9 +112,14 @@ def main() -> int:
     port = int(os.environ.get("APP_PORT", "8080"))
     bind = os.environ.get("APP_BIND", "127.0.0.1")
     server = ThreadingHTTPServer((bind, port), Handler)
-    server.daemon_threads = True
+    # Non-daemon request threads, joined by server_close(): a request accepted before SIGTERM
+    # is answered before the process exits.
+    server.daemon_threads = False
+    server.block_on_close = True
 
     def stop(_signum, _frame) -> None:
+        # shutdown() waits for serve_forever() to return, so it cannot run in the signal
+        # handler of the thread that is serving.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
@@ -101,8 +129,10 @@ def main() -> int:
         f" (dependency {DEPENDENCY}, {'BROKEN' if BROKEN else 'healthy'})",
         flush=True,
     )
-    server.serve_forever()
+    server.serve_forever(poll_interval=0.1)
+    # Stops listening, then waits for the requests in flight.
     server.server_close()
+    print(f"{APP_NAME} {VERSION} stopped after finishing its requests", flush=True)
     return 0
 
 

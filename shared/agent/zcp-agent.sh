@@ -563,15 +563,22 @@ wait_healthy() {
 
 # --- files ---------------------------------------------------------------------------------
 
+# Dependencies are installed offline only: an instance never contacts a package registry.
+# The artifact carries what `zcp build` resolved (.zcp/wheels, .zcp/npm-cache); pip is told
+# to use no index and to read no pip.conf of the image (which could add an index or a remote
+# find-links; pip's docs: PIP_CONFIG_FILE=os.devnull loads no configuration file), npm runs
+# with --offline (npm docs, config "offline": never hit the network).
+OFFLINE_ENV=(PIP_NO_INDEX=1 PIP_CONFIG_FILE=/dev/null npm_config_offline=true npm_config_audit=false npm_config_fund=false)
+
 # Runs a command as the app user, with a clean environment and without the lock's
 # descriptor. As root this is the only way anything inside releases/ or shared/ changes.
 as_app_user() {
   if ((SWITCH_USER)); then
     runuser -u "$APP_USER" -- env -i PATH="$PATH" HOME="$APP_HOME" LANG=C.UTF-8 \
-      PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+      PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "${OFFLINE_ENV[@]}" \
       npm_config_cache="$APP_DIR/shared/.npm" npm_config_update_notifier=false "$@" 9>&-
   else
-    env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$@" 9>&-
+    env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "${OFFLINE_ENV[@]}" "$@" 9>&-
   fi
 }
 
@@ -827,13 +834,18 @@ install_python_deps() {
     # Created at its final path (a venv's scripts name their own path), complete only when
     # the state dir records it. With a system pip that can target another interpreter
     # (22.3+), the venv needs no pip of its own: seeding one takes seconds, longer than the
-    # install.
+    # install. Offline: no index, only the wheels the build put in the artifact (and what the
+    # lockfile itself names, such as a vendored directory); built artifacts are hash-checked.
+    local pip_args=(install --quiet --no-index)
+    if [[ -d $release/.zcp/wheels ]]; then pip_args+=(--find-links "$release/.zcp/wheels" --require-hashes); fi
+    pip_args+=(-r requirements.txt)
     if system_pip_can_target "$py"; then
       (cd "$release" && quiet as_app_user "$py" -m venv --without-pip "$env") || return 1
-      (cd "$release" && quiet as_app_user "$py" -m pip --python "$env/bin/python" install --quiet -r requirements.txt) || return 1
+      (cd "$release" && quiet as_app_user "$py" -m pip --python "$env/bin/python" "${pip_args[@]}") || return 1
     else
+      # A venv seeded by ensurepip: its pip comes from the interpreter's own bundled wheel.
       (cd "$release" && quiet as_app_user "$py" -m venv "$env") || return 1
-      (cd "$release" && quiet as_app_user "$env/bin/python" -m pip install --quiet -r requirements.txt) || return 1
+      (cd "$release" && quiet as_app_user "$env/bin/python" -m pip "${pip_args[@]}") || return 1
     fi
     : >"$STATE_DIR/envs/venvs-$key"
     DEPS=installed
@@ -859,7 +871,11 @@ install_node_deps() {
     quiet as_app_user rm -rf -- "$env"
     quiet as_app_user mkdir -p -- "$env"
     quiet as_app_user cp -- "$release/package.json" "$release/package-lock.json" "$env/"
-    (cd "$env" && quiet as_app_user npm ci --omit=dev --no-audit --no-fund --loglevel=error) || return 1
+    # Offline: from the npm cache the build put in the artifact; with no cache only a
+    # lockfile without dependencies installs.
+    local npm_args=(ci --offline --omit=dev --no-audit --no-fund --loglevel=error)
+    if [[ -d $release/.zcp/npm-cache ]]; then npm_args+=(--cache "$release/.zcp/npm-cache"); fi
+    (cd "$env" && quiet as_app_user npm "${npm_args[@]}") || return 1
     # A lockfile without dependencies installs nothing; the release's link still resolves.
     [[ -d $env/node_modules ]] || quiet as_app_user mkdir "$env/node_modules"
     : >"$STATE_DIR/envs/node-$key"

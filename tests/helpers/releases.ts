@@ -61,7 +61,10 @@ export function buildRelease(outDir: string, opts: ReleaseOptions): BuiltRelease
         stdio: "ignore",
       });
       const reqFile = path.join(staging, "requirements.txt");
-      const req = fs.readFileSync(reqFile, "utf8").replace(/^zcp-example-dep==.*$/m, `zcp-example-dep==${dep}`);
+      const wheel = path.join(staging, "vendor", `zcp_example_dep-${dep}-py3-none-any.whl`);
+      const req = fs
+        .readFileSync(reqFile, "utf8")
+        .replace(/^zcp-example-dep==.*$/m, `zcp-example-dep==${dep} --hash=sha256:${sha256File(wheel)}`);
       fs.writeFileSync(reqFile, req);
     }
     for (const [rel, content] of Object.entries(opts.extraFiles ?? {})) {

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { collect, waitFor, ZcpHarness } from "../helpers/zcp.js";
 import { REPO_ROOT } from "../helpers/emulator.js";
 import { makeBrokenSource } from "../fixtures/release/sources.js";
+import { pulumiRecorder } from "../fixtures/release/pulumi-recorder.js";
 
 function allAt(versions: Record<string, string>, v: string): boolean {
   return Object.values(versions).length > 0 && Object.values(versions).every((x) => x === v);
@@ -91,6 +92,31 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     // Only latest.json changed: no artifact was packaged or uploaded.
     const changed = (await zcp.objectKeys()).filter((k) => !keysBefore.includes(k));
     expect(changed.every((k) => k.startsWith("releases/example/latest.json@"))).to.equal(true);
+  });
+
+  it("a release of an existing stack runs one Pulumi command, `up`: no version check, stack select, outputs or history read", async function () {
+    const recorder = pulumiRecorder();
+    try {
+      // The runner puts the project's tools first on PATH unless they are there already.
+      const tools = [path.join(REPO_ROOT, ".tools", "bin"), path.join(REPO_ROOT, ".tools", "node", "bin")];
+      const env = { PATH: [recorder.binDir, ...tools, process.env.PATH ?? ""].join(path.delimiter) };
+      // The first run through a CLI the runner has not seen asks for its version once.
+      const first = await zcp.run(["release", "--env", "local", "--version", "r1"], env);
+      expect(first.code, first.stderr).to.equal(0);
+      recorder.clear();
+      const second = await zcp.run(["release", "--env", "local", "--version", "r2", "--json"], env);
+      expect(second.code, second.stderr).to.equal(0);
+      expect(recorder.commands().map((c) => c.slice(0, 2).join(" "))).to.deep.equal(["up --yes"]);
+      // The summary still carries the stack's outputs, now taken from the engine's events.
+      const summary = JSON.parse(second.stdout) as { version: string; imageId: string; instances: unknown[]; fleetDurationMs: number };
+      expect(summary.version).to.equal("r2");
+      expect(summary.imageId).to.match(/^ami-/);
+      expect(summary.instances).to.have.length(3);
+      expect(summary.fleetDurationMs).to.be.greaterThan(0);
+      expect(allAt(await zcp.versions(), "r2")).to.equal(true);
+    } finally {
+      recorder.remove();
+    }
   });
 
   it("a second release of the same environment exits 3 naming the lock holder, and changes nothing", async function () {

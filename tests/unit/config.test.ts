@@ -76,7 +76,8 @@ describe("config: parseConfig", () => {
       healthUrl: "http://127.0.0.1:8080/health",
       healthTimeoutS: 60,
     });
-    expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600 });
+    expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600, deliveryTimeoutS: 600, alarms: [] });
+    expect(c.traffic).to.deep.equal({ control: "auto", targetGroupArns: [], minHealthyPercent: 50, healthyTimeoutS: 300 });
     expect(c.image).to.deep.equal({ enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60 });
     expect(c).to.not.have.property("stateBackend");
   });
@@ -107,6 +108,15 @@ describe("config: parseConfig", () => {
     expect(c.github.ownerId).to.equal("1000001");
     expect(c.deploy).to.deep.include({ canary: 2, batch: "3" });
     expect(c.image.enabled).to.equal(false);
+  });
+
+  it("keeps traffic control, target groups, the minimum healthy share and alarm gates", () => {
+    const arn = `arn:aws:elasticloadbalancing:eu-west-1:${DEV_ACCOUNT}:targetgroup/web-dev/0123456789abcdef`;
+    const c = parseConfig(
+      changed({ traffic: { control: "target-group", targetGroupArns: [arn], minHealthyPercent: "75", healthyTimeoutS: 120 }, "deploy.alarms": ["web-dev 5xx", "web-dev-latency"] }),
+    );
+    expect(c.traffic).to.deep.equal({ control: "target-group", targetGroupArns: [arn], minHealthyPercent: 75, healthyTimeoutS: 120 });
+    expect(c.deploy.alarms).to.deep.equal(["web-dev 5xx", "web-dev-latency"]);
   });
 
   it("adopts an existing OIDC provider and an existing Auto Scaling Group", () => {
@@ -223,6 +233,8 @@ describe("config: parseConfig", () => {
       ["zcp:runtime.healthTimeoutS", { "runtime.healthTimeoutS": 0 }],
       ["zcp:deploy.keepReleases", { "deploy.keepReleases": 0 }],
       ["zcp:deploy.keepReleases", { "deploy.keepReleases": 51 }],
+      ["zcp:deploy.deliveryTimeoutS", { "deploy.deliveryTimeoutS": 10 }],
+      ["zcp:deploy.deliveryTimeoutS", { "deploy.deliveryTimeoutS": "600s" }],
       ["zcp:runtime.appDir", { "runtime.appDir": "/opt" }],
       ["zcp:runtime.appDir", { "runtime.appDir": "/usr/local/web" }],
       ["zcp:deploy.canary", { "deploy.canary": 1.5 }],
@@ -235,6 +247,16 @@ describe("config: parseConfig", () => {
       ["zcp:fleet.mode", { "fleet.mode": "adopt" }],
       ["zcp:stateBackend.kmsKeyArn", { stateBackend: { bucket: "state-bucket", kmsKeyArn: "alias/pulumi" } }],
       ["zcp:image.enabled", { "image.enabled": "yes" }],
+      ["zcp:traffic.control", { "traffic.control": "elb" }],
+      ["zcp:traffic.minHealthyPercent", { "traffic.minHealthyPercent": 101 }],
+      ["zcp:traffic.healthyTimeoutS", { "traffic.healthyTimeoutS": 0 }],
+      ["zcp:traffic.targetGroupArns", { "traffic.control": "target-group" }],
+      ["zcp:traffic.targetGroupArns[0]", { "traffic.targetGroupArns": ["arn:aws:elasticloadbalancing:eu-west-1:111111111111:loadbalancer/app/web/0123456789abcdef"] }],
+      ["zcp:traffic.targetGroupArns[0]", { "traffic.targetGroupArns": ["arn:aws:elasticloadbalancing:eu-west-1:999999999999:targetgroup/web/0123456789abcdef"] }],
+      ["zcp:traffic.targetGroupArns[0]", { "traffic.targetGroupArns": ["arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/web/0123456789abcdef"] }],
+      // A wildcard in an alarm name would widen the alarm ARNs the release role may read.
+      ["zcp:deploy.alarms[0]", { "deploy.alarms": ["web-*"] }],
+      ["zcp:deploy.alarms[1]", { "deploy.alarms": ["web-5xx", "web\nlatency"] }],
     ];
     for (const [field, edits] of invalid) {
       it(`${field} (${JSON.stringify(edits)})`, () => {

@@ -95,6 +95,7 @@ describe("deploy/aws/images", function () {
       { Key: "Name", Value: "zcp-shop-dev-v2-20260426T101500Z" },
       { Key: "zcp:app", Value: "shop" },
       { Key: "zcp:env", Value: "dev" },
+      { Key: "zcp:image-stage", Value: "released" },
       { Key: "zcp:managed-by", Value: "zcp" },
       { Key: "zcp:sha256", Value: SHA },
       { Key: "zcp:version", Value: "v2" },

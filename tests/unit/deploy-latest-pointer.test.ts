@@ -92,6 +92,20 @@ describe("deploy/aws/latest-pointer", function () {
     expect(mock.commandCalls(PutObjectCommand)).to.have.length(1);
   });
 
+  it("succeeds on a 412 when the pointer read back is the one this release wrote (a retried PUT whose first response was lost; mocked S3)", async function () {
+    const s3 = offlineS3();
+    const mock = mockClient(s3);
+    // The first PUT landed but its response was lost; the retry's IfMatch no longer holds.
+    mock
+      .on(PutObjectCommand)
+      .rejectsOnce(awsError("InternalError", 500, "response lost"))
+      .rejects(awsError("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"));
+    mock.on(GetObjectCommand).resolves({ Body: body(serializeLatestPointer(POINTER)), ETag: '"etag-2"' });
+    const out = await writeLatestPointer(s3, "zcp-artifacts", "shop", POINTER, '"etag-1"', pacing);
+    expect(out).to.deep.equal({ etag: '"etag-2"' });
+    expect(mock.commandCalls(GetObjectCommand), "the pointer was read back").to.have.length(1);
+  });
+
   it("treats a concurrent conditional write (409) as a lost race too", async function () {
     const s3 = offlineS3();
     const mock = mockClient(s3);

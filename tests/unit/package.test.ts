@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { gunzipSync } from "node:zlib";
-import { PACKAGE_MTIME, packageSource, type PackageOptions, type PackageResult } from "../../deploy/package.js";
+import { PACKAGE_MTIME, packageSource, type PackageOptions, type PackageResult } from "../../deploy/package/index.js";
 import { ConfigError } from "../../shared/errors.js";
 import {
   extractArchive,
@@ -209,6 +209,68 @@ describe("packageSource", function () {
       const names = listArchive((await packDir(src)).path).map((e) => e.name);
       expect(names).to.include.members([".gitignore", "packages/web/index.js"]);
       expect(names.filter((n) => n.includes("node_modules") || /(^|\/)\.git(\/|$)/.test(n))).to.deep.equal([]);
+    });
+
+    it("skips .env files at any depth by default; .zcpignore can put one back", async function () {
+      const secrets = {
+        ".env": "DATABASE_PASSWORD=hunter2\n",
+        ".env.production": "API_TOKEN=abc\n",
+        "services/api/.env.local": "X=1\n",
+        ".env.example": "DATABASE_PASSWORD=\n",
+        "src/env.ts": "export const env = process.env;\n",
+      };
+      const plain = listArchive((await packDir(treeOf({ ...APP, ...secrets }))).path).map((e) => e.name);
+      expect(plain.filter((n) => /(^|\/)\.env/.test(n))).to.deep.equal([]);
+      expect(plain).to.include("src/env.ts");
+
+      const withExample = listArchive((await packDir(treeOf({ ...APP, ...secrets, ".zcpignore": "!.env.example\n" }))).path).map((e) => e.name);
+      expect(withExample.filter((n) => /(^|\/)\.env/.test(n))).to.deep.equal([".env.example"]);
+    });
+
+    it("honours .zcpignore in gitignore syntax, identically for a directory and its commit", async function () {
+      const spec: TreeSpec = {
+        ...APP,
+        ".zcpignore": "# build output and local notes\n*.log\n!keep.log\n/docs/\ntmp/\n**/fixtures/*.bin\n",
+        "debug.log": "x",
+        "src/keep.log": "kept\n",
+        "docs/guide.md": "# guide\n",
+        "src/docs/inner.md": "not anchored: kept\n",
+        "tmp/a/b.txt": "x",
+        "src/tmp/c.txt": "x",
+        "test/fixtures/blob.bin": "x",
+        "test/fixtures/data.json": "{}\n",
+      };
+      const fromDir = await packDir(treeOf(spec));
+      const names = listArchive(fromDir.path).map((e) => e.name).filter((n) => !n.endsWith("/"));
+      expect(names).to.include.members([".zcpignore", "src/keep.log", "src/docs/inner.md", "test/fixtures/data.json", "src/server.js"]);
+      for (const dropped of ["debug.log", "docs/guide.md", "tmp/a/b.txt", "src/tmp/c.txt", "test/fixtures/blob.bin"]) {
+        expect(names, dropped).not.to.include(dropped);
+      }
+      const repo = scratch("package-repo");
+      const commit = initRepo(repo, spec);
+      const fromGit = await pack({ source: { kind: "git", repoDir: repo, commit } });
+      expect(fromGit.sha256).to.equal(fromDir.sha256);
+    });
+
+    it("adds a reserved tree and a manifest of every other file's sha256, and refuses a source that uses the reserved path", async function () {
+      const deps = treeOf({ "wheels/dep-1.0-py3-none-any.whl": "wheel bytes", "npm-cache/index": "cache" });
+      const manifestOf = (files: readonly { path: string; sha256: string }[]): string => JSON.stringify(files.map((f) => [f.path, f.sha256]));
+      const src = treeOf(APP);
+      const opts = { reservedTree: { root: ".zcp", dir: deps }, manifest: { path: ".zcp/manifest.json", render: manifestOf } };
+      const result = await packDir(src, opts);
+      expect((await packDir(src, opts)).sha256).to.equal(result.sha256);
+      const into = scratch("package-extract");
+      extractArchive(result.path, into);
+      expect(fs.readFileSync(path.join(into, ".zcp/wheels/dep-1.0-py3-none-any.whl"), "utf8")).to.equal("wheel bytes");
+      const manifest = JSON.parse(fs.readFileSync(path.join(into, ".zcp/manifest.json"), "utf8")) as [string, string][];
+      const sha = (rel: string): string => createHash("sha256").update(fs.readFileSync(path.join(into, rel))).digest("hex");
+      expect(manifest.map(([p]) => p)).to.include.members([".zcp/wheels/dep-1.0-py3-none-any.whl", "src/server.js", "README.md"]);
+      expect(manifest.map(([p]) => p)).not.to.include(".zcp/manifest.json");
+      for (const [rel, digest] of manifest) if (rel !== "current-config") expect(digest, rel).to.equal(sha(rel));
+
+      const clash = await rejection(packDir(treeOf({ ...APP, ".zcp/manifest.json": "forged" }), opts));
+      expect(clash.field).to.equal("--source");
+      expect(clash.message).to.match(/"\.zcp" is reserved/);
     });
 
     it("adds extra files such as VERSION, replacing a source file of the same path", async function () {

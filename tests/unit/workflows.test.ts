@@ -387,6 +387,8 @@ const SAMPLE_VALUES: Record<string, string> = {
   "--source": "examples/app",
   "--canary": "1",
   "--batch": "25%",
+  "--from": "dev",
+  "--from-bucket": "example-org-web-dev-artifacts",
 };
 
 /** The argv of every `zcp …` / `bin/zcp …` / `npx zcp …` invocation in some shell text. */
@@ -680,16 +682,25 @@ describe("GitHub workflows", function () {
       expect(releaseStep?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
     });
 
-    it("prod: on v* tags, behind the prod environment, foundation first, then the release canary first", () => {
+    it("prod: on v* tags, behind the prod environment, foundation first, then dev's artifact promoted and released canary first", () => {
       for (const id of ["foundation-prod", "release-prod"]) {
         expect(job(id).if).to.equal("startsWith(github.ref, 'refs/tags/v')");
         expect(environmentOf(job(id))).to.equal("prod");
       }
       expect(runsOf(job("foundation-prod"))).to.match(/^pulumi up --yes --diff --stack prod\b/m);
       expect(job("release-prod").needs).to.equal("foundation-prod");
-      const releaseStep = steps(job("release-prod")).find((s) => /\bzcp release\b/.test(runText(s)));
-      expect(releaseStep?.run?.trim()).to.equal('bin/zcp release --env prod --version "$ZCP_VERSION" --canary 1');
-      expect(releaseStep?.env?.ZCP_VERSION).to.equal("${{ github.ref_name }}");
+      const all = steps(job("release-prod"));
+      const promoteAt = all.findIndex((s) => /\bzcp promote\b/.test(runText(s)));
+      const releaseAt = all.findIndex((s) => /\bzcp release\b/.test(runText(s)));
+      // The bytes dev released (named by the commit), copied, then released without a rebuild.
+      expect(all[promoteAt]?.run?.trim()).to.equal('bin/zcp promote --from dev --to prod --version "$ZCP_VERSION" --from-bucket "$DEV_ARTIFACT_BUCKET"');
+      expect(all[promoteAt]?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
+      expect(releaseAt).to.be.greaterThan(promoteAt);
+      expect(all[releaseAt]?.run?.trim()).to.equal('bin/zcp release --env prod --version "$ZCP_VERSION" --prebuilt --canary 1');
+      expect(all[releaseAt]?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
+      // dev releases the same version name: the commit.
+      const devRelease = steps(job("release-dev")).find((s) => /\bzcp release\b/.test(runText(s)));
+      expect(devRelease?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
     });
 
     it("releases only commits that are on main to prod", () => {
