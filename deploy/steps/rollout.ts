@@ -108,6 +108,7 @@ function report(o: InstanceOutcome, batch: number): InstanceReport {
     status: o.status,
     previous: o.result?.previous ?? null,
     ...(typeof previousSha256 === "string" ? { previousSha256 } : {}),
+    ...(o.result ? { current: typeof o.result.current === "string" ? o.result.current : null } : {}),
     durationMs: o.durationMs,
     message: o.message,
   };
@@ -287,7 +288,13 @@ async function rollBackUnconfirmed(
   lb: { traffic: TrafficController; outOfTraffic: Set<string>; batchLimit: number } = { traffic: noTraffic, outOfTraffic: new Set(), batchLimit: 1 },
 ): Promise<InstanceReport[]> {
   const deployed = reports.filter((r) => r.status === "deployed" && r.previous && r.previous !== version);
-  const unknown = reports.filter((r) => r.status !== "deployed" && r.status !== "unchanged" && !CONFIRMED_UNTOUCHED.has(r.status));
+  // An agent that printed its result line said which release is current: one that failed
+  // before the switch (a fetch that could not reach the bucket, say) still serves its old
+  // release and needs no rollback, which could only fail for the same reason.
+  const stillOnOld = (r: InstanceReport) => r.current !== undefined && r.current !== version;
+  const unknown = reports.filter(
+    (r) => r.status !== "deployed" && r.status !== "unchanged" && !CONFIRMED_UNTOUCHED.has(r.status) && !stillOnOld(r),
+  );
   const byPrevious = new Map<string, string[]>();
   const knownSha = new Map<string, string>();
   const add = (prev: string, id: string) => byPrevious.set(prev, [...(byPrevious.get(prev) ?? []).filter((x) => x !== id), id]);

@@ -67,6 +67,11 @@ export interface InstanceReport {
   previous: string | null;
   /** Checksum of the previous release as verified on the instance (for rolling back to it). */
   previousSha256?: string;
+  /**
+   * The release `current` pointed to when the agent printed its result line; absent when
+   * there was no result line (a kill, a lost status), so nothing is known about the instance.
+   */
+  current?: string | null;
   durationMs: number;
   message: string;
 }

@@ -100,4 +100,40 @@ describe("rollout", function () {
     expect((caught as Error).message).to.match(/failed in canary/);
     expect(fleet.sent.map((s) => s.ids)).to.deep.equal([["i1"]]);
   });
+
+  it("sends no rollback to an instance whose agent failed before the switch and reports its old release still current", async function () {
+    // The canary's fetch fails (the bucket is unreachable): the agent exits 1 with status
+    // `failed`, and its result line says v1 is still current. Rolling it "back" would need
+    // v1's artifact from the same unreachable bucket and would turn a clean stop into an error.
+    const ids = ["i1", "i2", "i3"];
+    const sent: string[] = [];
+    const transport: Transport = {
+      kind: "local",
+      async runAgent(batch, p: AgentParams): Promise<InstanceOutcome[]> {
+        sent.push(`${p.version}:${batch.join(",")}`);
+        return batch.map((id) => ({
+          instanceId: id,
+          ok: false,
+          status: "failed",
+          exitCode: 1,
+          result: { status: "failed", version: p.version, previous: "v1", current: "v1", duration_ms: 5 },
+          message: `fetching s3://bucket/releases/web/${p.version}.tar.gz failed; v1 is still current`,
+          durationMs: 5,
+        }));
+      },
+    };
+    const paramsFor = async (version: string) => {
+      if (version === "v1") throw new Error("v1's artifact cannot be read");
+      return params(version, NEW_SHA);
+    };
+    let caught: unknown;
+    try {
+      await rollout(ids, "v2", { canary: 1, batch: "2", soakSeconds: 0, maxErrors: 0, commandTimeoutS: 60 }, deps(transport, paramsFor));
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).to.be.instanceOf(ReleaseFailedError);
+    expect((caught as Error).message).to.match(/failed in canary/);
+    expect(sent).to.deep.equal(["v2:i1"]);
+  });
 });
