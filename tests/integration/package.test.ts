@@ -27,6 +27,8 @@ function npm(args: string[], cwd: string): string {
 
 describe("the npm package, installed into a scratch project", function () {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-pack-"));
+  // As root the local fleet's app runs as a dedicated user, which must reach the fleet's folders.
+  fs.chmodSync(scratch, 0o755);
   const project = path.join(scratch, "project");
   const workDir = path.join(scratch, "work");
   let tarball = "";
