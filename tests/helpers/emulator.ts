@@ -19,6 +19,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as net from "node:net";
 import * as path from "node:path";
 import * as fs from "node:fs";
+import { createAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
 
 export interface Emulator {
   readonly endpoint: string;
@@ -161,4 +162,16 @@ export async function startEmulator(opts: { port?: number; detach?: boolean } = 
       await launch();
     },
   };
+}
+
+/** The runner's own SDK clients, pointed at an emulator with its throwaway credentials. */
+export function emulatorClients(emu: Emulator): AwsClients {
+  return createAwsClients(
+    {
+      region: "us-east-1",
+      endpoint: emu.endpoint,
+      credentials: { accessKeyId: emu.env.AWS_ACCESS_KEY_ID ?? "", secretAccessKey: emu.env.AWS_SECRET_ACCESS_KEY ?? "" },
+    },
+    {},
+  );
 }

@@ -21,8 +21,8 @@ import {
 } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from "@aws-sdk/client-ssm";
-import { sharedEmulator, type Emulator } from "../helpers/emulator.js";
-import { createAwsClients, destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
+import { emulatorClients, sharedEmulator, type Emulator } from "../helpers/emulator.js";
+import { destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
 import { headArtifact, uploadArtifact, verifyArtifact } from "../../deploy/aws/artifacts.js";
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../../deploy/aws/latest-pointer.js";
 import { discoverFleet } from "../../deploy/aws/fleet.js";
@@ -84,14 +84,7 @@ describe("deploy/aws against the AWS emulator", function () {
 
   before(async function () {
     emu = await sharedEmulator();
-    aws = createAwsClients(
-      {
-        region: "us-east-1",
-        endpoint: emu.endpoint,
-        credentials: { accessKeyId: emu.env.AWS_ACCESS_KEY_ID ?? "", secretAccessKey: emu.env.AWS_SECRET_ACCESS_KEY ?? "" },
-      },
-      {},
-    );
+    aws = emulatorClients(emu);
   });
   after(async function () {
     if (aws) destroyAwsClients(aws);

@@ -15,8 +15,8 @@ import { CreateAutoScalingGroupCommand, DescribeAutoScalingGroupsCommand } from 
 import { PutMetricAlarmCommand, SetAlarmStateCommand } from "@aws-sdk/client-cloudwatch";
 import { CreateLaunchTemplateCommand, CreateVpcCommand, DescribeImagesCommand, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { CreateTargetGroupCommand, DescribeTargetHealthCommand, ModifyTargetGroupAttributesCommand, RegisterTargetsCommand } from "@aws-sdk/client-elastic-load-balancing-v2";
-import { startEmulator, type Emulator } from "../helpers/emulator.js";
-import { createAwsClients, destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
+import { emulatorClients, startEmulator, type Emulator } from "../helpers/emulator.js";
+import { destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
 import { createTargetGroupController, deregistrationDelayS } from "../../deploy/traffic/target-group.js";
 import { createAsgStandbyController, lifecycleStates } from "../../deploy/traffic/asg-standby.js";
 import { createAlarmGate } from "../../deploy/traffic/alarm-gate.js";
@@ -30,14 +30,7 @@ describe("deploy/traffic against the AWS emulator", function () {
 
   before(async function () {
     emu = await startEmulator();
-    aws = createAwsClients(
-      {
-        region: "us-east-1",
-        endpoint: emu.endpoint,
-        credentials: { accessKeyId: emu.env.AWS_ACCESS_KEY_ID ?? "", secretAccessKey: emu.env.AWS_SECRET_ACCESS_KEY ?? "" },
-      },
-      {},
-    );
+    aws = emulatorClients(emu);
   });
   after(async function () {
     if (aws) destroyAwsClients(aws);
