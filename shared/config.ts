@@ -323,6 +323,9 @@ const rawSchema = z.strictObject({
       ownerId: numericId("a numeric GitHub owner id").optional(),
       repoId: numericId("a numeric GitHub repository id").optional(),
       environment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
+      // One number for both ends of a CI session: the release role's MaxSessionDuration and the
+      // workflows' role-duration-seconds (IAM accepts 3600..43200 for MaxSessionDuration).
+      sessionDurationS: wholeNumber(3600, 43200).default(3600),
     },
     { error: required("an object with owner and repo") },
   ),
