@@ -1,7 +1,8 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { artifactPrefix } from "../shared/naming.js";
-import { partitionOf, tlsOnlyBucketPolicy } from "../shared/policy.js";
+import { ROLE_ARN_RE, artifactBucketPolicy, partitionOf } from "../shared/policy.js";
+import { TAG_RETENTION, type Retention } from "../shared/tags.js";
 
 export interface ArtifactBucketArgs {
   app: string;
@@ -12,6 +13,12 @@ export interface ArtifactBucketArgs {
   retainDays?: number;
   /** Days an overwritten or deleted object version is kept. @default 30 */
   noncurrentRetainDays?: number;
+  /**
+   * Role ARNs of other environments (prod's release role) that may read this app's release
+   * artifacts, for `zcp promote`: GetObject on `releases/<app>/*.tar.gz` only, nothing else.
+   * @default [] (no one outside the account)
+   */
+  promoteReaders?: string[];
   /** Tags for the bucket. @default {} */
   tags?: Record<string, string>;
 }
@@ -21,6 +28,13 @@ export interface ArtifactBucketArgs {
  * `latest.json` never expires however long ago the last release was.
  */
 export const POINTER_MAX_BYTES = 1024;
+
+/**
+ * The tag the expiry rule requires. Artifacts are uploaded with it; the artifacts `latest.json`
+ * names as current and previous carry `keep` instead (deploy/aws/artifacts.ts
+ * `retainReleasedArtifacts`), so they never expire however old they are.
+ */
+export const EXPIRING_TAG: Readonly<Record<string, Retention>> = { [TAG_RETENTION]: "expire" };
 
 /**
  * The artifact bucket: versioned, encrypted, closed to the public, owner-enforced, TLS-only,
@@ -48,6 +62,10 @@ export class ArtifactBucket extends pulumi.ComponentResource {
     if (!Number.isInteger(noncurrentRetainDays) || noncurrentRetainDays < 1) {
       throw new RangeError(`noncurrentRetainDays must be a whole number >= 1, got ${noncurrentRetainDays}`);
     }
+    const promoteReaders = args.promoteReaders ?? [];
+    for (const arn of promoteReaders) {
+      if (!ROLE_ARN_RE.test(arn)) throw new RangeError(`promoteReaders: must be IAM role ARNs without wildcards, got ${JSON.stringify(arn)}`);
+    }
     this.artifactPrefix = artifactPrefix(args.app);
 
     this.bucket = this.createBucket(name, args);
@@ -56,7 +74,7 @@ export class ArtifactBucket extends pulumi.ComponentResource {
     this.versioning = this.createVersioning(name);
     this.encryption = this.createEncryption(name);
     this.lifecycle = this.createLifecycle(name, retainDays, noncurrentRetainDays);
-    this.policy = this.createTlsOnlyPolicy(name, partitionOf(args.region));
+    this.policy = this.createPolicy(name, partitionOf(args.region), args.app, promoteReaders);
     this.bucketName = this.bucket.bucket;
     this.bucketArn = this.bucket.arn;
 
@@ -130,7 +148,10 @@ export class ArtifactBucket extends pulumi.ComponentResource {
       rules.push({
         id: "expire-old-artifacts",
         status: "Enabled",
-        filter: { and: { prefix: `${this.artifactPrefix}/`, objectSizeGreaterThan: POINTER_MAX_BYTES } },
+        // An And filter matches only objects that meet every condition (S3 user guide,
+        // "Lifecycle configuration elements", Filter): artifacts tagged `expire`, never a
+        // current or previous release's (`keep`), never the untagged `latest.json`.
+        filter: { and: { prefix: `${this.artifactPrefix}/`, objectSizeGreaterThan: POINTER_MAX_BYTES, tags: { ...EXPIRING_TAG } } },
         expiration: { days: retainDays },
       });
     }
@@ -142,10 +163,10 @@ export class ArtifactBucket extends pulumi.ComponentResource {
     );
   }
 
-  private createTlsOnlyPolicy(name: string, partition: string): aws.s3.BucketPolicy {
+  private createPolicy(name: string, partition: string, app: string, promoteReaders: string[]): aws.s3.BucketPolicy {
     return new aws.s3.BucketPolicy(
       `${name}-policy`,
-      { bucket: this.bucket.id, policy: this.bucket.bucket.apply((b) => JSON.stringify(tlsOnlyBucketPolicy(partition, b))) },
+      { bucket: this.bucket.id, policy: this.bucket.bucket.apply((b) => JSON.stringify(artifactBucketPolicy({ partition, bucket: b, app, promoteReaders }))) },
       // A policy written while Block Public Access is still being applied can race it.
       { parent: this, dependsOn: [this.publicAccessBlock] },
     );

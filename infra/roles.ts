@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { roleName } from "../shared/naming.js";
 import {
   type GitHubRepository,
+  type PromoteSource,
   type RoleScope,
   type StateBackendScope,
   githubSubjects,
@@ -32,6 +33,11 @@ export interface RolesArgs {
   documentName: pulumi.Input<string>;
   /** The release stack's state backend, when the roles must reach it. @default none */
   stateBackend?: StateBackendScope;
+  /**
+   * Another environment's artifact bucket (dev's, in prod) whose release artifacts the release
+   * role may read for `zcp promote`; that bucket's policy must name this role too. @default none
+   */
+  promoteFrom?: PromoteSource;
   /** Longest role session, in seconds (a release that bakes an image can take an hour). @default 3600 */
   maxSessionDurationS?: number;
   /** Tags for every role and the instance profile. @default {} */
@@ -76,6 +82,7 @@ export class Roles extends pulumi.ComponentResource {
         bucket,
         documentName,
         stateBackend: args.stateBackend,
+        promoteFrom: args.promoteFrom,
       }));
 
     const releaseSubjects = githubSubjects(args.github, { environment: args.github.environment ?? args.environment });

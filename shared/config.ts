@@ -15,6 +15,7 @@ import { z } from "zod";
 import { APP_DIR_PATTERN, APP_USER_PATTERN, HEALTH_URL_PATTERN, SERVICE_PATTERN } from "./agent/document.js";
 import { ConfigError } from "./errors.js";
 import { APP_PATTERN, ENV_PATTERN } from "./naming.js";
+import { ROLE_ARN_RE, partitionOf } from "./policy.js";
 import { BATCH_RE, RULES, matching, required, show, wholeNumber } from "./rules.js";
 
 export const CONFIG_NAMESPACE = "zcp";
@@ -215,6 +216,29 @@ const artifactsSection = z
       retainDays: wholeNumber(0, 36500).default(365),
       /** Days an overwritten or deleted object version is kept. @default 30 */
       noncurrentRetainDays: wholeNumber(1, 3650).default(30),
+      /**
+       * Release roles of other environments (prod's, in dev) that may read this app's release
+       * artifacts from this bucket, for `zcp promote`: role ARNs; read only, no list. @default []
+       */
+      promoteReaders: z
+        .array(matching(ROLE_ARN_RE, "an IAM role ARN like arn:aws:iam::222222222222:role/zcp-web-prod-release (no wildcards)"), {
+          error: required("a list of role ARNs"),
+        })
+        .max(20)
+        .default([]),
+      /**
+       * The artifact bucket `zcp promote` copies from (dev's, in prod) and the account that owns
+       * it: the release role may read that bucket's release artifacts. @default none
+       */
+      promoteFrom: z
+        .strictObject(
+          {
+            bucket: matching(BUCKET_RE, "an S3 bucket name"),
+            accountId: matching(ACCOUNT_ID_RE, "a quoted 12-digit account id"),
+          },
+          { error: required("an object with bucket and accountId") },
+        )
+        .optional(),
     },
     { error: required("an object") },
   )
@@ -525,6 +549,10 @@ function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): 
   if (c.traffic.control === "target-group" && c.traffic.targetGroupArns.length === 0) {
     add(["traffic", "targetGroupArns"], 'needs at least one target group ARN when control is "target-group"');
   }
+  const partition = partitionOf(c.aws.region);
+  for (const [i, arn] of c.artifacts.promoteReaders.entries()) {
+    if (!arn.startsWith(`arn:${partition}:`)) add(["artifacts", "promoteReaders", i], `is not in partition ${partition} of zcp:aws.region ${c.aws.region}`);
+  }
   for (const [i, arn] of c.traffic.targetGroupArns.entries()) {
     const [, , , region, account] = arn.split(":");
     if (account !== c.aws.accountId) add(["traffic", "targetGroupArns", i], `belongs to account ${account ?? "?"}, not to zcp:aws.accountId ${c.aws.accountId}`);
@@ -591,7 +619,11 @@ function normalize(c: RawParsed): ZcpConfig {
     environment: c.environment,
     github,
     aws: { accountId: c.aws.accountId, region: c.aws.region, forbiddenAccountIds: c.aws.forbiddenAccountIds },
-    artifacts: { ...c.artifacts },
+    artifacts: {
+      ...c.artifacts,
+      promoteReaders: [...c.artifacts.promoteReaders],
+      ...(c.artifacts.promoteFrom ? { promoteFrom: { ...c.artifacts.promoteFrom } } : {}),
+    },
     oidc,
     fleet,
     baseAmiId: c.baseAmiId,

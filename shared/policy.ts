@@ -130,6 +130,20 @@ export function objectArn(partition: string, bucket: string, keyPattern: string)
   return `arn:${partition}:s3:::${bucket}/${keyPattern}`;
 }
 
+/**
+ * An IAM role ARN (an optional path, then the name), as IAM spells role names; never `*` or
+ * `?`, which would widen a grant to other roles.
+ */
+export const ROLE_ARN_RE = /^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role\/([A-Za-z0-9+=,.@_-]+\/)*[A-Za-z0-9+=,.@_-]{1,64}$/;
+
+/**
+ * The release artifacts of an app (`releases/<app>/<version>.tar.gz`), without `latest.json`:
+ * what `zcp promote` reads from another environment's bucket. Versions contain no `/`.
+ */
+export function releaseArtifactsPattern(app: string): string {
+  return `${artifactPrefix(app)}/*.tar.gz`;
+}
+
 export function documentArn(partition: string, region: string, accountId: string, documentName: string): string {
   return `arn:${partition}:ssm:${region}:${accountId}:document/${documentName}`;
 }
@@ -181,6 +195,15 @@ export interface RoleScope {
   /** Name of the zcp deploy document. */
   documentName: string;
   stateBackend?: StateBackendScope | undefined;
+  /** Another environment's artifact bucket that `zcp promote` reads from. @default none */
+  promoteFrom?: PromoteSource | undefined;
+}
+
+/** Where promoted artifacts come from: the source environment's bucket and its account. */
+export interface PromoteSource {
+  bucket: string;
+  /** The account that owns the bucket (bucket ARNs carry none). */
+  accountId: string;
 }
 
 /**
@@ -281,12 +304,15 @@ export function releaseRolePolicy(s: RoleScope): PolicyDocument {
   return policyDocument([
     listBucket("ArtifactsList", p, s.bucket),
     {
-      // Includes `latest.json` (read, then compare-and-swap write).
+      // Includes `latest.json` (read, then compare-and-swap write). The tagging actions keep
+      // the current and previous artifacts out of the lifecycle's expiry (`zcp:retention`);
+      // PutObject with a tag set needs s3:PutObjectTagging too.
       Sid: "ArtifactsReadWrite",
       Effect: "Allow",
-      Action: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:GetObjectAttributes", "s3:PutObject"],
+      Action: ["s3:AbortMultipartUpload", "s3:GetObject", "s3:GetObjectAttributes", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"],
       Resource: objectArn(p, s.bucket, `${prefix}/*`),
     },
+    ...promoteFromStatements(s),
     {
       Sid: "SendDeployDocument",
       Effect: "Allow",
@@ -362,6 +388,26 @@ export function releaseRolePolicy(s: RoleScope): PolicyDocument {
     },
     ...stateBackendStatements(s.stateBackend, p, true),
   ]);
+}
+
+/**
+ * `zcp promote` run with this role reads another environment's artifacts (HeadObject and
+ * GetObject both authorize as s3:GetObject). A cross-account read needs this identity grant
+ * and the source bucket's policy (`artifactBucketPolicy`'s `promoteReaders`). The account
+ * condition pins the bucket to its owner: a bucket of that name in any other account (after
+ * the original was deleted) is not readable through this grant.
+ */
+function promoteFromStatements(s: RoleScope): PolicyStatement[] {
+  if (!s.promoteFrom) return [];
+  return [
+    {
+      Sid: "PromoteFromRead",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: objectArn(s.partition, s.promoteFrom.bucket, releaseArtifactsPattern(s.app)),
+      Condition: { StringEquals: { "s3:ResourceAccount": s.promoteFrom.accountId } },
+    },
+  ];
 }
 
 /** What the release role may do to the one launch template it releases into. */
@@ -499,6 +545,39 @@ export function instanceRolePolicy(s: { partition: string; bucket: string; app: 
       ],
     },
   ]);
+}
+
+/**
+ * The artifact bucket's policy: TLS 1.2+ only, and, for `zcp promote`, read access to the
+ * app's release artifacts for the named roles of other accounts (prod's release role). The
+ * principal is each role's account, narrowed to the exact roles by `aws:PrincipalArn`: S3
+ * refuses a policy naming a role that does not exist yet (prod may be set up after dev), and a
+ * role recreated under the same name is still the one meant. No list, no write, no
+ * `latest.json`, nothing outside the app's artifacts.
+ */
+export function artifactBucketPolicy(s: { partition: string; bucket: string; app: string; promoteReaders?: readonly string[] }): PolicyDocument {
+  const readers = [...new Set(s.promoteReaders ?? [])];
+  const statements = [...tlsOnlyBucketPolicy(s.partition, s.bucket).Statement];
+  if (readers.length > 0) {
+    const accounts = [
+      ...new Set(
+        readers.map((arn) => {
+          const account = ROLE_ARN_RE.exec(arn)?.[2];
+          if (!account) throw new Error(`promote reader must be an IAM role ARN without wildcards, got ${JSON.stringify(arn)}`);
+          return `arn:${s.partition}:iam::${account}:root`;
+        }),
+      ),
+    ];
+    statements.push({
+      Sid: "PromoteReaders",
+      Effect: "Allow",
+      Principal: { AWS: accounts.length === 1 ? accounts[0]! : accounts },
+      Action: "s3:GetObject",
+      Resource: objectArn(s.partition, s.bucket, releaseArtifactsPattern(s.app)),
+      Condition: { ArnEquals: { "aws:PrincipalArn": readers.length === 1 ? readers[0]! : readers } },
+    });
+  }
+  return policyDocument(statements);
 }
 
 /** The artifact bucket policy: refuse anything not over TLS 1.2 or later. */

@@ -15,6 +15,15 @@ export const TAG_MANAGED_BY = "zcp:managed-by";
 export const TAG_IMAGE_STAGE = "zcp:image-stage";
 export type ImageStage = "candidate" | "released" | "retired";
 
+/**
+ * Object tag on release artifacts that the bucket's expiry rule requires: artifacts are
+ * uploaded `expire`; the release that makes one current or previous retags it `keep`, and the
+ * release after which it is neither puts it back to `expire` (S3 lifecycle filters can only
+ * include objects by tag, never exclude them).
+ */
+export const TAG_RETENTION = "zcp:retention";
+export type Retention = "keep" | "expire";
+
 export function baseTags(app: string, env: string): Record<string, string> {
   return { [TAG_APP]: app, [TAG_ENV]: env, [TAG_MANAGED_BY]: "zcp" };
 }

@@ -3,12 +3,27 @@
  * changes: uploading different bytes under an existing key is refused, uploading the same
  * bytes again is a no-op. The sha256 travels as object metadata (`zcp-sha256`) and as S3's
  * own ChecksumSHA256, so S3 rejects a corrupted upload and `verifyArtifact` can check later.
+ *
+ * Retention: artifacts are uploaded tagged `zcp:retention=expire`, the tag the bucket's expiry
+ * rule requires (infra/artifact-bucket.ts); when `latest.json` moves, `retainReleasedArtifacts`
+ * tags the artifacts it names (current and previous) `keep` and the one that dropped out back
+ * to `expire`, so a rollback target can never age out of the bucket.
  */
-import { HeadObjectCommand, PutObjectCommand, type PutObjectCommandInput, type S3Client } from "@aws-sdk/client-s3";
+import {
+  GetObjectTaggingCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  PutObjectTaggingCommand,
+  type PutObjectCommandInput,
+  type PutObjectTaggingCommandInput,
+  type S3Client,
+  type Tag,
+} from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { ConfigError, StepError, describeError } from "../../shared/errors.js";
-import { SHA256_RE } from "../../shared/naming.js";
+import { SHA256_RE, artifactKey } from "../../shared/naming.js";
+import { TAG_RETENTION, type Retention } from "../../shared/tags.js";
 import { awsCall, awsErrorName, awsHttpStatus, type Pacing } from "./call.js";
 
 /** Metadata keys zcp writes on artifacts (S3 returns them lower-cased, without `x-amz-meta-`). */
@@ -106,6 +121,9 @@ export function buildPutArtifactInput(req: Omit<ArtifactUpload, "body">, body: B
       [ARTIFACT_METADATA.createdAt]: req.metadata.createdAt,
       ...(req.metadata.commit ? { [ARTIFACT_METADATA.commit]: req.metadata.commit } : {}),
     },
+    // Every new artifact can expire by age until a release makes it current (then `keep`).
+    // The header is a URL-encoded query string (PutObject, x-amz-tagging).
+    Tagging: new URLSearchParams({ [TAG_RETENTION]: "expire" satisfies Retention }).toString(),
     // Fails with 412 if the key appeared since we looked: two builds racing on one version
     // cannot both win, and the loser compares digests below instead of overwriting.
     IfNoneMatch: "*",
@@ -199,4 +217,77 @@ export async function verifyArtifact(
     return { ok: false, reason: `${where} has sha256 ${head.sha256}, expected ${sha256.toLowerCase()}`, head };
   }
   return { ok: true, head };
+}
+
+/** The versions a `latest.json` names: the current release and the one it replaced. */
+export interface PointedVersions {
+  version: string;
+  previous?: string | undefined;
+}
+
+export interface RetentionResult {
+  /** Artifact keys now tagged `keep`. */
+  kept: string[];
+  /** Artifact keys put back to `expire`. */
+  released: string[];
+  /** Keys with no object (an artifact that already expired, or was never uploaded here). */
+  missing: string[];
+  /** Keys whose tag could not be set, with the error. */
+  failed: { key: string; error: string }[];
+}
+
+/** The PutObjectTagging input that sets `zcp:retention` and keeps every other tag. */
+export function buildRetentionTaggingInput(bucket: string, key: string, current: readonly Tag[], retention: Retention): PutObjectTaggingCommandInput {
+  const others = current.filter((t) => t.Key !== TAG_RETENTION);
+  return { Bucket: bucket, Key: key, Tagging: { TagSet: [...others, { Key: TAG_RETENTION, Value: retention }] } };
+}
+
+/** Sets `zcp:retention` on the current version of one artifact; false when there is no object. */
+async function setRetention(s3: S3Client, bucket: string, key: string, retention: Retention, pacing: Pacing): Promise<boolean> {
+  const where = s3Uri(bucket, key);
+  let tags: Tag[];
+  try {
+    const out = await awsCall("Reading retention tag of", where, () => s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: key })), pacing);
+    tags = out.TagSet ?? [];
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+  if (tags.some((t) => t.Key === TAG_RETENTION && t.Value === retention)) return true;
+  await awsCall("Setting retention tag of", where, () => s3.send(new PutObjectTaggingCommand(buildRetentionTaggingInput(bucket, key, tags, retention))), pacing);
+  return true;
+}
+
+/**
+ * After `latest.json` moved from `before` to `after`: the artifacts `after` names are tagged
+ * `keep` (never expired by the bucket's lifecycle), and an artifact `before` named that
+ * `after` does not is tagged `expire` again (it ages out after `zcp:artifacts.retainDays`
+ * from its upload). Called once the pointer is written, so a release that lost the pointer
+ * race changes no tag; `keep` goes first, so an interruption leaves an artifact kept, never
+ * one expiring that is still named. A tag that cannot be set does not fail the release (the
+ * pointer has moved): it is reported in `failed` and logged, and the next release, or this
+ * one run again, sets it.
+ */
+export async function retainReleasedArtifacts(
+  s3: S3Client,
+  req: { bucket: string; app: string; before?: PointedVersions | undefined; after: PointedVersions },
+  pacing: Pacing = {},
+): Promise<RetentionResult> {
+  const named = (p: PointedVersions | undefined) => (p ? [p.version, ...(p.previous ? [p.previous] : [])] : []);
+  const keep = [...new Set(named(req.after))];
+  const expire = [...new Set(named(req.before))].filter((v) => !keep.includes(v));
+  const result: RetentionResult = { kept: [], released: [], missing: [], failed: [] };
+  const plan: [string, Retention][] = [...keep.map((v): [string, Retention] => [v, "keep"]), ...expire.map((v): [string, Retention] => [v, "expire"])];
+  for (const [version, retention] of plan) {
+    const key = artifactKey(req.app, version);
+    try {
+      if (!(await setRetention(s3, req.bucket, key, retention, pacing))) result.missing.push(key);
+      else (retention === "keep" ? result.kept : result.released).push(key);
+    } catch (err) {
+      const error = describeError(err);
+      result.failed.push({ key, error });
+      pacing.log?.(`could not tag ${s3Uri(req.bucket, key)} ${TAG_RETENTION}=${retention} (${error}); release again to set it`);
+    }
+  }
+  return result;
 }

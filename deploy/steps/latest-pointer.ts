@@ -1,4 +1,5 @@
 /** LatestPointer step: move latest.json, compare-and-swap on the ETag the release started from. */
+import { retainReleasedArtifacts } from "../aws/artifacts.js";
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../aws/latest-pointer.js";
 import { stepPacing, traced, withClients } from "./context.js";
 import type { LatestPointerInputs, LatestPointerOutputs } from "./types.js";
@@ -23,6 +24,7 @@ export async function promoteLatestPointer(inputs: LatestPointerInputs): Promise
       });
       const expected = inputs.expectedEtag === "" ? undefined : inputs.expectedEtag;
       const { etag } = await writeLatestPointer(s3, inputs.bucket, inputs.app, pointer, expected, pacing);
+      await retainReleasedArtifacts(s3, { bucket: inputs.bucket, app: inputs.app, before: current?.pointer, after: pointer }, pacing);
       return { ...inputs, etag, releasedAt, previousVersion: pointer.previous ?? null };
     }),
   );
