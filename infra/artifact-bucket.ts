@@ -37,6 +37,40 @@ export const POINTER_MAX_BYTES = 1024;
 export const EXPIRING_TAG: Readonly<Record<string, Retention>> = { [TAG_RETENTION]: "expire" };
 
 /**
+ * The bucket's lifecycle rules: old object versions and abandoned uploads go after a while;
+ * artifacts tagged `expire` go `retainDays` after their upload. The artifacts `latest.json`
+ * names (tagged `keep`), `latest.json` itself and untagged objects never expire.
+ */
+export function artifactLifecycleRules(artifactPrefix: string, retainDays: number, noncurrentRetainDays: number): aws.types.input.s3.BucketLifecycleConfigurationRule[] {
+  const rules: aws.types.input.s3.BucketLifecycleConfigurationRule[] = [
+    {
+      id: "expire-noncurrent-versions",
+      status: "Enabled",
+      filter: {},
+      noncurrentVersionExpiration: { noncurrentDays: noncurrentRetainDays },
+    },
+    {
+      id: "abort-incomplete-uploads",
+      status: "Enabled",
+      filter: {},
+      abortIncompleteMultipartUpload: { daysAfterInitiation: 7 },
+    },
+  ];
+  if (retainDays > 0) {
+    rules.push({
+      id: "expire-old-artifacts",
+      status: "Enabled",
+      // An And filter matches only objects that meet every condition (S3 user guide,
+      // "Lifecycle configuration elements", Filter): artifacts tagged `expire`, never a
+      // current or previous release's (`keep`), never the untagged `latest.json`.
+      filter: { and: { prefix: `${artifactPrefix}/`, objectSizeGreaterThan: POINTER_MAX_BYTES, tags: { ...EXPIRING_TAG } } },
+      expiration: { days: retainDays },
+    });
+  }
+  return rules;
+}
+
+/**
  * The artifact bucket: versioned, encrypted, closed to the public, owner-enforced, TLS-only,
  * with a lifecycle for old artifacts. Built from the v7 split resources (one resource per
  * bucket setting) rather than the deprecated inline arguments of `s3.Bucket`.
@@ -130,31 +164,7 @@ export class ArtifactBucket extends pulumi.ComponentResource {
   }
 
   private createLifecycle(name: string, retainDays: number, noncurrentRetainDays: number): aws.s3.BucketLifecycleConfiguration {
-    const rules: aws.types.input.s3.BucketLifecycleConfigurationRule[] = [
-      {
-        id: "expire-noncurrent-versions",
-        status: "Enabled",
-        filter: {},
-        noncurrentVersionExpiration: { noncurrentDays: noncurrentRetainDays },
-      },
-      {
-        id: "abort-incomplete-uploads",
-        status: "Enabled",
-        filter: {},
-        abortIncompleteMultipartUpload: { daysAfterInitiation: 7 },
-      },
-    ];
-    if (retainDays > 0) {
-      rules.push({
-        id: "expire-old-artifacts",
-        status: "Enabled",
-        // An And filter matches only objects that meet every condition (S3 user guide,
-        // "Lifecycle configuration elements", Filter): artifacts tagged `expire`, never a
-        // current or previous release's (`keep`), never the untagged `latest.json`.
-        filter: { and: { prefix: `${this.artifactPrefix}/`, objectSizeGreaterThan: POINTER_MAX_BYTES, tags: { ...EXPIRING_TAG } } },
-        expiration: { days: retainDays },
-      });
-    }
+    const rules = artifactLifecycleRules(this.artifactPrefix, retainDays, noncurrentRetainDays);
     return new aws.s3.BucketLifecycleConfiguration(
       `${name}-lifecycle`,
       { bucket: this.bucket.id, rules },

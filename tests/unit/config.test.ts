@@ -57,7 +57,7 @@ describe("config: parseConfig", () => {
     expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", environment: "dev" });
     expect(c.aws).to.deep.equal({ accountId: DEV_ACCOUNT, region: "eu-west-1", forbiddenAccountIds: [] });
     expect(c.oidc).to.deep.equal({ mode: "create" });
-    expect(c.artifacts).to.deep.equal({ retainDays: 365, noncurrentRetainDays: 30 });
+    expect(c.artifacts).to.deep.equal({ retainDays: 365, noncurrentRetainDays: 30, promoteReaders: [] });
     expect(c.fleet).to.deep.equal({
       mode: "create",
       minSize: 1,
@@ -117,6 +117,19 @@ describe("config: parseConfig", () => {
     );
     expect(c.traffic).to.deep.equal({ control: "target-group", targetGroupArns: [arn], minHealthyPercent: 75, healthyTimeoutS: 120 });
     expect(c.deploy.alarms).to.deep.equal(["web-dev 5xx", "web-dev-latency"]);
+  });
+
+  it("keeps the promote grants: the roles that may read this bucket, and the bucket this one promotes from", () => {
+    const reader = `arn:aws:iam::${PROD_ACCOUNT}:role/zcp-web-prod-release`;
+    const c = parseConfig(
+      changed({ "artifacts.promoteReaders": [reader], "artifacts.promoteFrom": { bucket: "zcp-web-dev-abc1234", accountId: DEV_ACCOUNT } }),
+    );
+    expect(c.artifacts).to.deep.equal({
+      retainDays: 365,
+      noncurrentRetainDays: 30,
+      promoteReaders: [reader],
+      promoteFrom: { bucket: "zcp-web-dev-abc1234", accountId: DEV_ACCOUNT },
+    });
   });
 
   it("adopts an existing OIDC provider and an existing Auto Scaling Group", () => {
@@ -254,6 +267,17 @@ describe("config: parseConfig", () => {
       ["zcp:traffic.targetGroupArns[0]", { "traffic.targetGroupArns": ["arn:aws:elasticloadbalancing:eu-west-1:111111111111:loadbalancer/app/web/0123456789abcdef"] }],
       ["zcp:traffic.targetGroupArns[0]", { "traffic.targetGroupArns": ["arn:aws:elasticloadbalancing:eu-west-1:999999999999:targetgroup/web/0123456789abcdef"] }],
       ["zcp:traffic.targetGroupArns[0]", { "traffic.targetGroupArns": ["arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/web/0123456789abcdef"] }],
+      // A wildcard in a reader's ARN would let any matching role of that account read.
+      ["zcp:artifacts.promoteReaders[0]", { "artifacts.promoteReaders": ["arn:aws:iam::222222222222:role/zcp-web-*"] }],
+      ["zcp:artifacts.promoteReaders[0]", { "artifacts.promoteReaders": ["arn:aws:iam::222222222222:root"] }],
+      ["zcp:artifacts.promoteReaders[0]", { "artifacts.promoteReaders": ["*"] }],
+      ["zcp:artifacts.promoteReaders[1]", { "artifacts.promoteReaders": ["arn:aws:iam::222222222222:role/ok", "arn:aws:iam::22222222222:role/short-account"] }],
+      ["zcp:artifacts.promoteReaders", { "artifacts.promoteReaders": "arn:aws:iam::222222222222:role/zcp-web-prod-release" }],
+      ["zcp:artifacts.promoteReaders[0]", { "artifacts.promoteReaders": ["arn:aws-cn:iam::222222222222:role/zcp-web-prod-release"] }],
+      ["zcp:artifacts.promoteFrom.accountId", { "artifacts.promoteFrom": { bucket: "zcp-web-dev-abc1234" } }],
+      ["zcp:artifacts.promoteFrom.bucket", { "artifacts.promoteFrom": { bucket: "Dev_Bucket", accountId: "111111111111" } }],
+      ["zcp:artifacts.promoteFrom.accountId", { "artifacts.promoteFrom": { bucket: "zcp-web-dev-abc1234", accountId: 111111111111 } }],
+      ["zcp:artifacts.promoteFrom.prefix", { "artifacts.promoteFrom": { bucket: "zcp-web-dev-abc1234", accountId: "111111111111", prefix: "x" } }],
       // A wildcard in an alarm name would widen the alarm ARNs the release role may read.
       ["zcp:deploy.alarms[0]", { "deploy.alarms": ["web-*"] }],
       ["zcp:deploy.alarms[1]", { "deploy.alarms": ["web-5xx", "web\nlatency"] }],

@@ -40,6 +40,8 @@ describe("deploy/aws/artifacts", function () {
       ContentType: "application/gzip",
       ChecksumSHA256: Buffer.from(SHA, "hex").toString("base64"),
       Metadata: { "zcp-sha256": SHA, "zcp-created-at": META.createdAt, "zcp-commit": META.commit },
+      // Uploaded expiring: only latest.json's current and previous artifacts are kept forever.
+      Tagging: "zcp%3Aretention=expire",
       IfNoneMatch: "*",
     });
     expect(mock.commandCalls(HeadObjectCommand)[0]?.args[0].input).to.deep.equal({ Bucket: "zcp-artifacts", Key: KEY, ChecksumMode: "ENABLED" });
