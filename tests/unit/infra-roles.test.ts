@@ -20,7 +20,7 @@ describe("infra: Roles", () => {
     mod = await import("../../infra/roles.js");
   });
 
-  async function build(name: string, args = rolesArgs()) {
+  async function build(name: string, args: RolesModule.RolesArgs = rolesArgs()) {
     const c = new mod.Roles(name, args);
     const urns = await registered(
       c.releaseRole,
@@ -111,6 +111,22 @@ describe("infra: Roles", () => {
     const actions = (JSON.parse(policy["policy"] as string) as { Statement: { Action: string | string[] }[] }).Statement.flatMap((s) => s.Action);
     expect(actions).to.have.members(["s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"]);
     expect(mocks.get(PROFILE, "r5-instance-profile").inputs).to.deep.equal({ name: "zcp-web-dev-instance", role: "zcp-web-dev-instance", tags: TAGS });
+  });
+
+  it("lets the release role read the artifacts of the bucket it promotes from, pinned to that bucket's account, and only with promoteFrom", async () => {
+    await build("r7", { ...rolesArgs(), promoteFrom: { bucket: "zcp-web-dev-abc1234", accountId: "333333333333" } });
+    const statements = (name: string) =>
+      (JSON.parse(mocks.get(ROLE_POLICY, name).inputs["policy"] as string) as { Statement: { Sid: string }[] }).Statement;
+    expect(statements("r7-release-policy").find((s) => s.Sid === "PromoteFromRead")).to.deep.equal({
+      Sid: "PromoteFromRead",
+      Effect: "Allow",
+      Action: "s3:GetObject",
+      Resource: "arn:aws:s3:::zcp-web-dev-abc1234/releases/web/*.tar.gz",
+      Condition: { StringEquals: { "s3:ResourceAccount": "333333333333" } },
+    });
+    expect(statements("r7-preview-policy").map((s) => s.Sid)).to.not.include("PromoteFromRead");
+    await build("r8");
+    expect(statements("r8-release-policy").map((s) => s.Sid)).to.not.include("PromoteFromRead");
   });
 
   it("attaches each permission policy to its own role", async () => {
