@@ -10,9 +10,12 @@
  * 4. The target object is read back (HEAD with its checksum) and must carry the same sha256.
  *
  * Across accounts, the promoting session (prod's release role) reads the dev bucket through
- * two grants, a statement in dev's bucket policy naming prod's release role and the matching
- * identity permission on that role, both read-only on the app's prefix (docs/operations.md,
- * "Promoting an artifact"; a cross-account read needs both sides to allow it).
+ * two grants the foundations create, a statement in dev's bucket policy naming prod's release
+ * role (`zcp:artifacts.promoteReaders`) and the matching identity permission on that role
+ * (`zcp:artifacts.promoteFrom`), both `s3:GetObject` on the app's artifacts only: HEAD and GET
+ * are all this reads from the source (docs/operations.md, "Promoting an artifact"; a
+ * cross-account read needs both sides to allow it). Without list rights a missing version
+ * reads as 403, so a 403 is reported as "missing or not readable", naming both settings.
  */
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
@@ -25,7 +28,7 @@ import { Readable, Transform } from "node:stream";
 import { ConfigError, StepError } from "../shared/errors.js";
 import { artifactKey } from "../shared/naming.js";
 import { ARTIFACT_METADATA, headArtifact, s3Uri, uploadArtifact } from "./aws/artifacts.js";
-import { awsCall } from "./aws/call.js";
+import { awsCall, awsHttpStatus } from "./aws/call.js";
 
 /** One side of a promotion: where the environment keeps its artifacts. */
 export interface ArtifactStore {
@@ -54,7 +57,15 @@ export async function promoteArtifact(from: ArtifactStore, to: ArtifactStore, ve
   const source = s3Uri(from.bucket, key);
   const target = s3Uri(to.bucket, key);
 
-  const head = await headArtifact(from.s3, from.bucket, key);
+  const head = await headArtifact(from.s3, from.bucket, key).catch((err: unknown) => {
+    if (awsHttpStatus(err) !== 403) throw err;
+    throw new ConfigError(
+      "--version",
+      `${source} is missing or this session may not read it (403): check that ${from.environment} built ${version}, that its ` +
+        `zcp:artifacts.promoteReaders names this role and that ${to.environment}'s zcp:artifacts.promoteFrom names ${from.bucket}; nothing was copied`,
+      { cause: err },
+    );
+  });
   if (!head) throw new ConfigError("--version", `no artifact for version ${version} in ${from.environment} (${source}); build or release it there first`);
   if (!head.sha256) throw new ConfigError("--version", `${source} has no recorded sha256; only artifacts zcp built can be promoted`);
   const sha256 = head.sha256;

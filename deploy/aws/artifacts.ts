@@ -76,7 +76,10 @@ export async function headArtifact(s3: S3Client, bucket: string, key: string, pa
     if (isNotFound(err)) return undefined;
     // Without s3:ListBucket, S3 answers 403 instead of 404 for a missing key.
     if (awsHttpStatus(err) === 403 && err instanceof StepError) {
-      const hint = new Error(`${describeError(err.cause)} (a missing object reads as 403 without s3:ListBucket on the prefix)`);
+      // Keeps the status, so callers can still tell a 403 from other failures.
+      const hint = Object.assign(new Error(`${describeError(err.cause)} (a missing object reads as 403 without s3:ListBucket on the prefix)`), {
+        $metadata: { httpStatusCode: 403 },
+      });
       throw new StepError("Artifact lookup of", s3Uri(bucket, key), hint);
     }
     throw err;
