@@ -3,10 +3,17 @@
  * the test (`unshare --net`; as a non-root user inside a user namespace too), where the only
  * interface is loopback: a package registry cannot be reached from there, which the test checks
  * first, so a deploy that succeeds there installed everything from the artifact.
+ *
+ * As a non-root user the namespace keeps the user's own uid (`--map-current-user`) and the
+ * capabilities it holds there (`--keep-caps`, enough to bring loopback up), and the app runs as
+ * that user, as on any non-root local fleet. Mapping the user to root instead (`--map-root-user`)
+ * made the app user uid 0, which the agent refuses: both deploys were rejected (exit 2,
+ * "ZCP_APP_USER: root has uid 0") on every non-root run.
  */
 import { expect } from "chai";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { buildArtifact, type BuildResult } from "../../deploy/build/index.js";
 import { exampleAppDir, repoRoot } from "../../deploy/local/fleet.js";
@@ -55,8 +62,8 @@ describe("zcp-agent: offline install in a network namespace with no network", fu
 
     const spec: OfflineSpec = {
       root: path.join(root, "fleet"),
-      // Inside a user namespace the test's user is root there, and the app runs as that root.
-      appUser: isRoot() ? testAppUser() : "root",
+      // Never root: the agent refuses an app user with uid 0.
+      appUser: isRoot() ? testAppUser() : os.userInfo().username,
       port: 18_980,
       deploys: [
         { version: "1.0.0", artifact: built.path, sha256: built.sha256 },
@@ -67,7 +74,7 @@ describe("zcp-agent: offline install in a network namespace with no network", fu
     fs.mkdirSync(spec.root, { recursive: true });
     fs.chmodSync(spec.root, 0o755);
     const fixture = path.join(repoRoot(), "dist", "tests", "fixtures", "agent", "offline-run.js");
-    const unshare = isRoot() ? ["--net"] : ["--user", "--map-root-user", "--net"];
+    const unshare = isRoot() ? ["--net"] : ["--user", "--map-current-user", "--keep-caps", "--net"];
     const run = spawnSync("unshare", [...unshare, "--", process.execPath, fixture], {
       env: { ...process.env, ZCP_OFFLINE_SPEC: JSON.stringify(spec) },
       encoding: "utf8",
