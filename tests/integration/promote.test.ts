@@ -2,7 +2,7 @@
  * `zcp promote` against the emulator's S3: two environments' buckets, the artifact built once
  * in dev, its exact bytes copied to prod, and every way it must refuse.
  */
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, GetObjectCommand, GetObjectTaggingCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { expect } from "chai";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -63,6 +63,9 @@ describe("zcp promote (emulator S3)", function () {
     const copied = await bytesOf(prod().bucket, key);
     expect(copied.equals(fs.readFileSync(built.path))).to.equal(true);
     expect(createHash("sha256").update(copied).digest("hex")).to.equal(built.sha256);
+    // Like any upload, it may expire by age until a prod release makes it current (then `keep`).
+    const tags = await s3.send(new GetObjectTaggingCommand({ Bucket: prod().bucket, Key: key }));
+    expect(tags.TagSet).to.deep.equal([{ Key: "zcp:retention", Value: "expire" }]);
 
     const again = await promoteArtifact(dev(), prod(), "1.0.0");
     expect(again.copied).to.equal(false);
