@@ -112,6 +112,14 @@ describe("infra: the foundation program (dev stack)", function () {
     expect(ours.map((r) => r.type)).to.include("aws:iam/openIdConnectProvider:OpenIdConnectProvider");
   });
 
+  it("lets prod's release role read dev's artifacts for zcp promote, as Pulumi.dev.yaml asks", () => {
+    const policy = ours.find((r) => r.type === "aws:s3/bucketPolicy:BucketPolicy");
+    const statements = (JSON.parse(String(policy?.inputs["policy"])) as { Statement: { Sid?: string; Condition?: unknown }[] }).Statement;
+    expect(statements.find((st) => st.Sid === "PromoteReaders")?.Condition).to.deep.equal({
+      ArnEquals: { "aws:PrincipalArn": "arn:aws:iam::222222222222:role/zcp-web-prod-release" },
+    });
+  });
+
   it("passes every policy-pack rule", () => {
     expect(evaluateAll(ours.map(asSubject))).to.deep.equal([]);
   });
