@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Stack } from "@pulumi/pulumi/automation/index.js";
+import { parse as parseYaml } from "yaml";
 import { REPO_ROOT } from "../helpers/emulator.js";
 import { withStack } from "../helpers/stack.js";
 import { policyFixtureProgram, type PolicyFixtureVariant } from "../fixtures/policy/program.js";
@@ -72,6 +73,16 @@ describe("the policy pack on the real engine (stand-in aws provider)", function 
     expect(up.summary.result).to.equal("succeeded");
     stack.workspace.program = policyFixtureProgram(variant);
   }
+
+  it("loads the compiled pack at the version PulumiPolicy.yaml declares", function () {
+    // Node loads the pack directory through package.json's main, and @pulumi/policy takes
+    // the version from there; PulumiPolicy.yaml's must not drift from it.
+    const pack = JSON.parse(fs.readFileSync(path.join(POLICY_PACK, "package.json"), "utf8")) as { main: string; version: string };
+    const manifest = parseYaml(fs.readFileSync(path.join(POLICY_PACK, "PulumiPolicy.yaml"), "utf8")) as { main: string; version: string };
+    expect(pack.version).to.equal(manifest.version);
+    expect(pack.main).to.equal(manifest.main);
+    expect(fs.existsSync(path.resolve(POLICY_PACK, pack.main)), `${pack.main} is built`).to.equal(true);
+  });
 
   it("previews and deploys a compliant foundation with the pack enforced", async function () {
     await withStack(
