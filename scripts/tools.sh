@@ -90,7 +90,7 @@ ensure_language_host() {
   # starts a policy pack given as a directory (`--policy-pack policy`) through RunPlugin.
   # The stamp names both, so changing either rebuilds.
   local want
-  want="$LANGUAGE_HOST_SDK_VERSION+front-$(cat "$ROOT"/tools/nodejs-host-wrapper/go.sum "$ROOT"/tools/nodejs-host-wrapper/*.go | sha256sum | cut -c1-12)"
+  want="$LANGUAGE_HOST_SDK_VERSION+front-$(cat "$ROOT"/tools/nodejs-host-wrapper/go.mod "$ROOT"/tools/nodejs-host-wrapper/go.sum "$ROOT"/tools/nodejs-host-wrapper/*.go | sha256sum | cut -c1-12)"
   if [ -x "$TOOLS/bin/pulumi-language-nodejs" ] && [ -x "$TOOLS/libexec/pulumi-language-nodejs" ] \
     && [ -f "$TOOLS/bin/.language-host-version" ] && [ "$(cat "$TOOLS/bin/.language-host-version")" = "$want" ]; then
     log "pulumi-language-nodejs (sdk v$LANGUAGE_HOST_SDK_VERSION with RunPlugin, .tools/bin)"

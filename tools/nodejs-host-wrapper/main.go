@@ -107,12 +107,14 @@ func run(args []string) error {
 		grpc.UnknownServiceHandler(frontHandler(conn)),
 	)
 	fmt.Printf("%d\n", listener.port)
-	go func() { _, _ = io.Copy(os.Stdout, lines) }()
 
-	// The engine stops a language host by killing it; the inner host dies with its process
-	// group. Should the inner host exit first, so does this front.
+	// The engine stops a language host by killing its process group, which holds the inner
+	// host too. Should the inner host exit first, so does this front.
 	innerDone := make(chan error, 1)
-	go func() { innerDone <- inner.Wait() }()
+	go func() {
+		_, _ = io.Copy(os.Stdout, lines) // until the inner host closes its stdout
+		innerDone <- inner.Wait()
+	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- server.Serve(listener) }()
 	select {
