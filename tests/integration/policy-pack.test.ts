@@ -88,11 +88,10 @@ describe("the policy pack on the real engine (stand-in aws provider)", function 
     await withStack(
       policyFixtureProgram("compliant"),
       async ({ stack }) => {
-        // A first preview cannot know ids yet, so the stack rules that match a bucket's
-        // settings by id report that they could not run (advisory); none is violated.
+        // A first preview knows no ids yet; every rule still runs, and none is violated.
         const preview = await stack.preview({ policyPacks: [POLICY_PACK], onOutput: () => undefined });
         expect(preview.stdout).to.match(/zcp@v0\.1\.0 \(local: /);
-        expect(preview.stdout).not.to.include("[mandatory]");
+        expect(preview.stdout).not.to.match(/\[(mandatory|advisory)\]/);
         expect(preview.changeSummary.create).to.equal(10);
 
         const up = await stack.up({ policyPacks: [POLICY_PACK], onOutput: () => undefined });
@@ -145,6 +144,21 @@ describe("the policy pack on the real engine (stand-in aws provider)", function 
       );
     });
   }
+
+  it("fails the first preview of a new stack whose bucket has no public access block", async function () {
+    // Nothing exists yet, so the artifact bucket's settings name an id no one knows; the
+    // stack rules must still judge the bucket that has no settings at all.
+    await withStack(
+      policyFixtureProgram("bucket-without-block"),
+      async ({ stack }) => {
+        const output = await failureOutput(stack.preview({ policyPacks: [POLICY_PACK], onOutput: () => undefined }));
+        expect(output).to.include("[mandatory]  zcp-bucket-not-public-stack");
+        expect(output).to.match(/bucket scratch: has no BucketPublicAccessBlock/);
+        expect(output).not.to.match(/bucket artifacts-bucket:/);
+      },
+      { extraEnv: env },
+    );
+  });
 
   it("refuses `pulumi up` of a violating change and leaves the deployed stack as it was", async function () {
     await withStack(
