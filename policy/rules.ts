@@ -19,6 +19,8 @@ export interface PolicySubject {
   id?: string | undefined;
   /** URNs of the resources it depends on. */
   dependencies?: readonly string[];
+  /** Props a preview cannot know yet; they are left out of `props` and not judged. */
+  unknown?: readonly string[];
 }
 
 export interface ResourceRule {
@@ -118,7 +120,7 @@ export const bucketNotPublic: ResourceRule = {
     const out: string[] = [];
     if (r.type === T.publicAccessBlock) {
       for (const flag of ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"]) {
-        if (r.props[flag] !== true) out.push(`${flag} must be true`);
+        if (r.props[flag] !== true && !r.unknown?.includes(flag)) out.push(`${flag} must be true`);
       }
     }
     if ((BUCKET_TYPES.includes(r.type) || r.type === T.bucketAcl) && PUBLIC_ACLS.includes(String(r.props["acl"]))) {
@@ -139,7 +141,7 @@ export const encryptionOn: ResourceRule = {
   name: "zcp-encryption-on",
   description: "Bucket encryption settings name a real server-side encryption algorithm.",
   check(r) {
-    if (r.type !== T.encryption) return [];
+    if (r.type !== T.encryption || r.unknown?.includes("rules")) return [];
     const rules = r.props["rules"];
     if (!Array.isArray(rules) || rules.length === 0) return ["no encryption rule"];
     const out: string[] = [];

