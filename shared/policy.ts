@@ -72,7 +72,7 @@ const UNSAFE_SUBJECT_PART = /[*?:/@\s]/;
  * write it as %3A), nothing that could end the subject's last field early.
  */
 export const JOB_WORKFLOW_REF_RE =
-  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}\/\.github\/workflows\/[A-Za-z0-9._-]{1,200}\.ya?ml@(?:refs\/(?:heads|tags)\/[A-Za-z0-9._\/-]{1,200}|[0-9a-f]{40})$/;
+  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}\/\.github\/workflows\/[A-Za-z0-9._-]{1,200}\.ya?ml@(?:refs\/(?:heads|tags)\/[A-Za-z0-9._/-]{1,200}|[0-9a-f]{40})$/;
 
 function checkSubjectParts(parts: readonly (string | undefined)[]): void {
   for (const part of parts) {
