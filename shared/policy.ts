@@ -129,6 +129,17 @@ export function githubPullRequestSubjectPatterns(repository: GitHubRepository, c
   );
 }
 
+/**
+ * Whether `value` is exactly a pattern `githubPullRequestSubjectPatterns` builds: a fixed
+ * repository (name or id form) and pull-request context, any workflow of that same
+ * repository, at a pull request's merge ref. Lets the policy pack accept these `StringLike`
+ * subjects and nothing looser.
+ */
+export function isPullRequestSubjectPattern(value: string): boolean {
+  const m = /^repo:([^:*?@/\s]+)(?:@[0-9]+)?\/([^:*?@/\s]+)(?:@[0-9]+)?:(?:pull_request|environment:[^:*?/@\s]+):job_workflow_ref:([^:*?/\s]+)\/([^:*?/\s]+)\/\.github\/workflows\/\*@refs\/pull\/\*\/merge$/.exec(value);
+  return m !== null && m[1] === m[3] && m[2] === m[4];
+}
+
 /** The subjects a trust policy accepts: exact values, and (pull requests under a customised template only) patterns. */
 export interface GitHubTrustSubjects {
   exact: readonly string[];
