@@ -8,6 +8,10 @@ import { GITHUB_AUD_KEY, GITHUB_SUB_KEY } from "../../shared/policy.js";
 import { AUD, type ClaimCase, PREVIEW_ALLOWED, PREVIEW_DENIED, RELEASE_ALLOWED, RELEASE_DENIED } from "../fixtures/infra/claims.js";
 import { ACCOUNT, PROVIDER_ARN, rolesArgs } from "../fixtures/infra/components.js";
 import {
+  DEV_PREVIEW_ALLOWED,
+  DEV_PREVIEW_DENIED,
+  DEV_RELEASE_ALLOWED,
+  DEV_RELEASE_DENIED,
   PROD_PREVIEW_ALLOWED,
   PROD_PREVIEW_DEFAULT_ALLOWED,
   PROD_PREVIEW_DEFAULT_DENIED,
@@ -160,6 +164,33 @@ describe("trust policies under an IAM engine", () => {
     for (const c of PROD_PREVIEW_DEFAULT_DENIED) {
       it(`preview role: denies ${c.name}`, () => {
         expect(assume(policies.preview, "zcp-web-prod-preview", c)).to.equal("ImplicitlyDenied");
+      });
+    }
+  });
+  describe("dev under the customised subject: release workflow on main, pull requests by pattern", () => {
+    let policies: { release: object; preview: object };
+    before(async () => {
+      policies = await trustPolicies("trust5", { ...prodArgs({ releaseWorkflowRef: TRUSTED_RELEASE_WORKFLOW_REF }), environment: "dev" });
+    });
+
+    for (const c of DEV_RELEASE_ALLOWED) {
+      it(`release role: allows ${c.name}`, () => {
+        expect(assume(policies.release, "zcp-web-dev-release", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of DEV_RELEASE_DENIED) {
+      it(`release role: denies ${c.name}`, () => {
+        expect(assume(policies.release, "zcp-web-dev-release", c)).to.equal("ImplicitlyDenied");
+      });
+    }
+    for (const c of DEV_PREVIEW_ALLOWED) {
+      it(`preview role: allows ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-dev-preview", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of DEV_PREVIEW_DENIED) {
+      it(`preview role: denies ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-dev-preview", c)).to.equal("ImplicitlyDenied");
       });
     }
   });
