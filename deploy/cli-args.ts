@@ -7,6 +7,7 @@
  *   zcp preview  --env ENV [--version VERSION] [--source DIR]
  *   zcp status   --env ENV
  *   zcp history  --env ENV
+ *   zcp config get KEY --env ENV
  *   zcp local down
  * plus `--json` on every command, `--help` on every command and `zcp --version`.
  *
@@ -39,6 +40,8 @@ export type Command =
   | { name: "preview"; env: string; version?: string; source?: string; json: boolean }
   | { name: "status"; env: string; json: boolean }
   | { name: "history"; env: string; json: boolean }
+  /** One value of a foundation stack's validated config, e.g. `github.sessionDurationS`. */
+  | { name: "config-get"; env: string; key: string; json: boolean }
   | { name: "local-down"; json: boolean }
   /** `zcp --help`, `zcp help [COMMAND]`, `zcp COMMAND --help`: `topic` is the command's key. */
   | { name: "help"; topic?: string }
@@ -59,10 +62,21 @@ export interface OptionSpec {
 /** What a command's options parsed to: strings and numbers by flag name, switches as booleans. */
 export type OptionValues = Readonly<Record<string, string | number | boolean | undefined>>;
 
+/** A command's one word that is not a flag, like the KEY of `zcp config get KEY`. */
+export interface ArgumentSpec {
+  /** The value's name in help and in the values handed to `toCommand`, like `KEY`. */
+  placeholder: string;
+  help: string;
+  /** Checks the value (throws a ConfigError naming the argument). */
+  check: (name: string, value: string) => string;
+}
+
 export interface CommandSpec {
   /** The words after `zcp`, e.g. `release` or `local down`. */
   words: string;
   summary: string;
+  /** A required argument after the command's words. @default none: any stray word is refused */
+  argument?: ArgumentSpec;
   options: Readonly<Record<string, OptionSpec>>;
   /** Builds the command from checked values; may add rules that relate options to each other. */
   toCommand: (values: OptionValues) => Command;
@@ -90,6 +104,13 @@ const checkPythonVersion = (flag: string, v: string) => {
 const checkBucket = (flag: string, v: string) => {
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) || v.includes("..")) throw new ConfigError(flag, `must be an S3 bucket name, got ${JSON.stringify(v)}`);
   return v;
+};
+
+/** A config key as `section.field` (the `zcp:` prefix optional): names, dots, no expressions. */
+const CONFIG_KEY_RE = /^(?:zcp:)?[A-Za-z][A-Za-z0-9]{0,63}(?:\.[A-Za-z][A-Za-z0-9]{0,63}){0,3}$/;
+const checkConfigKey = (name: string, v: string) => {
+  if (!CONFIG_KEY_RE.test(v)) throw new ConfigError(name, `must be a config key like github.sessionDurationS, got ${JSON.stringify(v)}`);
+  return v.replace(/^zcp:/, "");
 };
 
 const ENV: OptionSpec = { type: "string", placeholder: "ENV", required: true, help: 'environment: "local" or a foundation stack (dev, prod, ...)', check: checkEnv };
@@ -228,6 +249,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     toCommand: (v) => ({ name: "history", env: str(v, "env")!, json: bool(v, "json") }),
   },
   {
+    words: "config get",
+    summary: "print one value of a foundation stack's validated config (read from Pulumi.ENV.yaml; no AWS call)",
+    argument: { placeholder: "KEY", help: "the key, like github.sessionDurationS or zcp:deploy.batch", check: checkConfigKey },
+    options: { env: { ...ENV, help: "the foundation stack (dev, prod, ...) whose Pulumi.ENV.yaml is read" }, json: JSON_OUTPUT },
+    toCommand: (v) => ({ name: "config-get", env: str(v, "env")!, key: str(v, "KEY")!, json: bool(v, "json") }),
+  },
+  {
     words: "local down",
     summary: "stop the local environment's emulator and instances",
     options: { json: JSON_OUTPUT },
@@ -247,6 +275,7 @@ function usageLine(spec: CommandSpec): string {
     const flag = o.type === "boolean" ? `--${name}` : `--${name} ${o.placeholder ?? "VALUE"}`;
     return o.required ? flag : `[${flag}]`;
   });
+  if (spec.argument) parts.unshift(spec.argument.placeholder);
   return `zcp ${spec.words} ${parts.join(" ")}`.trimEnd();
 }
 
@@ -272,6 +301,7 @@ export function commandHelp(words: string): string {
     const flag = o.type === "boolean" ? `--${name}` : `--${name} ${o.placeholder ?? "VALUE"}`;
     return `  ${flag.padEnd(20)} ${o.help}${o.required ? " (required)" : ""}`;
   });
+  if (spec.argument) rows.unshift(`  ${spec.argument.placeholder.padEnd(20)} ${spec.argument.help} (required)`);
   rows.push(`  ${"--help".padEnd(20)} show this help`);
   return `usage: ${usageLine(spec)}\n\n${spec.summary}\n\noptions:\n${rows.join("\n")}\n\n${EXIT_CODES_HELP}`;
 }
@@ -327,7 +357,13 @@ function parseOptions(spec: CommandSpec, rest: readonly string[]): OptionValues 
   const { tokens } = parseNodeArgs({ args: [...rest], options, strict: false, allowPositionals: true, tokens: true });
   const values: Record<string, string | number | boolean> = {};
   const seen = new Set<string>();
+  const argument = spec.argument;
   for (const t of tokens) {
+    if (t.kind === "positional" && argument && values[argument.placeholder] === undefined) {
+      assertPrintable(argument.placeholder, t.value);
+      values[argument.placeholder] = argument.check(argument.placeholder, t.value);
+      continue;
+    }
     if (t.kind === "positional") throw new ConfigError("arguments", `unexpected argument ${JSON.stringify(t.value)}`);
     if (t.kind === "option-terminator") throw new ConfigError("arguments", 'unexpected argument "--"');
     const flag = t.rawName;
@@ -346,6 +382,7 @@ function parseOptions(spec: CommandSpec, rest: readonly string[]): OptionValues 
     assertPrintable(flag, t.value);
     values[t.name] = o.check ? o.check(flag, t.value) : t.value;
   }
+  if (argument && values[argument.placeholder] === undefined) throw new ConfigError(argument.placeholder, `is required: zcp ${spec.words} ${argument.placeholder}`);
   for (const [name, o] of Object.entries(spec.options)) {
     if (o.required && values[name] === undefined) throw new ConfigError(`--${name}`, "is required");
   }

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { ConfigError, ExitCode, ReleaseFailedError, ZcpError, exitCodeFor } from "../shared/errors.js";
 import { commandHelp, parseArgs, USAGE, type Command } from "./cli-args.js";
 import { buildAndUpload } from "./build/publish.js";
+import { configValue, formatConfigValue, readStackConfig } from "./config-get.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
 import { resolveEnvironment } from "./environments.js";
 import { formatPromote, promoteArtifact } from "./promote.js";
@@ -46,6 +47,13 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
     return;
   }
   useProjectTools();
+  if (cmd.name === "config-get") {
+    // Before any AWS session: only the stack's config file is read.
+    const config = await readStackConfig(cmd.env, process.env.ZCP_PROJECT_DIR ?? process.cwd());
+    const value = configValue(config, cmd.key);
+    out.result(cmd.json ? JSON.stringify(value ?? null) : formatConfigValue(value));
+    return;
+  }
   if (cmd.name === "promote") {
     const to = await resolveEnvironment(cmd.to, log);
     // With --from-bucket the source stack is not opened (it lives in the other account's

@@ -4,8 +4,10 @@ import { roleName } from "../shared/naming.js";
 import {
   type GitHubRepository,
   type PromoteSource,
+  type GitHubTrustSubjects,
   type RoleScope,
   type StateBackendScope,
+  githubPullRequestSubjectPatterns,
   githubSubjects,
   githubTrustPolicy,
   instanceRolePolicy,
@@ -24,6 +26,19 @@ export interface RolesArgs {
   github: GitHubRepository & {
     /** GitHub environment whose jobs may assume the release role. @default `environment` */
     environment?: string;
+    /**
+     * GitHub environment whose jobs may assume the preview role (one that needs approval, for
+     * prod). @default none: pull-request jobs without an environment (`…:pull_request`)
+     */
+    previewEnvironment?: string | undefined;
+    /**
+     * The repository's OIDC subject is customised to `["repo", "context", "job_workflow_ref"]`
+     * and the release role accepts only jobs running this reusable workflow at this ref
+     * (`OWNER/REPO/.github/workflows/zcp-release.yml@refs/heads/main`): checks in that
+     * workflow, like "prod tags must be on main", then run from a ref the tagger cannot
+     * change. @default none: the default subject template, any workflow of the environment
+     */
+    releaseWorkflowRef?: string | undefined;
   };
   /** ARN of the account's GitHub OIDC provider. */
   oidcProviderArn: pulumi.Input<string>;
@@ -85,7 +100,8 @@ export class Roles extends pulumi.ComponentResource {
         promoteFrom: args.promoteFrom,
       }));
 
-    const releaseSubjects = githubSubjects(args.github, { environment: args.github.environment ?? args.environment });
+    const workflowRef = args.github.releaseWorkflowRef;
+    const releaseSubjects = githubSubjects(args.github, { environment: args.github.environment ?? args.environment }, workflowRef);
     this.releaseRole = this.createGitHubRole(`${name}-release`, roleName(args.app, args.environment, "release"), {
       description: `zcp releases of ${args.app} to ${args.environment}, from GitHub environment jobs of ${args.github.owner}/${args.github.repo}`,
       providerArn: args.oidcProviderArn,
@@ -95,9 +111,15 @@ export class Roles extends pulumi.ComponentResource {
     });
     this.releasePolicy = this.attachPolicy(`${name}-release-policy`, this.releaseRole, scope.apply(releaseRolePolicy));
 
-    const previewSubjects = githubSubjects(args.github, "pull_request");
+    // A customised subject template is repository-wide: pull-request subjects then carry the
+    // merge ref's workflow too, so the preview role matches them by pattern (see policy.ts).
+    const previewContext = args.github.previewEnvironment !== undefined ? { environment: args.github.previewEnvironment } : "pull_request";
+    const previewSubjects: GitHubTrustSubjects =
+      workflowRef === undefined
+        ? { exact: githubSubjects(args.github, previewContext) }
+        : { exact: [], patterns: githubPullRequestSubjectPatterns(args.github, previewContext) };
     this.previewRole = this.createGitHubRole(`${name}-preview`, roleName(args.app, args.environment, "preview"), {
-      description: `zcp previews of ${args.app} in ${args.environment}, read-only, from pull requests of ${args.github.owner}/${args.github.repo}`,
+      description: `zcp previews of ${args.app} in ${args.environment}, read-only, from pull requests of ${args.github.owner}/${args.github.repo}${args.github.previewEnvironment !== undefined ? ` (GitHub environment ${args.github.previewEnvironment})` : ""}`,
       providerArn: args.oidcProviderArn,
       subjects: previewSubjects,
       maxSessionDuration,
@@ -138,7 +160,7 @@ export class Roles extends pulumi.ComponentResource {
   private createGitHubRole(
     resourceName: string,
     roleName: string,
-    a: { description: string; providerArn: pulumi.Input<string>; subjects: string[]; maxSessionDuration: number; tags: Record<string, string> },
+    a: { description: string; providerArn: pulumi.Input<string>; subjects: string[] | GitHubTrustSubjects; maxSessionDuration: number; tags: Record<string, string> },
   ): aws.iam.Role {
     return new aws.iam.Role(
       resourceName,

@@ -6,7 +6,7 @@
  * Values a preview cannot know yet (a policy built from an unknown ARN) are skipped rather
  * than guessed; the rule checks them on the update, when they are known.
  */
-import { GITHUB_AUD_KEY, GITHUB_OIDC_HOST, GITHUB_SUB_KEY, STS_AUDIENCE } from "../shared/policy.js";
+import { GITHUB_AUD_KEY, GITHUB_OIDC_HOST, GITHUB_SUB_KEY, STS_AUDIENCE, isPullRequestSubjectPattern } from "../shared/policy.js";
 
 export interface PolicySubject {
   urn: string;
@@ -217,9 +217,13 @@ export const oidcTrustPinned: ResourceRule = {
         out.push(`${where} must allow only sts:AssumeRoleWithWebIdentity, got ${JSON.stringify(s.Action)}`);
       }
       const condition = (s.Condition && typeof s.Condition === "object" ? s.Condition : {}) as Record<string, Record<string, unknown>>;
+      // One exception to StringEquals: pull-request subjects under a customised subject template
+      // name the merge ref's workflow, which no fixed list can hold (shared/policy.ts).
+      const likeSub = list((condition["StringLike"] ?? {})[GITHUB_SUB_KEY]);
+      const prPatterns = likeSub.length > 0 && likeSub.every(isPullRequestSubjectPattern) && Object.keys(condition["StringLike"] ?? {}).length === 1;
       for (const [operator, keys] of Object.entries(condition)) {
         const touched = Object.keys(keys ?? {}).filter((k) => k.startsWith(`${GITHUB_OIDC_HOST}:`));
-        if (touched.length > 0 && operator !== "StringEquals") {
+        if (touched.length > 0 && operator !== "StringEquals" && !(operator === "StringLike" && prPatterns)) {
           out.push(`${where} uses ${operator} on ${touched.join(", ")}; only StringEquals pins a claim`);
         }
       }
@@ -229,7 +233,7 @@ export const oidcTrustPinned: ResourceRule = {
         out.push(`${where} must pin ${GITHUB_AUD_KEY} to "${STS_AUDIENCE}", got ${JSON.stringify(equals[GITHUB_AUD_KEY] ?? null)}`);
       }
       const sub = list(equals[GITHUB_SUB_KEY]);
-      if (sub.length === 0) out.push(`${where} must pin ${GITHUB_SUB_KEY} with StringEquals`);
+      if (sub.length === 0 && !prPatterns) out.push(`${where} must pin ${GITHUB_SUB_KEY} with StringEquals`);
       for (const value of sub) {
         if (/[*?]/.test(value) || !/^repo:[^:]+\/[^:]+:.+$/.test(value)) {
           out.push(`${where} has a subject that is not one exact repository context: ${JSON.stringify(value)}`);

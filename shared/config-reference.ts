@@ -95,6 +95,12 @@ function rows(shape: Record<string, AnySchema>, prefix: string): Row[] {
   return out;
 }
 
+/** Every key the schema knows, without the namespace: `app`, `github`, `github.sessionDurationS`, … */
+export function configKeys(): string[] {
+  const shape = (configSchema._zod.def as unknown as { shape: Record<string, AnySchema> }).shape;
+  return rows(shape, "").map((r) => r.key);
+}
+
 /** The generated markdown table, markers included. */
 export function configReference(): string {
   const shape = (configSchema._zod.def as unknown as { shape: Record<string, AnySchema> }).shape;

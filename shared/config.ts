@@ -15,7 +15,7 @@ import { z } from "zod";
 import { APP_DIR_PATTERN, APP_USER_PATTERN, HEALTH_URL_PATTERN, SERVICE_PATTERN } from "./agent/document.js";
 import { ConfigError } from "./errors.js";
 import { APP_PATTERN, ENV_PATTERN } from "./naming.js";
-import { ROLE_ARN_RE, partitionOf } from "./policy.js";
+import { JOB_WORKFLOW_REF_RE, ROLE_ARN_RE, partitionOf } from "./policy.js";
 import { BATCH_RE, RULES, matching, required, show, wholeNumber } from "./rules.js";
 
 export const CONFIG_NAMESPACE = "zcp";
@@ -31,6 +31,19 @@ export interface GitHubConfig {
   repoId?: string;
   /** GitHub environment whose jobs may assume the release role. @default the zcp environment name */
   environment: string;
+  /** Seconds of a release role session: the role's MaxSessionDuration and the workflows' role-duration-seconds. @default 3600 */
+  sessionDurationS: number;
+  /**
+   * GitHub environment whose jobs may assume the preview role, instead of pull-request jobs
+   * without one; give it required reviewers (prod). @default none (`repo:OWNER/REPO:pull_request`)
+   */
+  previewEnvironment?: string;
+  /**
+   * The only reusable workflow (`job_workflow_ref`) whose jobs may assume the release role,
+   * e.g. `OWNER/REPO/.github/workflows/zcp-release.yml@refs/heads/main`. Needs the
+   * repository's OIDC subject customised to `repo`, `context`, `job_workflow_ref`. @default none
+   */
+  releaseWorkflowRef?: string;
 }
 
 export interface AwsConfig {
@@ -350,6 +363,8 @@ const rawSchema = z.strictObject({
       // One number for both ends of a CI session: the release role's MaxSessionDuration and the
       // workflows' role-duration-seconds (IAM accepts 3600..43200 for MaxSessionDuration).
       sessionDurationS: wholeNumber(3600, 43200).default(3600),
+      previewEnvironment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
+      releaseWorkflowRef: matching(JOB_WORKFLOW_REF_RE, "OWNER/REPO/.github/workflows/FILE.yml@refs/heads/BRANCH (or a tag or full commit SHA)").optional(),
     },
     { error: required("an object with owner and repo") },
   ),
@@ -510,6 +525,9 @@ function crossFieldProblems(c: RawParsed, ctx: { stack?: string | undefined }): 
   if ((c.github.ownerId === undefined) !== (c.github.repoId === undefined)) {
     add(["github", c.github.ownerId === undefined ? "ownerId" : "repoId"], "ownerId and repoId go together: set both or neither");
   }
+  if (c.github.previewEnvironment !== undefined && c.github.previewEnvironment === (c.github.environment ?? c.environment)) {
+    add(["github", "previewEnvironment"], `must differ from the release role's GitHub environment ("${c.github.previewEnvironment}"): previews run pull-request code`);
+  }
 
   if (c.oidc.create === true && c.oidc.existingProviderArn !== undefined) {
     add(["oidc"], "set either create: true or existingProviderArn, not both (an account has one GitHub provider)");
@@ -585,9 +603,16 @@ export function parseConfig(raw: unknown, ctx: { stack?: string } = {}): ZcpConf
 }
 
 function normalize(c: RawParsed): ZcpConfig {
-  const github: GitHubConfig = { owner: c.github.owner, repo: c.github.repo, environment: c.github.environment ?? c.environment };
+  const github: GitHubConfig = {
+    owner: c.github.owner,
+    repo: c.github.repo,
+    environment: c.github.environment ?? c.environment,
+    sessionDurationS: c.github.sessionDurationS,
+  };
   if (c.github.ownerId !== undefined) github.ownerId = c.github.ownerId;
   if (c.github.repoId !== undefined) github.repoId = c.github.repoId;
+  if (c.github.previewEnvironment !== undefined) github.previewEnvironment = c.github.previewEnvironment;
+  if (c.github.releaseWorkflowRef !== undefined) github.releaseWorkflowRef = c.github.releaseWorkflowRef;
 
   const oidc: OidcConfig =
     c.oidc.existingProviderArn !== undefined ? { mode: "existing", existingProviderArn: c.oidc.existingProviderArn } : { mode: "create" };

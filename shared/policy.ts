@@ -67,48 +67,115 @@ export type GitHubSubjectContext = { environment: string } | "pull_request";
 const UNSAFE_SUBJECT_PART = /[*?:/@\s]/;
 
 /**
- * The exact `sub` claims a role accepts: the name form `repo:OWNER/REPO:…` and, when both
- * ids are known, the immutable id form `repo:OWNER@OWNER_ID/REPO@REPO_ID:…` that
- * repositories created from July 2026 emit (and that survives a rename).
+ * A `job_workflow_ref` a role may require: `OWNER/REPO/.github/workflows/FILE.yml@REF`, REF a
+ * branch (`refs/heads/main`), a tag or a full commit SHA. No wildcard, no colon (GitHub would
+ * write it as %3A), nothing that could end the subject's last field early.
  */
-export function githubSubjects(repository: GitHubRepository, context: GitHubSubjectContext): string[] {
-  const parts = [repository.owner, repository.repo, repository.ownerId, repository.repoId];
-  if (typeof context !== "string") parts.push(context.environment);
+export const JOB_WORKFLOW_REF_RE =
+  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}\/\.github\/workflows\/[A-Za-z0-9._-]{1,200}\.ya?ml@(?:refs\/(?:heads|tags)\/[A-Za-z0-9._/-]{1,200}|[0-9a-f]{40})$/;
+
+function checkSubjectParts(parts: readonly (string | undefined)[]): void {
   for (const part of parts) {
     // Config validation already rejects these; this guard keeps the builder safe on its own.
     if (part !== undefined && (part === "" || UNSAFE_SUBJECT_PART.test(part))) {
       throw new Error(`unsafe value in a GitHub subject: ${JSON.stringify(part)}`);
     }
   }
-  const suffix = context === "pull_request" ? "pull_request" : `environment:${context.environment}`;
-  const subjects = [`repo:${repository.owner}/${repository.repo}:${suffix}`];
+}
+
+/** `repo:OWNER/REPO` and, when both ids are known, the immutable `repo:OWNER@OWNER_ID/REPO@REPO_ID`. */
+function repoClaims(repository: GitHubRepository): string[] {
+  const claims = [`repo:${repository.owner}/${repository.repo}`];
   if (repository.ownerId !== undefined && repository.repoId !== undefined) {
-    subjects.push(`repo:${repository.owner}@${repository.ownerId}/${repository.repo}@${repository.repoId}:${suffix}`);
+    claims.push(`repo:${repository.owner}@${repository.ownerId}/${repository.repo}@${repository.repoId}`);
   }
-  return subjects;
+  return claims;
+}
+
+/**
+ * The exact `sub` claims a role accepts: the name form `repo:OWNER/REPO:…` and, when both
+ * ids are known, the immutable id form `repo:OWNER@OWNER_ID/REPO@REPO_ID:…` that
+ * repositories created from July 2026 emit (and that survives a rename). With a customised
+ * template (`jobWorkflowRef`), each ends in `:job_workflow_ref:REF`; GitHub keeps the ids in
+ * the repo field of a customised immutable subject too.
+ */
+export function githubSubjects(repository: GitHubRepository, context: GitHubSubjectContext, jobWorkflowRef?: string): string[] {
+  const parts = [repository.owner, repository.repo, repository.ownerId, repository.repoId];
+  if (typeof context !== "string") parts.push(context.environment);
+  checkSubjectParts(parts);
+  if (jobWorkflowRef !== undefined && !JOB_WORKFLOW_REF_RE.test(jobWorkflowRef)) {
+    throw new Error(`unsafe job_workflow_ref in a GitHub subject: ${JSON.stringify(jobWorkflowRef)}`);
+  }
+  const suffix = context === "pull_request" ? "pull_request" : `environment:${context.environment}`;
+  const tail = jobWorkflowRef !== undefined ? `:job_workflow_ref:${jobWorkflowRef}` : "";
+  return repoClaims(repository).map((repo) => `${repo}:${suffix}${tail}`);
+}
+
+/**
+ * Subject patterns for pull-request jobs when the repository's template is customised: the
+ * job's workflow ref then names the pull request's merge ref (`refs/pull/N/merge`), which
+ * no fixed value can list. The pattern admits exactly what the default subject
+ * `repo:OWNER/REPO:CONTEXT` admitted, any workflow of this repository run for a pull request:
+ * the repository and context are fixed before the first wildcard (`web-evil` or another
+ * context cannot match), and a wildcard never reaches past `@refs/pull/`.
+ */
+export function githubPullRequestSubjectPatterns(repository: GitHubRepository, context: GitHubSubjectContext): string[] {
+  const parts = [repository.owner, repository.repo, repository.ownerId, repository.repoId];
+  if (typeof context !== "string") parts.push(context.environment);
+  checkSubjectParts(parts);
+  const suffix = context === "pull_request" ? "pull_request" : `environment:${context.environment}`;
+  return repoClaims(repository).map(
+    (repo) => `${repo}:${suffix}:job_workflow_ref:${repository.owner}/${repository.repo}/.github/workflows/*@refs/pull/*/merge`,
+  );
+}
+
+/**
+ * Whether `value` is exactly a pattern `githubPullRequestSubjectPatterns` builds: a fixed
+ * repository (name or id form) and pull-request context, any workflow of that same
+ * repository, at a pull request's merge ref. Lets the policy pack accept these `StringLike`
+ * subjects and nothing looser.
+ */
+export function isPullRequestSubjectPattern(value: string): boolean {
+  const m = /^repo:([^:*?@/\s]+)(?:@[0-9]+)?\/([^:*?@/\s]+)(?:@[0-9]+)?:(?:pull_request|environment:[^:*?/@\s]+):job_workflow_ref:([^:*?/\s]+)\/([^:*?/\s]+)\/\.github\/workflows\/\*@refs\/pull\/\*\/merge$/.exec(value);
+  return m !== null && m[1] === m[3] && m[2] === m[4];
+}
+
+/** The subjects a trust policy accepts: exact values, and (pull requests under a customised template only) patterns. */
+export interface GitHubTrustSubjects {
+  exact: readonly string[];
+  patterns?: readonly string[];
 }
 
 /**
  * A role trust policy for GitHub Actions: the account's GitHub OIDC provider, audience
- * pinned to `sts.amazonaws.com`, subject pinned to exact values with `StringEquals` (never
- * `StringLike`, so `OWNER/REPO-evil` or another branch can never match).
+ * pinned to `sts.amazonaws.com`, subject pinned to exact values with `StringEquals` (so
+ * `OWNER/REPO-evil` or another branch can never match). `StringLike` appears only for the
+ * pull-request patterns above, in a statement of its own.
  */
-export function githubTrustPolicy(providerArn: string, subjects: readonly string[]): PolicyDocument {
-  if (subjects.length === 0) throw new Error("a GitHub trust policy needs at least one subject");
-  return policyDocument([
-    {
+export function githubTrustPolicy(providerArn: string, subjects: readonly string[] | GitHubTrustSubjects): PolicyDocument {
+  const { exact, patterns = [] } = Array.isArray(subjects) ? { exact: subjects as readonly string[] } : (subjects as GitHubTrustSubjects);
+  if (exact.length === 0 && patterns.length === 0) throw new Error("a GitHub trust policy needs at least one subject");
+  const one = (list: readonly string[]) => (list.length === 1 ? list[0]! : [...list]);
+  const statements: PolicyStatement[] = [];
+  if (exact.length > 0) {
+    statements.push({
       Sid: "GitHubActions",
       Effect: "Allow",
       Principal: { Federated: providerArn },
       Action: "sts:AssumeRoleWithWebIdentity",
-      Condition: {
-        StringEquals: {
-          [GITHUB_AUD_KEY]: STS_AUDIENCE,
-          [GITHUB_SUB_KEY]: subjects.length === 1 ? subjects[0]! : [...subjects],
-        },
-      },
-    },
-  ]);
+      Condition: { StringEquals: { [GITHUB_AUD_KEY]: STS_AUDIENCE, [GITHUB_SUB_KEY]: one(exact) } },
+    });
+  }
+  if (patterns.length > 0) {
+    statements.push({
+      Sid: "GitHubPullRequests",
+      Effect: "Allow",
+      Principal: { Federated: providerArn },
+      Action: "sts:AssumeRoleWithWebIdentity",
+      Condition: { StringEquals: { [GITHUB_AUD_KEY]: STS_AUDIENCE }, StringLike: { [GITHUB_SUB_KEY]: one(patterns) } },
+    });
+  }
+  return policyDocument(statements);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -213,4 +213,60 @@ describe("zcp command line", function () {
       }
     });
   });
+  describe("zcp config get: one validated value of a foundation stack, read before any AWS session", function () {
+    const project = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-cli-config-"));
+    const devYaml = fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
+    /** A project whose dev stack config is Pulumi.dev.yaml with `edit` applied. */
+    function projectWith(edit: (yaml: string) => string): string {
+      fs.copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(project, "Pulumi.yaml"));
+      const edited = edit(devYaml);
+      expect(edited, "the edit changed the stack config").to.not.equal(devYaml);
+      fs.writeFileSync(path.join(project, "Pulumi.dev.yaml"), edited);
+      return project;
+    }
+    const withSession = (seconds: string) => (yaml: string) => yaml.replace(/^( {4}repo: web\n)/m, `$1    sessionDurationS: ${seconds}\n`);
+    // No credentials and an unreachable endpoint: a command that called AWS would fail.
+    const noAws = { AWS_ACCESS_KEY_ID: undefined, AWS_PROFILE: undefined, AWS_ENDPOINT_URL: "http://127.0.0.1:9", PULUMI_BACKEND_URL: undefined };
+    after(() => fs.rmSync(project, { recursive: true, force: true }));
+
+    it("prints the session length the stack configures (the workflows' role-duration-seconds), defaults applied", async function () {
+      const configured = await runMain(["config", "get", "github.sessionDurationS", "--env", "dev"], { ...noAws, ZCP_PROJECT_DIR: projectWith(withSession("7200")) });
+      expect(configured.code, configured.stderr).to.equal(ExitCode.Ok);
+      expect(configured.stdout).to.equal("7200\n");
+      const byDefault = await runMain(["config", "get", "zcp:github.sessionDurationS", "--env", "dev"], { ...noAws, ZCP_PROJECT_DIR: ROOT });
+      expect(byDefault.code, byDefault.stderr).to.equal(ExitCode.Ok);
+      expect(byDefault.stdout).to.equal("3600\n");
+      const json = await runMain(["config", "get", "deploy.batch", "--env", "dev", "--json"], { ...noAws, ZCP_PROJECT_DIR: ROOT });
+      expect(JSON.parse(json.stdout)).to.equal("50%");
+    });
+
+    it("an unknown key is bad input naming the key (exit 2, nothing printed)", async function () {
+      const r = await runMain(["config", "get", "github.sessionDuration", "--env", "dev"], { ...noAws, ZCP_PROJECT_DIR: ROOT });
+      expect(r.code).to.equal(ExitCode.BadInput);
+      expect(r.stderr).to.match(/^zcp: bad input: zcp:github\.sessionDuration: is not a zcp config key/);
+      expect(r.stdout).to.equal("");
+    });
+
+    it("validates the whole config first: an out-of-range session is refused, naming the field", async function () {
+      const r = await runMain(["config", "get", "github.sessionDurationS", "--env", "dev"], { ...noAws, ZCP_PROJECT_DIR: projectWith(withSession("900")) });
+      expect(r.code).to.equal(ExitCode.BadInput);
+      expect(r.stderr).to.match(/zcp:github\.sessionDurationS: /);
+      expect(r.stdout).to.equal("");
+    });
+
+    it("refuses a key that is not a plain dotted name, a missing key and the local environment", async function () {
+      for (const [argv, message] of [
+        [["config", "get", "github.$(id)", "--env", "dev"], /KEY: must be a config key/],
+        [["config", "get", "--env", "dev"], /KEY: is required/],
+        [["config", "get", "github.repo", "deploy.batch", "--env", "dev"], /unexpected argument "deploy.batch"/],
+        [["config", "get", "github.repo", "--env", "local"], /--env: the local environment has no stack config/],
+        [["config", "get", "github.repo", "--env", "qa"], /--env: unknown environment "qa"/],
+      ] as const) {
+        const r = await runMain([...argv], { ...noAws, ZCP_PROJECT_DIR: ROOT, ZCP_WORK_DIR: workDir });
+        expect(r.code, argv.join(" ")).to.equal(ExitCode.BadInput);
+        expect(r.stderr, argv.join(" ")).to.match(message);
+      }
+      expect(fs.readdirSync(workDir)).to.deep.equal([]);
+    });
+  });
 });

@@ -54,7 +54,7 @@ function stackFileRaw(stack: "dev" | "prod"): Record<string, unknown> {
 describe("config: parseConfig", () => {
   it("fills every default from a minimal config", () => {
     const c = parseConfig(minimalRawConfig(), { stack: "dev" });
-    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", environment: "dev" });
+    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", environment: "dev", sessionDurationS: 3600 });
     expect(c.aws).to.deep.equal({ accountId: DEV_ACCOUNT, region: "eu-west-1", forbiddenAccountIds: [] });
     expect(c.oidc).to.deep.equal({ mode: "create" });
     expect(c.artifacts).to.deep.equal({ retainDays: 365, noncurrentRetainDays: 30, promoteReaders: [] });
@@ -84,7 +84,7 @@ describe("config: parseConfig", () => {
 
   it("keeps every value of a full config", () => {
     const c = parseConfig(fullRawConfig(), { stack: "dev" });
-    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", ownerId: "1000001", repoId: "2000001", environment: "dev" });
+    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", ownerId: "1000001", repoId: "2000001", environment: "dev", sessionDurationS: 3600 });
     expect(c.fleet).to.deep.include({ mode: "create", minSize: 2, maxSize: 4, desiredCapacity: 3, instanceType: "t3.medium" });
     // The target group checks the same path the agent does, unless told otherwise.
     expect(c.fleet.mode === "create" && c.fleet.targetGroup).to.deep.equal({
@@ -99,6 +99,12 @@ describe("config: parseConfig", () => {
       keyPrefix: "zcp/web",
       kmsKeyArn: `arn:aws:kms:eu-west-1:${DEV_ACCOUNT}:key/00000000-0000-0000-0000-000000000001`,
     });
+  });
+
+  it("keeps the preview environment, the trusted release workflow and the session length", () => {
+    const ref = "example-org/web/.github/workflows/zcp-release.yml@refs/heads/main";
+    const c = parseConfig(changed({ "github.previewEnvironment": "dev-preview", "github.releaseWorkflowRef": ref, "github.sessionDurationS": 7200 }), { stack: "dev" });
+    expect(c.github).to.deep.include({ previewEnvironment: "dev-preview", releaseWorkflowRef: ref, sessionDurationS: 7200 });
   });
 
   it("accepts GitHub ids and numbers given as YAML numbers or strings", () => {
@@ -177,6 +183,30 @@ describe("config: parseConfig", () => {
       );
       expect(err.field).to.equal("zcp:oidc");
       expect(err.message).to.match(/^zcp:oidc: set either create: true or existingProviderArn, not both/);
+    });
+
+    for (const ref of [
+      "example-org/web/.github/workflows/zcp-release.yml@*",
+      "example-org/web/.github/workflows/zcp-release.yml",
+      "example-org/web/.github/workflows/zcp-release.yml@refs/heads/main:job_workflow_ref:x",
+      "example-org/web/ci/zcp-release.yml@refs/heads/main",
+      "example-org/web/.github/workflows/zcp-release.yml@refs/pull/7/merge",
+    ]) {
+      it(`a release workflow ref that is not one exact reusable workflow: ${ref}`, () => {
+        const err = configErrorOf(() => parseConfig(changed({ "github.releaseWorkflowRef": ref })));
+        expect(err.field).to.equal("zcp:github.releaseWorkflowRef");
+      });
+    }
+
+    it("a preview environment equal to the release environment (previews run pull-request code)", () => {
+      const err = configErrorOf(() => parseConfig(changed({ "github.previewEnvironment": "dev" })));
+      expect(err.field).to.equal("zcp:github.previewEnvironment");
+      expect(err.message).to.match(/must differ from the release role's GitHub environment/);
+    });
+
+    it("a session shorter than IAM's minimum MaxSessionDuration", () => {
+      const err = configErrorOf(() => parseConfig(changed({ "github.sessionDurationS": 900 })));
+      expect(err.field).to.equal("zcp:github.sessionDurationS");
     });
 
     it("neither an existing nor a new OIDC provider", () => {

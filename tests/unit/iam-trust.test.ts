@@ -7,6 +7,19 @@ import type * as RolesModule from "../../infra/roles.js";
 import { GITHUB_AUD_KEY, GITHUB_SUB_KEY } from "../../shared/policy.js";
 import { AUD, type ClaimCase, PREVIEW_ALLOWED, PREVIEW_DENIED, RELEASE_ALLOWED, RELEASE_DENIED } from "../fixtures/infra/claims.js";
 import { ACCOUNT, PROVIDER_ARN, rolesArgs } from "../fixtures/infra/components.js";
+import {
+  DEV_PREVIEW_ALLOWED,
+  DEV_PREVIEW_DENIED,
+  DEV_RELEASE_ALLOWED,
+  DEV_RELEASE_DENIED,
+  PROD_PREVIEW_ALLOWED,
+  PROD_PREVIEW_DEFAULT_ALLOWED,
+  PROD_PREVIEW_DEFAULT_DENIED,
+  PROD_PREVIEW_DENIED,
+  PROD_RELEASE_ALLOWED,
+  PROD_RELEASE_DENIED,
+  TRUSTED_RELEASE_WORKFLOW_REF,
+} from "../fixtures/infra/workflow-claims.js";
 import { type MockRecorder, registered, useMocks } from "../helpers/pulumi-mocks.js";
 import { decide } from "./support/iam-engine.js";
 
@@ -26,7 +39,13 @@ describe("trust policies under an IAM engine", () => {
     mod = await import("../../infra/roles.js");
   });
 
-  async function trustPolicies(name: string, args = rolesArgs()) {
+  /** prod's roles, as Pulumi.prod.yaml configures them: approval environment for previews, release workflow on main. */
+  function prodArgs(github: { previewEnvironment?: string; releaseWorkflowRef?: string }) {
+    const base = rolesArgs();
+    return { ...base, environment: "prod", github: { ...base.github, ...github } };
+  }
+
+  async function trustPolicies(name: string, args: ReturnType<typeof rolesArgs> = rolesArgs()) {
     const roles = new mod.Roles(name, args);
     await registered(roles.releaseRole, roles.previewRole);
     const trust = (role: string) => JSON.parse(mocks.get("aws:iam/role:Role", `${name}-${role}`).inputs["assumeRolePolicy"] as string) as object;
@@ -98,5 +117,81 @@ describe("trust policies under an IAM engine", () => {
       expect(assume(policies.preview, "zcp-web-dev-preview", PREVIEW_ALLOWED[0]!)).to.equal("Allowed");
       expect(assume(policies.preview, "zcp-web-dev-preview", PREVIEW_ALLOWED[1]!)).to.equal("ImplicitlyDenied");
     });
+  });
+  describe("prod: the release role trusts only the reusable release workflow on main (customised subject)", () => {
+    let policies: { release: object; preview: object };
+    before(async () => {
+      policies = await trustPolicies("trust3", prodArgs({ previewEnvironment: "prod-preview", releaseWorkflowRef: TRUSTED_RELEASE_WORKFLOW_REF }));
+    });
+
+    for (const c of PROD_RELEASE_ALLOWED) {
+      it(`release role: allows ${c.name}`, () => {
+        expect(assume(policies.release, "zcp-web-prod-release", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of PROD_RELEASE_DENIED) {
+      it(`release role: denies ${c.name}`, () => {
+        expect(assume(policies.release, "zcp-web-prod-release", c)).to.equal("ImplicitlyDenied");
+      });
+    }
+    for (const c of PROD_PREVIEW_ALLOWED) {
+      it(`preview role: allows ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-prod-preview", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of PROD_PREVIEW_DENIED) {
+      it(`preview role: denies ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-prod-preview", c)).to.equal("ImplicitlyDenied");
+      });
+    }
+    it("release role: keeps the audience pinned (a main-ref subject with another audience is denied)", () => {
+      expect(assume(policies.release, "zcp-web-prod-release", { ...PROD_RELEASE_ALLOWED[0]!, aud: "https://github.com/example-org" })).to.equal("ImplicitlyDenied");
+      expect(assume(policies.preview, "zcp-web-prod-preview", { ...PROD_PREVIEW_ALLOWED[0]!, aud: undefined })).to.equal("ImplicitlyDenied");
+    });
+  });
+
+  describe("prod: previews only behind the approval environment (default subject)", () => {
+    let policies: { release: object; preview: object };
+    before(async () => {
+      policies = await trustPolicies("trust4", prodArgs({ previewEnvironment: "prod-preview" }));
+    });
+
+    for (const c of PROD_PREVIEW_DEFAULT_ALLOWED) {
+      it(`preview role: allows ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-prod-preview", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of PROD_PREVIEW_DEFAULT_DENIED) {
+      it(`preview role: denies ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-prod-preview", c)).to.equal("ImplicitlyDenied");
+      });
+    }
+  });
+  describe("dev under the customised subject: release workflow on main, pull requests by pattern", () => {
+    let policies: { release: object; preview: object };
+    before(async () => {
+      policies = await trustPolicies("trust5", { ...prodArgs({ releaseWorkflowRef: TRUSTED_RELEASE_WORKFLOW_REF }), environment: "dev" });
+    });
+
+    for (const c of DEV_RELEASE_ALLOWED) {
+      it(`release role: allows ${c.name}`, () => {
+        expect(assume(policies.release, "zcp-web-dev-release", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of DEV_RELEASE_DENIED) {
+      it(`release role: denies ${c.name}`, () => {
+        expect(assume(policies.release, "zcp-web-dev-release", c)).to.equal("ImplicitlyDenied");
+      });
+    }
+    for (const c of DEV_PREVIEW_ALLOWED) {
+      it(`preview role: allows ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-dev-preview", c)).to.equal("Allowed");
+      });
+    }
+    for (const c of DEV_PREVIEW_DENIED) {
+      it(`preview role: denies ${c.name}`, () => {
+        expect(assume(policies.preview, "zcp-web-dev-preview", c)).to.equal("ImplicitlyDenied");
+      });
+    }
   });
 });

@@ -10,7 +10,15 @@
  *   - a job that changes an environment names that GitHub environment (so its OIDC subject is
  *     `repo:OWNER/REPO:environment:ENV`), queues per environment and is never cancelled
  *     halfway; prod changes only from `v*` tags;
- *   - event values never reach shell or script text except through environment variables.
+ *   - event values never reach shell or script text except through environment variables;
+ *   - no job that holds `id-token: write` installs or builds anything: it unpacks a build made
+ *     by a job without it, after checking the sha256 that job recorded (isolated-build);
+ *   - every role session lasts `zcp:github.sessionDurationS`, read with `zcp config get` in the
+ *     same job before the session exists (session-duration);
+ *   - every foundation `pulumi preview` / `pulumi up` runs the CrossGuard policy pack (policy-pack);
+ *   - prod is reached only through the reusable release workflow called at main, which checks
+ *     that the commit is on the default branch before any role job runs: a tag's own workflow
+ *     files are the tagger's to edit (trusted-ref).
  *
  * Each rule is a checker run against the real workflows (which must pass) and against the bad
  * fixtures in tests/fixtures/workflows/, each of which must be flagged for exactly the rules
@@ -18,7 +26,9 @@
  * The workflows' zcp commands, and those in the docs, are parsed with the CLI's own parser.
  */
 import { expect } from "chai";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parseArgs } from "../../deploy/cli-args.js";
@@ -54,6 +64,8 @@ interface Job {
   steps?: Step[];
   /** A reusable workflow called as a job. */
   uses?: string;
+  /** The inputs of a reusable workflow call. */
+  with?: Record<string, unknown>;
   secrets?: unknown;
 }
 
@@ -81,6 +93,10 @@ const RULES = [
   "environment-gate",
   "expression-injection",
   "triggers",
+  "isolated-build",
+  "session-duration",
+  "policy-pack",
+  "trusted-ref",
 ] as const;
 type Rule = (typeof RULES)[number];
 
@@ -105,22 +121,47 @@ const GITHUB_SCRIPT = "actions/github-script@";
 const ROLE_VARIABLE = /^\$\{\{\s*vars\.ZCP_([A-Z0-9]+)_(RELEASE|FOUNDATION|PREVIEW)_ROLE_ARN\s*\}\}$/;
 const PINNED_ACTION = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]+@[0-9a-f]{40}$/;
 const PROD_TAG_CONDITION = /startsWith\(\s*github\.ref\s*,\s*'refs\/tags\/v'\s*\)/;
+/** The environment of a reusable workflow's jobs: the caller's input. */
+const INPUT_ENVIRONMENT = /^\$\{\{\s*inputs\.environment\s*\}\}$/;
+/** A role given to a reusable workflow as an input; the caller's `with:` is checked instead. */
+const ROLE_INPUT = /^\$\{\{\s*inputs\.(release|foundation|preview)-role-arn\s*\}\}$/;
+/** The reusable release workflow, as the release and rollback workflows call it. */
+const RELEASE_WORKFLOW = /(?:^\.\/|^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/)\.github\/workflows\/zcp-release\.ya?ml(?:@(.+))?$/;
+/** Commands that install dependencies or build: they run code a dependency ships (install scripts, compilers). */
+const INSTALL_COMMAND = /\b(?:npm\s+(?:ci|install|i|rebuild|run\s+build)|yarn(?:\s+install)?|pnpm\s+(?:install|i)|pip3?\s+install|bash\s+scripts\/tools\.sh)\b/;
+/** Commands that run the project's built code (zcp, the foundation program through pulumi). */
+const RUNS_BUILD = /\b(?:zcp\s+\S|pulumi\s+(?:up|preview|refresh|destroy))/;
+const SESSION_READ = /\bzcp\s+config\s+get\s+(?:zcp:)?github\.sessionDurationS\b/;
+const STEP_OUTPUT = /^\$\{\{\s*steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)\s*\}\}$/;
+const NEEDS_OUTPUT = /^\$\{\{\s*needs\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_-]+\s*\}\}$/;
+const FOUNDATION_PULUMI = /(?:^|[\s;&|])pulumi\s+(?:preview|up)\s+-/;
+const DEFAULT_BRANCH_CHECK = /\bgit\s+merge-base\s+--is-ancestor\b/;
 
 const steps = (job: Job): Step[] => job.steps ?? [];
 const usesAction = (step: Step, prefix: string): boolean => (step.uses ?? "").startsWith(prefix);
 const runText = (step: Step): string => (typeof step.run === "string" ? step.run : "");
 
 function environmentOf(job: Job): string | undefined {
+  if (job.uses !== undefined) return typeof job.with?.environment === "string" ? job.with.environment : undefined;
   if (typeof job.environment === "string") return job.environment;
   return job.environment?.name;
 }
+
+const isReusable = (wf: Workflow): boolean =>
+  typeof wf.on === "object" && wf.on !== null && !Array.isArray(wf.on) && "workflow_call" in (wf.on as object);
+
+const holdsIdToken = (job: Job): boolean =>
+  typeof job.permissions === "object" && job.permissions !== null && (job.permissions as Record<string, unknown>)["id-token"] === "write";
+
+/** A call of the reusable release workflow, which assumes the environment's roles. */
+const callsReleaseWorkflow = (job: Job): boolean => job.uses !== undefined && RELEASE_WORKFLOW.test(job.uses);
 
 function touchesAws(job: Job): boolean {
   return steps(job).some((s) => usesAction(s, CONFIGURE_AWS) || AWS_COMMAND.test(runText(s)));
 }
 
 function changesEnvironment(job: Job): boolean {
-  return steps(job).some((s) => CHANGE_COMMAND.test(runText(s)));
+  return callsReleaseWorkflow(job) || steps(job).some((s) => CHANGE_COMMAND.test(runText(s)));
 }
 
 /** A job that posts to pull requests: it comments through github-script. */
@@ -171,8 +212,13 @@ function checkWorkflow(file: string, text: string): Finding[] {
     checkSteps(id, steps(job), add);
     checkEnvironmentGate(id, job, add);
     checkReleaseConcurrency(id, job, add);
+    checkIsolatedBuild(id, job, add);
+    checkSessionDuration(id, job, add);
+    checkPolicyPack(id, job, add);
+    checkTrustedRefCaller(id, job, add);
     if (job.secrets !== undefined) add("stored-secrets", id, "passes secrets to a reusable workflow");
   }
+  if (isReusable(wf)) checkDefaultBranchGate(wf, add);
   return findings;
 }
 
@@ -245,7 +291,8 @@ function checkJobPermissions(id: string, job: Job, add: Add): void {
     add("permissions", id, `permissions "${String(p)}"; list the scopes the job needs`);
     return;
   }
-  const aws = touchesAws(job);
+  // A called release workflow's jobs get at most what its caller grants.
+  const aws = touchesAws(job) || callsReleaseWorkflow(job);
   const comments = commentsOnPullRequests(job);
   for (const [scope, level] of Object.entries(p as Record<string, unknown>)) {
     if (level === "none") continue;
@@ -315,18 +362,33 @@ function checkEnvironmentGate(id: string, job: Job, add: Add): void {
   if (environment === "prod" && !PROD_TAG_CONDITION.test(job.if ?? "")) {
     add("environment-gate", id, "a prod job must only run for v* tags: if: startsWith(github.ref, 'refs/tags/v')");
   }
-  for (const s of steps(job).filter((x) => usesAction(x, CONFIGURE_AWS))) {
-    const role = String(s.with?.["role-to-assume"] ?? "");
+  // A reusable workflow's roles are its caller's inputs (checked at the caller, below).
+  const inputsEnvironment = environment !== undefined && INPUT_ENVIRONMENT.test(environment);
+  const roles = [
+    ...steps(job)
+      .filter((x) => usesAction(x, CONFIGURE_AWS))
+      .map((x) => ({ role: String(x.with?.["role-to-assume"] ?? ""), kind: undefined as string | undefined })),
+    ...Object.entries(job.uses !== undefined ? (job.with ?? {}) : {})
+      .filter(([name]) => /-role-arn$/.test(name))
+      .map(([name, value]) => ({ role: String(value), kind: name.replace(/-role-arn$/, "").toUpperCase() })),
+  ];
+  for (const { role, kind: inputKind } of roles) {
     if (role === "") continue;
+    if (inputsEnvironment && ROLE_INPUT.test(role)) continue;
     const m = ROLE_VARIABLE.exec(role);
     if (!m) {
       add("environment-gate", id, `role ${role} is not a ZCP_<ENV>_<KIND>_ROLE_ARN variable; its environment cannot be checked`);
       continue;
     }
     const [, roleEnv = "", kind = ""] = m;
-    if (kind === "PREVIEW" && environment) {
-      add("environment-gate", id, "a preview role in an environment job: its subject would be environment:ENV, not pull_request");
+    if (inputKind !== undefined && inputKind !== kind) add("environment-gate", id, `${inputKind.toLowerCase()}-role-arn is given the ${kind.toLowerCase()} role`);
+    // Previews name no environment (subject pull_request), or one of their own that needs
+    // approval, ENV-preview (zcp:github.previewEnvironment), never the environment releases use.
+    if (kind === "PREVIEW" && environment && environment !== `${roleEnv.toLowerCase()}-preview`) {
+      add("environment-gate", id, `a preview role in the ${environment} environment: previews run in no environment or in ${roleEnv.toLowerCase()}-preview`);
+      continue;
     }
+    if (kind === "PREVIEW") continue;
     if (kind !== "PREVIEW" && environment !== roleEnv.toLowerCase()) {
       add("environment-gate", id, `${kind.toLowerCase()} role of ${roleEnv.toLowerCase()} in a job of environment ${environment ?? "(none)"}`);
     }
@@ -334,7 +396,8 @@ function checkEnvironmentGate(id: string, job: Job, add: Add): void {
 }
 
 function checkReleaseConcurrency(id: string, job: Job, add: Add): void {
-  if (!changesEnvironment(job)) return;
+  // A called workflow's jobs declare their own groups (checked in that file).
+  if (!changesEnvironment(job) || job.uses !== undefined) return;
   const c = job.concurrency;
   if (typeof c !== "object" || c === null) {
     add("release-concurrency", id, "changes an environment without a job-level concurrency group");
@@ -342,8 +405,111 @@ function checkReleaseConcurrency(id: string, job: Job, add: Add): void {
   }
   if (!isFalse(c["cancel-in-progress"])) add("release-concurrency", id, "must say `cancel-in-progress: false`");
   const environment = environmentOf(job);
-  if (environment && !new RegExp(`(^|[^a-z0-9])${environment}($|[^a-z0-9])`).test(String(c.group ?? ""))) {
+  if (environment && INPUT_ENVIRONMENT.test(environment)) {
+    if (!/\$\{\{\s*inputs\.environment\s*\}\}/.test(String(c.group ?? ""))) {
+      add("release-concurrency", id, `concurrency group "${String(c.group)}" does not name the environment (\${{ inputs.environment }})`);
+    }
+  } else if (environment && !new RegExp(`(^|[^a-z0-9])${environment}($|[^a-z0-9])`).test(String(c.group ?? ""))) {
     add("release-concurrency", id, `concurrency group "${String(c.group)}" does not name the environment ${environment}`);
+  }
+}
+
+/**
+ * isolated-build: a job holding `id-token: write` installs and builds nothing, and runs the
+ * project's code only from a build another job made, unpacked after checking the sha256 that
+ * job recorded as an output. Install scripts of a poisoned dependency then never run where a
+ * token can be requested.
+ */
+function checkIsolatedBuild(id: string, job: Job, add: Add): void {
+  if (!holdsIdToken(job) || job.uses !== undefined) return;
+  const all = steps(job);
+  for (const s of all) {
+    const install = INSTALL_COMMAND.exec(runText(s));
+    if (install) add("isolated-build", `${id} › ${s.name ?? "step"}`, `runs \`${install[0]}\` in a job that can request an OIDC token; build in a job without id-token: write`);
+    if ((s.uses ?? "") === "./.github/actions/prerequisites" && String(s.with?.["runtime-only"] ?? "false") !== "true") {
+      add("isolated-build", `${id} › ${s.name ?? "step"}`, "installs the full prerequisites (and their install scripts) next to id-token: write; use runtime-only");
+    }
+  }
+  const runsAt = all.findIndex((s) => RUNS_BUILD.test(runText(s)));
+  if (runsAt < 0) return;
+  const verifiedAt = all.findIndex(
+    (s) =>
+      ((s.uses ?? "") === "./.github/actions/verified-build" && NEEDS_OUTPUT.test(String(s.with?.sha256 ?? ""))) ||
+      (/\bsha256sum\s+--check\b/.test(runText(s)) && Object.values(s.env ?? {}).some((v) => NEEDS_OUTPUT.test(String(v)))),
+  );
+  if (verifiedAt < 0 || verifiedAt > runsAt) {
+    add("isolated-build", id, "runs the project's code without first unpacking a build whose sha256 the building job recorded (needs.JOB.outputs)");
+  }
+}
+
+/** session-duration: each role session lasts what `zcp config get github.sessionDurationS` read in this job. */
+function checkSessionDuration(id: string, job: Job, add: Add): void {
+  const all = steps(job);
+  all.forEach((s, index) => {
+    if (!usesAction(s, CONFIGURE_AWS)) return;
+    const label = `${id} › ${s.name ?? `step ${index + 1}`}`;
+    const duration = String(s.with?.["role-duration-seconds"] ?? "");
+    const m = STEP_OUTPUT.exec(duration);
+    const source = m ? all.slice(0, index).find((x) => x.id === m[1]) : undefined;
+    if (!source || !SESSION_READ.test(runText(source))) {
+      add("session-duration", label, `role-duration-seconds must be the output of an earlier step running \`zcp config get github.sessionDurationS\`, got ${JSON.stringify(duration || null)}`);
+    }
+  });
+}
+
+/** policy-pack: every foundation preview and update runs the CrossGuard policy pack. */
+function checkPolicyPack(id: string, job: Job, add: Add): void {
+  steps(job).forEach((s, index) => {
+    for (const line of runText(s).split("\n")) {
+      if (FOUNDATION_PULUMI.test(line) && !/\s--policy-pack[=\s]+\S/.test(line)) {
+        add("policy-pack", `${id} › ${s.name ?? `step ${index + 1}`}`, `\`${line.trim()}\` runs without --policy-pack`);
+      }
+    }
+  });
+}
+
+/**
+ * trusted-ref, caller side: prod is reached only by calling the reusable release workflow at
+ * main. Steps of this file, or a local call (`./…`, which runs the file as the triggering
+ * ref has it), would run whatever a tag's copy says.
+ */
+function checkTrustedRefCaller(id: string, job: Job, add: Add): void {
+  if (environmentOf(job) !== "prod") return;
+  if (job.uses === undefined) {
+    add("trusted-ref", id, "prod runs steps of this file, which a tag can change; call the reusable release workflow at main");
+    return;
+  }
+  const ref = RELEASE_WORKFLOW.exec(job.uses)?.[1];
+  if (job.uses.startsWith("./") || (ref !== "main" && ref !== "refs/heads/main")) {
+    add("trusted-ref", id, `${job.uses}: call OWNER/REPO/.github/workflows/zcp-release.yml@main, the ref the prod role trusts`);
+  }
+}
+
+/**
+ * trusted-ref, called side: a reusable workflow whose jobs assume roles first checks, in a job
+ * every one of them needs, that the commit is on the default branch, unconditionally.
+ */
+function checkDefaultBranchGate(wf: Workflow, add: Add): void {
+  const jobs = wf.jobs ?? {};
+  const gates = Object.entries(jobs)
+    .filter(([, job]) => job.if === undefined && steps(job).some((s) => s.if === undefined && DEFAULT_BRANCH_CHECK.test(runText(s))))
+    .map(([id]) => id);
+  const needsOf = (job: Job): string[] => (job.needs === undefined ? [] : Array.isArray(job.needs) ? job.needs : [job.needs]);
+  const reaches = (id: string, seen = new Set<string>()): Set<string> => {
+    for (const n of needsOf(jobs[id] ?? {})) {
+      if (!seen.has(n)) {
+        seen.add(n);
+        reaches(n, seen);
+      }
+    }
+    return seen;
+  };
+  for (const [id, job] of Object.entries(jobs)) {
+    if (!holdsIdToken(job)) continue;
+    const upstream = reaches(id);
+    if (!gates.some((g) => upstream.has(g))) {
+      add("trusted-ref", id, "assumes a role without needing a job that checks, unconditionally, that the commit is on the default branch");
+    }
   }
 }
 
@@ -395,14 +561,19 @@ const SAMPLE_VALUES: Record<string, string> = {
 function zcpInvocations(text: string): string[][] {
   const out: string[][] = [];
   for (const rawLine of text.split("\n")) {
-    const line = rawLine.replace(/^\s*\$\s+/, "").replace(/\s+#\s.*$/, "");
-    for (const segment of line.split(/;|&&|\|\||\bthen\b|\belse\b/)) {
+    const line = rawLine.replace(/^\s*#.*$/, "").replace(/^\s*\$\s+/, "").replace(/\s+#\s.*$/, "");
+    for (const rawSegment of line.split(/;|&&|\|\||\bthen\b|\belse\b/)) {
+      // `value="$(zcp config get …)"`: the command is what the substitution runs.
+      const segment = /\$\(([^)]*)\)/.exec(rawSegment)?.[1] ?? rawSegment;
       const m = /(?:^|\s)(?:\S*\/)?zcp\s+(\S.*)$/.exec(segment.trim());
       if (!m || /^zcp:/.test(segment.trim())) continue;
-      const tokens = [...(m[1] ?? "").matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((t) => t[1] ?? t[2] ?? t[3] ?? "");
+      // A trailing "$@" passes flags assembled with `set --` just above; each is checked where it is set.
+      const tokens = [...(m[1] ?? "").matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((t) => t[1] ?? t[2] ?? t[3] ?? "").filter((t) => t !== "$@");
       const end = tokens.findIndex((t) => /^(?:\d?>|\||<)/.test(t));
       const argv = end >= 0 ? tokens.slice(0, end) : tokens;
-      out.push(argv.map((token, i) => (i > 0 && isPlaceholder(token) ? (SAMPLE_VALUES[argv[i - 1] ?? ""] ?? token) : token)));
+      // promote's --to names an environment, rollback's a version.
+      const sample = (flag: string) => (argv[0] === "promote" && flag === "--to" ? "prod" : SAMPLE_VALUES[flag]);
+      out.push(argv.map((token, i) => (i > 0 && isPlaceholder(token) ? (sample(argv[i - 1] ?? "") ?? token) : token)));
     }
   }
   return out;
@@ -548,6 +719,22 @@ describe("GitHub workflows", function () {
       expect([...RULES].filter((r) => !covered.has(r))).to.deep.equal([]);
     });
 
+    for (const [fixture, rule] of [
+      ["isolated-build.yml", "isolated-build"],
+      ["session-duration.yml", "session-duration"],
+      ["policy-pack.yml", "policy-pack"],
+      ["trusted-ref.yml", "trusted-ref"],
+      ["trusted-ref-reusable.yml", "trusted-ref"],
+    ] as const) {
+      it(`${fixture}: every job is flagged by ${rule}, not just the first`, () => {
+        const text = read(path.join(FIXTURE_DIR, fixture));
+        const wf = parseYaml(text) as Workflow;
+        const flagged = new Set(checkWorkflow(fixture, text).filter((f) => f.rule === rule).map((f) => f.where.split(" › ")[1]));
+        const expected = Object.keys(wf.jobs ?? {}).filter((id) => id !== "build");
+        expect([...flagged].sort()).to.deep.equal(expected.sort());
+      });
+    }
+
     it("flags each problem of a fixture, not just the first", () => {
       const text = read(path.join(FIXTURE_DIR, "permissions.yml"));
       const where = checkWorkflow("permissions.yml", text).map((f) => f.where.split(" › ")[1]);
@@ -592,9 +779,27 @@ describe("GitHub workflows", function () {
         expect(configure["aws-region"]).to.equal(`\${{ vars.ZCP_${env.toUpperCase()}_AWS_REGION }}`);
         const login = steps(job).find((s) => /\bpulumi login\b/.test(runText(s)));
         expect(login?.env?.STATE_BACKEND).to.equal(`\${{ vars.ZCP_${env.toUpperCase()}_STATE_BACKEND }}`);
-        expect(environmentOf(job), "no environment: the subject stays pull_request").to.equal(undefined);
+        expect(runsOf(job)).to.include(`pulumi preview --diff --stack ${env} --policy-pack policy`);
+        if (env === "dev") {
+          expect(environmentOf(job), "no environment: the subject stays pull_request").to.equal(undefined);
+        } else {
+          // Pull-request code reaches prod's account only after a reviewer of prod-preview approved.
+          expect(environmentOf(job), "prod's preview waits for approval").to.equal("prod-preview");
+        }
       });
     }
+
+    it("builds once, in a job without id-token, and every preview job needs that build and verifies it", () => {
+      const builders = jobs.filter(([, job]) => steps(job).some((s) => usesAction(s, "actions/upload-artifact@")));
+      expect(builders.map(([id]) => id)).to.deep.equal(["build"]);
+      const [, build] = builders[0]!;
+      expect(holdsIdToken(build)).to.equal(false);
+      expect(runsOf(build)).to.match(/^npm ci --ignore-scripts\b/m);
+      for (const [id, job] of jobs.filter(([, j]) => touchesAws(j))) {
+        expect(job.needs, id).to.equal("build");
+        expect(stepUsing(job, "./.github/actions/verified-build")?.with?.sha256, id).to.equal("${{ needs.build.outputs.sha256 }}");
+      }
+    });
 
     it("previews the release to dev with zcp preview", () => {
       const found = jobs.find(([, job]) => /\bzcp preview --env dev\b/.test(runsOf(job)));
@@ -669,64 +874,164 @@ describe("GitHub workflows", function () {
       expect(String((release.concurrency as { group?: string }).group)).to.match(/'prod'.*'dev'/);
     });
 
-    it("dev: on main, the foundation's pulumi up, then zcp release of the pushed commit", () => {
-      for (const id of ["foundation-dev", "release-dev"]) {
-        expect(job(id).if).to.equal("github.ref == 'refs/heads/main'");
-        expect(environmentOf(job(id))).to.equal("dev");
+    it("is one call of the reusable release workflow per environment, with no steps of its own", () => {
+      expect([...jobs.keys()]).to.deep.equal(["dev", "prod"]);
+      for (const [id, j] of jobs) {
+        expect(j.uses, id).to.match(RELEASE_WORKFLOW);
+        expect(j.steps, id).to.equal(undefined);
       }
-      expect(runsOf(job("foundation-dev"))).to.match(/^pulumi up --yes --diff --stack dev\b/m);
-      expect(stepUsing(job("foundation-dev"), CONFIGURE_AWS)?.with?.["role-to-assume"]).to.equal("${{ vars.ZCP_DEV_FOUNDATION_ROLE_ARN }}");
-      expect(job("release-dev").needs).to.equal("foundation-dev");
-      const releaseStep = steps(job("release-dev")).find((s) => /\bzcp release\b/.test(runText(s)));
-      expect(releaseStep?.run?.trim()).to.equal('bin/zcp release --env dev --version "$ZCP_VERSION"');
-      expect(releaseStep?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
     });
 
-    it("prod: on v* tags, behind the prod environment, foundation first, then dev's artifact promoted and released canary first", () => {
-      for (const id of ["foundation-prod", "release-prod"]) {
-        expect(job(id).if).to.equal("startsWith(github.ref, 'refs/tags/v')");
-        expect(environmentOf(job(id))).to.equal("prod");
+    it("dev: on main, the foundation with the policy pack, then a release of the pushed commit", () => {
+      expect(job("dev").if).to.equal("github.ref == 'refs/heads/main'");
+      expect(job("dev").with).to.deep.include({
+        environment: "dev",
+        version: "${{ github.sha }}",
+        foundation: true,
+        "policy-pack": "policy",
+        "foundation-role-arn": "${{ vars.ZCP_DEV_FOUNDATION_ROLE_ARN }}",
+        "release-role-arn": "${{ vars.ZCP_DEV_RELEASE_ROLE_ARN }}",
+      });
+    });
+
+    it("prod: on v* tags, the release workflow as main has it; foundation, then dev's artifact of the commit promoted and released canary first", () => {
+      expect(job("prod").if).to.equal("startsWith(github.ref, 'refs/tags/v')");
+      expect(job("prod").uses).to.match(/^[^./][^/]*\/[^/]+\/\.github\/workflows\/zcp-release\.yml@main$/);
+      expect(job("prod").with).to.deep.include({
+        environment: "prod",
+        version: "${{ github.sha }}",
+        "promote-from": "dev",
+        "promote-from-bucket": "${{ vars.ZCP_DEV_ARTIFACT_BUCKET }}",
+        canary: "1",
+        foundation: true,
+        "policy-pack": "policy",
+        "release-role-arn": "${{ vars.ZCP_PROD_RELEASE_ROLE_ARN }}",
+      });
+    });
+  });
+
+  describe("zcp-release.yml (the reusable release workflow)", function () {
+    const wf = loadWorkflow("zcp-release.yml");
+    const jobs = new Map(jobsOf(wf));
+    const build = jobs.get("build") ?? {};
+    const roleJobs = jobsOf(wf).filter(([, j]) => holdsIdToken(j));
+    const stepNamed = (j: Job, pattern: RegExp): Step => {
+      const found = steps(j).find((s) => pattern.test(s.name ?? ""));
+      expect(found, String(pattern)).to.not.equal(undefined);
+      return found!;
+    };
+
+    it("is called with workflow_call, taking environment, version and source", () => {
+      const inputs = ((wf.on as { workflow_call?: { inputs?: Record<string, unknown> } }).workflow_call?.inputs ?? {}) as Record<string, { required?: boolean }>;
+      expect(inputs).to.include.keys(["environment", "version", "source", "prebuilt", "promote-from", "canary", "foundation", "policy-pack", "command"]);
+      expect(inputs.environment?.required).to.equal(true);
+    });
+
+    it("builds in a job without id-token, with npm ci --ignore-scripts, and records the sha256 of what it uploads", () => {
+      expect(holdsIdToken(build)).to.equal(false);
+      expect(runsOf(build)).to.match(/^npm ci --ignore-scripts\b/m);
+      expect((build as { outputs?: Record<string, string> }).outputs?.sha256).to.equal("${{ steps.pack.outputs.sha256 }}");
+      expect(roleJobs.map(([id]) => id)).to.have.members(["foundation", "release"]);
+      for (const [id, j] of roleJobs) {
+        const verify = stepNamed(j, /sha256/);
+        expect(verify.env?.BUILD_SHA256, id).to.equal("${{ needs.build.outputs.sha256 }}");
+        expect([j.needs].flat(), id).to.include("build");
       }
-      expect(runsOf(job("foundation-prod"))).to.match(/^pulumi up --yes --diff --stack prod\b/m);
-      expect(job("release-prod").needs).to.equal("foundation-prod");
-      const all = steps(job("release-prod"));
+    });
+
+    it("runs pulumi up of the foundation with the policy pack, and the release after a successful or skipped foundation only", () => {
+      expect(runsOf(jobs.get("foundation")!)).to.include('pulumi up --yes --diff --stack "$ZCP_ENVIRONMENT" --policy-pack "$POLICY_PACK"');
+      expect(jobs.get("release")?.if).to.include("!cancelled()").and.include("needs.foundation.result == 'skipped'");
+    });
+
+    it("promotes before it releases, and releases a promoted artifact --prebuilt", () => {
+      const all = steps(jobs.get("release")!);
       const promoteAt = all.findIndex((s) => /\bzcp promote\b/.test(runText(s)));
       const releaseAt = all.findIndex((s) => /\bzcp release\b/.test(runText(s)));
-      // The bytes dev released (named by the commit), copied, then released without a rebuild.
-      expect(all[promoteAt]?.run?.trim()).to.equal('bin/zcp promote --from dev --to prod --version "$ZCP_VERSION" --from-bucket "$DEV_ARTIFACT_BUCKET"');
-      expect(all[promoteAt]?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
+      expect(promoteAt).to.be.greaterThan(0);
       expect(releaseAt).to.be.greaterThan(promoteAt);
-      expect(all[releaseAt]?.run?.trim()).to.equal('bin/zcp release --env prod --version "$ZCP_VERSION" --prebuilt --canary 1');
-      expect(all[releaseAt]?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
-      // dev releases the same version name: the commit.
-      const devRelease = steps(job("release-dev")).find((s) => /\bzcp release\b/.test(runText(s)));
-      expect(devRelease?.env?.ZCP_VERSION).to.equal("${{ github.sha }}");
+      expect(all[releaseAt]?.env?.ZCP_PREBUILT).to.equal("${{ inputs.prebuilt || inputs.promote-from != '' }}");
     });
 
-    it("releases only commits that are on main to prod", () => {
-      for (const id of ["foundation-prod", "release-prod"]) {
-        expect(stepUsing(job(id), CHECKOUT)?.with?.["fetch-depth"]).to.equal(0);
-        expect(runsOf(job(id))).to.include("git merge-base --is-ancestor HEAD origin/main");
-      }
+    it("gives no role job more time than a session can last", () => {
+      for (const [id, j] of roleJobs) expect((j as { "timeout-minutes"?: number })["timeout-minutes"], id).to.be.at.most(75);
     });
 
-    it("gives a release's session the hour an image bake may need, and no job more time than that", () => {
-      for (const id of ["release-dev", "release-prod"]) {
-        expect(stepUsing(job(id), CONFIGURE_AWS)?.with?.["role-duration-seconds"]).to.equal(3600);
-        expect((job(id) as { "timeout-minutes"?: number })["timeout-minutes"]).to.be.at.most(75);
-      }
+    describe("its checks, run as the runner would run them", function () {
+      const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "zcp-wf-"));
+      const git = (...args: string[]) => execFileSync("git", ["-C", scratch, ...args], { encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.test", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.test" } }).trim();
+      let onMain = "";
+      let offMain = "";
+      before(() => {
+        git("init", "-q", "-b", "main");
+        git("commit", "-q", "--allow-empty", "-m", "on main");
+        onMain = git("rev-parse", "HEAD");
+        git("checkout", "-q", "-b", "side");
+        git("commit", "-q", "--allow-empty", "-m", "only on a side branch");
+        offMain = git("rev-parse", "HEAD");
+        // What actions/checkout with fetch-depth 0 leaves: the default branch as a remote ref.
+        git("update-ref", "refs/remotes/origin/main", onMain);
+      });
+      after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+      const runStep = (step: Step, env: Record<string, string>) =>
+        spawnSync("bash", ["-e", "-c", runText(step)], { cwd: scratch, encoding: "utf8", env: { PATH: process.env.PATH ?? "", ...env } });
+
+      it("refuses a commit that is not on the default branch (a tag on a side branch), unconditionally", () => {
+        const check = stepNamed(build, /default branch/);
+        expect(check.if, "the check cannot be skipped").to.equal(undefined);
+        expect(check.env?.DEFAULT_BRANCH).to.equal("${{ github.event.repository.default_branch }}");
+        const off = runStep(check, { GITHUB_SHA: offMain, GITHUB_REF: "refs/tags/v9.9.9", DEFAULT_BRANCH: "main" });
+        expect(off.status, off.stderr).to.equal(1);
+        expect(off.stdout).to.include("is not on the default branch main");
+        const on = runStep(check, { GITHUB_SHA: onMain, GITHUB_REF: "refs/tags/v1.0.0", DEFAULT_BRANCH: "main" });
+        expect(on.status, on.stderr + on.stdout).to.equal(0);
+        const unknown = runStep(check, { GITHUB_SHA: onMain, GITHUB_REF: "refs/tags/v1.0.0", DEFAULT_BRANCH: "" });
+        expect(unknown.status).to.equal(1);
+      });
+
+      it("refuses a version that names neither the commit nor the tag", () => {
+        const check = stepNamed(build, /version names this commit/);
+        const base = { GITHUB_SHA: onMain, GITHUB_REF_NAME: "v1.0.0" };
+        expect(runStep(check, { ...base, ZCP_VERSION: onMain }).status).to.equal(0);
+        expect(runStep(check, { ...base, ZCP_VERSION: "v1.0.0" }).status).to.equal(0);
+        const other = runStep(check, { ...base, ZCP_VERSION: offMain });
+        expect(other.status).to.equal(1);
+        expect(other.stdout).to.include("must be the commit SHA");
+      });
+
+      it("the role jobs refuse a build whose sha256 differs from the build job's output", () => {
+        const verify = stepNamed(jobs.get("release")!, /sha256/);
+        const temp = path.join(scratch, "runner-temp");
+        fs.mkdirSync(path.join(temp, "zcp-build"), { recursive: true });
+        fs.mkdirSync(path.join(scratch, "pkg", "dist"), { recursive: true });
+        fs.writeFileSync(path.join(scratch, "pkg", "dist", "marker.js"), "built\n");
+        execFileSync("tar", ["-czf", path.join(temp, "zcp-build", "zcp-build.tar.gz"), "-C", path.join(scratch, "pkg"), "dist"]);
+        const good = execFileSync("sha256sum", [path.join(temp, "zcp-build", "zcp-build.tar.gz")], { encoding: "utf8" }).split(" ")[0]!;
+        const swapped = runStep(verify, { RUNNER_TEMP: temp, BUILD_SHA256: "0".repeat(64) });
+        expect(swapped.status).to.not.equal(0);
+        expect(fs.existsSync(path.join(scratch, "dist")), "nothing unpacked").to.equal(false);
+        const empty = runStep(verify, { RUNNER_TEMP: temp, BUILD_SHA256: "" });
+        expect(empty.status).to.not.equal(0);
+        const ok = runStep(verify, { RUNNER_TEMP: temp, BUILD_SHA256: good });
+        expect(ok.status, ok.stderr).to.equal(0);
+        expect(fs.readFileSync(path.join(scratch, "dist", "marker.js"), "utf8")).to.equal("built\n");
+      });
     });
   });
 
   describe("rollback.yml", function () {
     const rollback = loadWorkflow("rollback.yml");
 
-    it("is started by hand and rolls back dev from main, prod only from a v* tag", () => {
+    it("is started by hand and rolls back dev from main, prod only from a v* tag, through the release workflow", () => {
       expect(rollback.on).to.have.keys(["workflow_dispatch"]);
       const jobs = new Map(jobsOf(rollback));
       expect(jobs.get("rollback-dev")?.if).to.include("github.ref == 'refs/heads/main'");
       expect(jobs.get("rollback-prod")?.if).to.match(PROD_TAG_CONDITION);
-      expect(runsOf(jobs.get("rollback-prod")!)).to.include('bin/zcp rollback --env prod --to "$ZCP_TO"');
+      for (const id of ["rollback-dev", "rollback-prod"]) {
+        expect(jobs.get(id)?.uses, id).to.match(RELEASE_WORKFLOW);
+        expect(jobs.get(id)?.with, id).to.deep.include({ command: "rollback", version: "${{ inputs.to }}" });
+      }
+      expect(jobs.get("rollback-prod")?.uses).to.match(/@main$/);
     });
   });
 
@@ -762,10 +1067,13 @@ describe("GitHub workflows", function () {
     it("the workflows install the Pulumi CLI version scripts/tools.sh pins", () => {
       const pinned = /^PULUMI_VERSION="([^"]+)"/m.exec(read(path.join(ROOT, "scripts", "tools.sh")))?.[1];
       expect(pinned).to.match(/^\d+\.\d+\.\d+$/);
-      const installs = actionFiles.flatMap((f) =>
-        ((parseYaml(read(f)) as CompositeAction).runs?.steps ?? []).filter((s) => usesAction(s, "pulumi/actions@")).map((s) => String(s.with?.["pulumi-version"])),
-      );
-      expect(installs).to.deep.equal([pinned]);
+      const pulumiVersions = (list: readonly Step[]) => list.filter((s) => usesAction(s, "pulumi/actions@")).map((s) => String(s.with?.["pulumi-version"]));
+      const inActions = actionFiles.flatMap((f) => pulumiVersions((parseYaml(read(f)) as CompositeAction).runs?.steps ?? []));
+      // The reusable release workflow installs it itself (its callers may be other repositories).
+      const inWorkflows = workflowFiles.flatMap((f) => jobsOf(parseYaml(read(f)) as Workflow).flatMap(([, job]) => pulumiVersions(steps(job))));
+      expect(inActions).to.deep.equal([pinned]);
+      expect(inWorkflows.length).to.be.greaterThan(0);
+      expect(new Set(inWorkflows)).to.deep.equal(new Set([pinned]));
     });
   });
 });
