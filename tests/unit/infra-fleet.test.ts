@@ -22,7 +22,7 @@ describe("infra: Fleet", () => {
   async function build(name: string, autoScaling?: FleetModule.FleetArgs["autoScaling"]) {
     const { transformation, records } = optionsRecorder();
     const c = new mod.Fleet(name, { ...fleetArgs(), ...(autoScaling ? { autoScaling } : {}) }, { transformations: [transformation] });
-    const urns = await registered(c.launchTemplate, c.releaseTemplatePolicy, c.targetGroup, c.autoScalingGroup);
+    const urns = await registered(c.launchTemplate, c.releaseImagePolicy, c.targetGroup, c.autoScalingGroup);
     return { c, urns, records, templateId: await valueOf(c.launchTemplateId) };
   }
 
