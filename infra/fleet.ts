@@ -68,7 +68,7 @@ export interface FleetArgs {
 export const RELEASE_MANAGED_TEMPLATE_PROPERTIES = ["defaultVersion", "latestVersion"];
 
 /** The image parameter's value is the release's to move; the foundation only sets the first one. */
-export const RELEASE_MANAGED_PARAMETER_PROPERTIES = ["value", "insecureValue"];
+export const RELEASE_MANAGED_PARAMETER_PROPERTIES = ["insecureValue", "value"];
 
 /**
  * How the launch template names its image: resolved from the parameter at each launch
@@ -147,7 +147,8 @@ export class Fleet extends pulumi.ComponentResource {
         description: `zcp: the image ${args.app} in ${args.environment} launches (moved by each release)`,
         type: "String",
         dataType: "aws:ec2:image",
-        value: args.imageId,
+        // An AMI id is no secret: `insecureValue` keeps it readable in previews and state.
+        insecureValue: args.imageId,
         tags,
       },
       { parent: this, ignoreChanges: RELEASE_MANAGED_PARAMETER_PROPERTIES },
