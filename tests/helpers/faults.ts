@@ -422,7 +422,7 @@ export async function snapshotWorld(h: ZcpHarness): Promise<WorldSnapshot> {
       apps[inst.instanceId] = a ? `${a.version} pid ${a.pid}` : "not answering";
       deploys[inst.instanceId] = deployLog(h, inst.instanceId).length;
     }
-    return { objects, images, template: await h.templateDefault(), apps, deploys, stackState: digestTree(path.join(h.workDir, "local", "pulumi-state")) };
+    return { objects, images, template: await h.imageParameter(), apps, deploys, stackState: digestTree(path.join(h.workDir, "local", "pulumi-state")) };
   } finally {
     s3.destroy();
     ec2.destroy();
