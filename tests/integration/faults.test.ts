@@ -220,7 +220,7 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
     await expectNothingChanged(before);
   });
 
-  it("latest.json moved by another writer mid-release: exit 1 naming the race, the other writer's pointer and the template kept", async function () {
+  it("latest.json moved by another writer mid-release: exit 1 naming the race, the other writer's pointer and the image parameter kept", async function () {
     const before = await steady();
     const templateBefore = await zcp.imageParameter();
     const foreign = {
@@ -236,7 +236,7 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
     });
     const theirs = await zcp.latest();
     expect(r.code, r.stdout + r.stderr).to.equal(1);
-    // The race is seen before the launch template moves, so new instances never boot an
+    // The race is seen before the image parameter moves, so new instances never boot an
     // image that latest.json does not name.
     expectStderr(
       r,
