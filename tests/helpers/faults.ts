@@ -398,6 +398,7 @@ export interface WorldSnapshot {
   objects: string[];
   /** Every zcp image: id and state. */
   images: string[];
+  /** The image parameter the launch template resolves: what new instances boot. */
   template: { version: number; imageId: string };
   /** Per instance: the version /version answers and the app's pid (a restart changes it). */
   apps: Record<string, string>;
