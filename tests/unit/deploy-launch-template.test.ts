@@ -5,9 +5,14 @@
  * launch template.
  */
 import { expect } from "chai";
-import { GetParameterCommand, PutParameterCommand } from "@aws-sdk/client-ssm";
+import { EC2Client } from "@aws-sdk/client-ec2";
+import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetParameterCommand, PutParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { mockClient } from "aws-sdk-client-mock";
 import { buildPutImageParameterInput, moveImageParameter } from "../../deploy/aws/image-parameter.js";
+import { serializeLatestPointer } from "../../deploy/aws/latest-pointer.js";
+import { releaseTemplate } from "../../deploy/steps/launch-template-release.js";
+import { PointerRaceError } from "../../shared/errors.js";
 import { awsError, fakeClock, offlineSsm } from "../fixtures/aws/clients.js";
 
 const NAME = "/zcp/shop/dev/image-id";
@@ -87,5 +92,55 @@ describe("deploy/aws/image-parameter (LaunchTemplateRelease)", function () {
     }
     expect(String(caught)).to.match(/it names ami-0other \(version 6\) instead of ami-0new: another writer moved it/);
     expect(mock.commandCalls(PutParameterCommand)).to.have.length(1);
+  });
+
+  describe("the step", function () {
+    const INPUTS = {
+      region: "us-east-1",
+      app: "shop",
+      bucket: "zcp-artifacts",
+      expectedLatestEtag: '"etag-1"',
+      imageParameterName: NAME,
+      imageId: "ami-0new",
+      version: "v2",
+    };
+    const pointer = serializeLatestPointer({ version: "v1", key: "releases/shop/v1.tar.gz", sha256: "d".repeat(64), imageId: "ami-0old", releasedAt: "2026-04-26T10:30:00Z" });
+    // The step builds its own clients: mock every client of these classes.
+    let s3: ReturnType<typeof mockClient>;
+    let ssm: ReturnType<typeof mockClient>;
+    let ec2: ReturnType<typeof mockClient>;
+    beforeEach(function () {
+      s3 = mockClient(S3Client);
+      ssm = mockClient(SSMClient);
+      ec2 = mockClient(EC2Client);
+    });
+    afterEach(function () {
+      s3.restore();
+      ssm.restore();
+      ec2.restore();
+    });
+
+    it("moves the image parameter and names its version and the previous image; sends nothing to the launch template", async function () {
+      s3.on(GetObjectCommand).resolves({ Body: { transformToString: async () => pointer } as never, ETag: '"etag-1"' });
+      let reads = 0;
+      ssm.on(GetParameterCommand).callsFake(() => ({ Parameter: { Name: NAME, Value: reads++ === 0 ? "ami-0old" : "ami-0new", Version: reads === 1 ? 4 : 5 } }));
+      ssm.on(PutParameterCommand).resolves({ Version: 5 });
+      const out = await releaseTemplate(INPUTS);
+      expect(out).to.deep.equal({ ...INPUTS, parameterVersion: 5, previousImageId: "ami-0old" });
+      expect(ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input)).to.deep.equal([buildPutImageParameterInput(NAME, "ami-0new")]);
+      expect(ec2.calls(), "no EC2 call, let alone a launch-template write").to.have.length(0);
+    });
+
+    it("writes nothing when latest.json moved while the release ran", async function () {
+      s3.on(GetObjectCommand).resolves({ Body: { transformToString: async () => pointer } as never, ETag: '"etag-other"' });
+      const err = await releaseTemplate(INPUTS).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err).to.be.instanceOf(PointerRaceError);
+      expect(err?.message).to.match(/the image parameter \/zcp\/shop\/dev\/image-id was left as it was and latest\.json was not touched/);
+      expect(ssm.calls()).to.have.length(0);
+      expect(ec2.calls()).to.have.length(0);
+    });
   });
 });
