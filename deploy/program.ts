@@ -32,6 +32,8 @@ export interface ReleasePlan {
   fleet: Omit<FleetDeploymentInputs, "app" | "environment" | "region" | "version" | "sha256" | "bucket" | "artifactKey">;
   image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
   launchTemplateId: string;
+  /** The SSM parameter the launch template's image resolves from. */
+  imageParameterName: string;
   /** ETag of latest.json when the release started ("" when absent). */
   latestEtag: string;
 }
@@ -66,7 +68,9 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
     );
 
     let imageId: pulumi.Input<string> = "";
-    let templateVersion: pulumi.Input<number> = 0;
+    let imageParameterVersion: pulumi.Input<number> = 0;
+    let previousImageId: pulumi.Input<string> = "";
+    const pointerAfter: pulumi.Resource[] = [deployment];
     if (plan.image.enabled) {
       const image = new BakedImage(
         "image",
@@ -82,17 +86,28 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
           retain: plan.image.retain,
           waitTimeoutMinutes: plan.image.waitTimeoutMinutes,
           launchTemplateId: plan.launchTemplateId,
+          imageParameterName: plan.imageParameterName,
           tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate,
         },
         { dependsOn: [deployment] },
       );
       const template = new LaunchTemplateRelease(
         "launch-template",
-        { region: plan.region, app: plan.app, bucket: plan.bucket, expectedLatestEtag: plan.latestEtag, launchTemplateId: plan.launchTemplateId, imageId: image.imageId, version: plan.version },
+        {
+          region: plan.region,
+          app: plan.app,
+          bucket: plan.bucket,
+          expectedLatestEtag: plan.latestEtag,
+          imageParameterName: plan.imageParameterName,
+          imageId: image.imageId,
+          version: plan.version,
+        },
         { dependsOn: [image] },
       );
       imageId = image.imageId;
-      templateVersion = template.defaultVersion;
+      imageParameterVersion = template.parameterVersion;
+      previousImageId = template.previousImageId;
+      pointerAfter.push(template);
     }
 
     const pointer = new LatestPointer(
@@ -105,10 +120,12 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
         key: plan.artifactKey,
         sha256: plan.sha256,
         imageId,
-        launchTemplateVersion: templateVersion,
+        // Releases no longer make launch-template versions; latest.json names the image.
+        launchTemplateVersion: 0,
         expectedEtag: plan.latestEtag,
       },
-      { dependsOn: [deployment] },
+      // `latest` moves only after new instances launch the release image.
+      { dependsOn: pointerAfter },
     );
 
     return {
@@ -121,7 +138,8 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       batchAgentMs: deployment.batchAgentMs,
       batchDrainMs: deployment.batchDrainMs,
       imageId,
-      launchTemplateVersion: templateVersion,
+      imageParameterVersion,
+      previousImageId,
       latestEtag: pointer.etag,
       releasedAt: pointer.releasedAt,
       previousVersion: pointer.previousVersion,

@@ -21,7 +21,7 @@ import { artifactKey, RELEASE_PROJECT } from "../shared/naming.js";
 import { createAwsClients, destroyAwsClients } from "./aws/clients.js";
 import { headArtifact, s3Uri } from "./aws/artifacts.js";
 import { readLatestPointer } from "./aws/latest-pointer.js";
-import { describeDefaultVersion, describeDefaultVersionNumber } from "./aws/launch-template.js";
+import { readImageParameter } from "./aws/image-parameter.js";
 import { discoverFleet } from "./aws/fleet.js";
 import { classifyEngineError, describeLockHolder, type LockHolder } from "./engine-errors.js";
 import { buildArtifact } from "./build/index.js";
@@ -57,7 +57,10 @@ export interface ReleaseSummary {
   artifact: string;
   instances: InstanceReport[];
   imageId: string;
-  launchTemplateVersion: number;
+  /** The image parameter's version naming `imageId` (0 when no image was released). */
+  imageParameterVersion: number;
+  /** The image new instances launched before this release ("" when no image was released). */
+  previousImageId: string;
   durationMs: number;
   fleetDurationMs: number;
   batchAgentMs: number[];
@@ -348,6 +351,7 @@ function buildPlan(ctx: EnvironmentContext, req: ReleaseRequest, artifact: { key
     fleet: fleetSettings(ctx, req),
     image: { ...ctx.settings.image, enabled: ctx.settings.image.enabled && !req.skipImage },
     launchTemplateId: ctx.outputs.launchTemplateId,
+    imageParameterName: ctx.outputs.imageParameterName,
     latestEtag,
   };
 }
@@ -428,7 +432,8 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
         artifact: String(o.artifact?.value ?? ""),
         instances: (o.instances?.value as InstanceReport[] | undefined) ?? [],
         imageId: String(o.imageId?.value ?? ""),
-        launchTemplateVersion: Number(o.launchTemplateVersion?.value ?? 0),
+        imageParameterVersion: Number(o.imageParameterVersion?.value ?? 0),
+        previousImageId: String(o.previousImageId?.value ?? ""),
         durationMs: Date.now() - started,
         fleetDurationMs: Number(o.fleetDurationMs?.value ?? 0),
         batchAgentMs: (o.batchAgentMs?.value as number[] | undefined) ?? [],
@@ -471,7 +476,7 @@ export function formatReleaseSummary(s: ReleaseSummary): string {
     table(["instance", "batch", "status", "previous", "agent time"], rows),
     `artifact   ${s.artifact}  sha256 ${s.sha256}`,
     `image      ${s.imageId || "(not baked)"}`,
-    `template   ${s.launchTemplateVersion ? `default version ${s.launchTemplateVersion}` : "(unchanged)"}`,
+    `boots      ${s.imageParameterVersion ? `${s.imageId} (image parameter version ${s.imageParameterVersion}, was ${s.previousImageId || "none"})` : "(unchanged)"}`,
     `latest     ${s.version}`,
   ].join("\n");
 }
@@ -480,7 +485,7 @@ export function releaseMarkdown(s: ReleaseSummary): string {
   return [
     `### zcp: ${s.environment} released ${s.version}`,
     "",
-    `Previous version: ${s.previousVersion ?? "none"} · duration ${(s.durationMs / 1000).toFixed(1)}s · image ${s.imageId || "not baked"} · launch template default ${s.launchTemplateVersion || "unchanged"}`,
+    `Previous version: ${s.previousVersion ?? "none"} · duration ${(s.durationMs / 1000).toFixed(1)}s · image ${s.imageId || "not baked"} · image parameter ${s.imageParameterVersion ? `version ${s.imageParameterVersion} (was ${s.previousImageId || "none"})` : "unchanged"}`,
     "",
     markdownTable(
       ["instance", "batch", "status", "previous", "agent time"],
@@ -519,7 +524,8 @@ export interface PreviewSummary {
   versionTo: string;
   steps: { resource: string; op: string; changed: string[] }[];
   image: string;
-  launchTemplate: string;
+  /** What new instances launch: the image parameter now, and whether the release moves it. */
+  imageParameter: string;
 }
 
 export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out: Output): Promise<PreviewSummary> {
@@ -541,11 +547,11 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   }
   const latest = await currentLatestEtag(ctx);
   const plan = buildPlan(ctx, req, { key, sha256 }, latest.etag);
-  const ltClients = createAwsClients({ region: ctx.outputs.region });
-  // The default version's number only: reading the version itself would need the right to
-  // read its user data, which the preview role does not have. The image in use is the one
-  // the last release recorded in latest.json.
-  const defaultVersion = await describeDefaultVersionNumber(ltClients.ec2, ctx.outputs.launchTemplateId).finally(() => destroyAwsClients(ltClients));
+  const paramClients = createAwsClients({ region: ctx.outputs.region });
+  // The parameter, not the template: its value is the image new instances launch, and the
+  // preview role may read it (the template's versions carry user data, which it may not).
+  const parameter = await readImageParameter(paramClients.ssm, ctx.outputs.imageParameterName).finally(() => destroyAwsClients(paramClients));
+  const boots = parameter ? `${ctx.outputs.imageParameterName} version ${parameter.version} (${parameter.imageId})` : `${ctx.outputs.imageParameterName} (missing)`;
   const progressFile = path.join(workspaceDir(ctx), `preview-${process.pid}.jsonl`);
   fs.writeFileSync(progressFile, "");
   try {
@@ -570,10 +576,10 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
         : imageStep && imageStep.op !== "same"
           ? `a new image for ${req.version} (now ${latest.imageId ?? "the base image"})`
           : "unchanged",
-      launchTemplate:
+      imageParameter:
         !plan.image.enabled || !templateStep || templateStep.op === "same"
-          ? `unchanged (default version ${defaultVersion})`
-          : `default version ${defaultVersion} → a new version with the ${req.version} image`,
+          ? `unchanged: ${boots}`
+          : `${boots} → the ${req.version} image`,
     };
     void out;
     return summary;
@@ -590,7 +596,7 @@ export function formatPreview(p: PreviewSummary): string {
       p.steps.map((s) => [s.resource, s.op, s.changed.join(", ") || "-"]),
     ),
     `image            ${p.image}`,
-    `launch template  ${p.launchTemplate}`,
+    `new instances    ${p.imageParameter}`,
   ].join("\n");
 }
 
@@ -599,7 +605,10 @@ export function formatPreview(p: PreviewSummary): string {
 export interface StatusSummary {
   environment: string;
   latest: { version: string; sha256: string; imageId?: string; releasedAt: string; previous?: string } | null;
-  launchTemplate: { id: string; defaultVersion: number; imageId: string };
+  /** The launch template; its image resolves from `imageParameter` at each launch. */
+  launchTemplate: { id: string };
+  /** What new instances launch: the parameter's version and the AMI it names. */
+  imageParameter: { name: string; version: number; imageId: string };
   instances: { instanceId: string; version: string; source: string }[];
   /** The environment's load balancer, when zcp runs it (the local environment). */
   loadBalancer?: { url: string };
@@ -610,7 +619,7 @@ export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
   const clients = createAwsClients({ region: ctx.outputs.region });
   try {
     const read = await readLatestPointer(clients.s3, ctx.outputs.bucket, ctx.outputs.app);
-    const lt = await describeDefaultVersion(clients.ec2, ctx.outputs.launchTemplateId);
+    const parameter = await readImageParameter(clients.ssm, ctx.outputs.imageParameterName);
     const fleet = await discoverFleet(clients, {
       app: ctx.outputs.app,
       env: ctx.name,
@@ -628,7 +637,8 @@ export async function status(ctx: EnvironmentContext): Promise<StatusSummary> {
             ...(read.pointer.previous ? { previous: read.pointer.previous } : {}),
           }
         : null,
-      launchTemplate: { id: ctx.outputs.launchTemplateId, defaultVersion: lt.versionNumber, imageId: lt.imageId ?? "" },
+      launchTemplate: { id: ctx.outputs.launchTemplateId },
+      imageParameter: { name: ctx.outputs.imageParameterName, version: parameter?.version ?? 0, imageId: parameter?.imageId ?? "" },
       instances: fleet.map((f) => ({ instanceId: f.instanceId, ...(versions.get(f.instanceId) ?? { version: "unknown", source: "-" }) })),
       ...(ctx.loadBalancerUrl ? { loadBalancer: { url: ctx.loadBalancerUrl } } : {}),
     };
@@ -642,7 +652,8 @@ export function formatStatus(s: StatusSummary): string {
     `environment ${s.environment}`,
     `latest      ${s.latest ? `${s.latest.version} (released ${s.latest.releasedAt}, previous ${s.latest.previous ?? "none"})` : "(none)"}`,
     `image       ${s.latest?.imageId ?? "(none)"}`,
-    `template    ${s.launchTemplate.id} default version ${s.launchTemplate.defaultVersion} (${s.launchTemplate.imageId})`,
+    `boots       ${s.imageParameter.imageId || "(no image)"} (${s.imageParameter.name} version ${s.imageParameter.version})`,
+    `template    ${s.launchTemplate.id} (image resolve:ssm:${s.imageParameter.name})`,
     ...(s.loadBalancer ? [`traffic     ${s.loadBalancer.url} (HAProxy)`] : []),
     table(
       ["instance", "version", "from"],

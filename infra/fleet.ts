@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { launchTemplateName } from "../shared/naming.js";
-import { launchTemplateReleasePolicy, partitionOf, trafficReleasePolicy } from "../shared/policy.js";
+import { imageParameterName, launchTemplateName } from "../shared/naming.js";
+import { imageParameterPreviewPolicy, imageParameterReleasePolicy, partitionOf, trafficReleasePolicy } from "../shared/policy.js";
 import { TAG_APP, TAG_ENV, baseTags } from "../shared/tags.js";
 import { type ConvergeScriptArgs, buildConvergeScript } from "./user-data.js";
 
@@ -26,15 +26,20 @@ export interface FleetArgs {
   environment: string;
   accountId: string;
   region: string;
-  /** The AMI of the template's first version; releases replace it with baked images. */
+  /**
+   * The base AMI: the image parameter's first value, until the first release writes a baked
+   * image into it.
+   */
   imageId: string;
   /** @default none (the Auto Scaling Group decides) */
   instanceType?: string;
   /** @default [] (the VPC's default security group) */
   securityGroupIds?: string[];
   instanceProfileName: pulumi.Input<string>;
-  /** The release role, which gets rights on this template (and no other). */
+  /** The release role, which may move this fleet's image parameter (and nothing else of the fleet). */
   releaseRoleName: pulumi.Input<string>;
+  /** The preview role, which may read the image parameter. @default none (no grant) */
+  previewRoleName?: pulumi.Input<string>;
   boot: BootArgs;
   /** Create an Auto Scaling Group, adopt one by name, or neither. @default neither */
   autoScaling?: { create: CreateGroupArgs } | { existingName: string };
@@ -54,10 +59,26 @@ export interface FleetArgs {
 }
 
 /**
- * Properties the release runner moves on the launch template (a new version with a baked
- * image, made default). The foundation must not undo them on its next `pulumi up`.
+ * The launch template's properties the foundation does not reset. Releases no longer touch
+ * the template (they move the image parameter), but a template that releases re-pointed
+ * before the image parameter existed has a default and latest version the foundation never
+ * made; its next update still makes the foundation's own version the default
+ * (`updateDefaultVersion`).
  */
-export const RELEASE_MANAGED_TEMPLATE_PROPERTIES = ["defaultVersion", "latestVersion", "imageId"];
+export const RELEASE_MANAGED_TEMPLATE_PROPERTIES = ["defaultVersion", "latestVersion"];
+
+/** The image parameter's value is the release's to move; the foundation only sets the first one. */
+export const RELEASE_MANAGED_PARAMETER_PROPERTIES = ["insecureValue", "value"];
+
+/**
+ * How the launch template names its image: resolved from the parameter at each launch
+ * (EC2 user guide, "Use a Systems Manager parameter instead of an AMI ID"; Amazon EC2 Auto
+ * Scaling user guide, "Use AWS Systems Manager parameters instead of AMI IDs in launch
+ * templates": the group resolves the parameter each time it launches an instance).
+ */
+export function resolveImageFrom(parameterName: string): string {
+  return `resolve:ssm:${parameterName}`;
+}
 
 /**
  * IMDS hop limit 1: only processes on the instance itself reach the metadata service. zcp
@@ -70,12 +91,16 @@ export const IMDS_HOP_LIMIT = 1;
 /** The launch template of the app's instances, and optionally its Auto Scaling Group. */
 export class Fleet extends pulumi.ComponentResource {
   readonly launchTemplate: aws.ec2.LaunchTemplate;
-  readonly releaseTemplatePolicy: aws.iam.RolePolicy;
+  /** The AMI new instances boot: the release moves it, the template resolves it at launch. */
+  readonly imageParameter: aws.ssm.Parameter;
+  readonly releaseImagePolicy: aws.iam.RolePolicy;
+  readonly previewImagePolicy?: aws.iam.RolePolicy;
   /** The release role's traffic-control rights, when releases use any. */
   readonly releaseTrafficPolicy?: aws.iam.RolePolicy;
   readonly targetGroup?: aws.lb.TargetGroup;
   readonly autoScalingGroup?: aws.autoscaling.Group;
   readonly launchTemplateId: pulumi.Output<string>;
+  readonly imageParameterName: pulumi.Output<string>;
   /** The group's name, when the fleet created or adopted one. */
   readonly autoScalingGroupName?: pulumi.Output<string>;
 
@@ -83,9 +108,13 @@ export class Fleet extends pulumi.ComponentResource {
     super("zcp:infra:Fleet", name, {}, opts);
     const tags = args.tags ?? {};
 
+    this.imageParameter = this.createImageParameter(name, args, tags);
+    this.imageParameterName = this.imageParameter.name;
     this.launchTemplate = this.createLaunchTemplate(name, args, tags);
     this.launchTemplateId = this.launchTemplate.id;
-    this.releaseTemplatePolicy = this.grantRelease(name, args);
+    this.releaseImagePolicy = this.grantRelease(name, args);
+    const preview = this.grantPreview(name, args);
+    if (preview) this.previewImagePolicy = preview;
     const traffic = this.grantTraffic(name, args);
     if (traffic) this.releaseTrafficPolicy = traffic;
 
@@ -98,7 +127,32 @@ export class Fleet extends pulumi.ComponentResource {
       this.autoScalingGroupName = this.adoptGroup(scaling.existingName);
     }
 
-    this.registerOutputs({ launchTemplateId: this.launchTemplateId, autoScalingGroupName: this.autoScalingGroupName });
+    this.registerOutputs({
+      launchTemplateId: this.launchTemplateId,
+      imageParameterName: this.imageParameterName,
+      autoScalingGroupName: this.autoScalingGroupName,
+    });
+  }
+
+  /**
+   * `aws:ec2:image` makes SSM check that every value is an AMI id (Systems Manager user guide,
+   * "Native parameter support for Amazon Machine Image IDs"), so the parameter can hold
+   * nothing but an image.
+   */
+  private createImageParameter(name: string, args: FleetArgs, tags: Record<string, string>): aws.ssm.Parameter {
+    return new aws.ssm.Parameter(
+      `${name}-image`,
+      {
+        name: imageParameterName(args.app, args.environment),
+        description: `zcp: the image ${args.app} in ${args.environment} launches (moved by each release)`,
+        type: "String",
+        dataType: "aws:ec2:image",
+        // An AMI id is no secret: `insecureValue` keeps it readable in previews and state.
+        insecureValue: args.imageId,
+        tags,
+      },
+      { parent: this, ignoreChanges: RELEASE_MANAGED_PARAMETER_PROPERTIES },
+    );
   }
 
   private createLaunchTemplate(name: string, args: FleetArgs, tags: Record<string, string>): aws.ec2.LaunchTemplate {
@@ -114,7 +168,7 @@ export class Fleet extends pulumi.ComponentResource {
       {
         name: launchTemplateName(args.app, args.environment),
         description: `zcp: ${args.app} in ${args.environment}`,
-        imageId: args.imageId,
+        imageId: this.imageParameter.name.apply(resolveImageFrom),
         ...(args.instanceType ? { instanceType: args.instanceType } : {}),
         ...(args.securityGroupIds?.length ? { vpcSecurityGroupIds: args.securityGroupIds } : {}),
         iamInstanceProfile: { name: args.instanceProfileName },
@@ -125,9 +179,8 @@ export class Fleet extends pulumi.ComponentResource {
           { resourceType: "volume", tags: instanceTags },
         ],
         // A foundation change (user data, profile, type) must reach new instances, so it
-        // becomes the default version. With imageId ignored below, that version carries the
-        // image first recorded (the base AMI); its user data converges such an instance to
-        // the released version, and the next release bakes and re-points as usual.
+        // becomes the default version. Its image is the parameter, so it launches the
+        // released image too.
         updateDefaultVersion: true,
         tags,
       },
@@ -135,16 +188,34 @@ export class Fleet extends pulumi.ComponentResource {
     );
   }
 
-  /** The release role may version and re-point this template only. */
+  /** The release role may move the image parameter; it gets no right on the template itself. */
   private grantRelease(name: string, args: FleetArgs): aws.iam.RolePolicy {
     const partition = partitionOf(args.region);
     return new aws.iam.RolePolicy(
-      `${name}-release-template-policy`,
+      `${name}-release-image-policy`,
       {
         role: args.releaseRoleName,
-        name: "zcp-launch-template",
-        policy: this.launchTemplate.id.apply((launchTemplateId) =>
-          JSON.stringify(launchTemplateReleasePolicy({ partition, region: args.region, accountId: args.accountId, launchTemplateId })),
+        name: "zcp-image-parameter",
+        policy: this.imageParameter.name.apply((parameterName) =>
+          JSON.stringify(imageParameterReleasePolicy({ partition, region: args.region, accountId: args.accountId, parameterName })),
+        ),
+      },
+      // Was the launch-template grant: the same policy slot, now on the parameter.
+      { parent: this, aliases: [{ name: `${name}-release-template-policy` }] },
+    );
+  }
+
+  /** A preview says which image new instances boot now. */
+  private grantPreview(name: string, args: FleetArgs): aws.iam.RolePolicy | undefined {
+    if (args.previewRoleName === undefined) return undefined;
+    const partition = partitionOf(args.region);
+    return new aws.iam.RolePolicy(
+      `${name}-preview-image-policy`,
+      {
+        role: args.previewRoleName,
+        name: "zcp-image-parameter-read",
+        policy: this.imageParameter.name.apply((parameterName) =>
+          JSON.stringify(imageParameterPreviewPolicy({ partition, region: args.region, accountId: args.accountId, parameterName })),
         ),
       },
       { parent: this },

@@ -106,6 +106,7 @@ export function zcpFoundation(config: ZcpConfig): FoundationStackOutputs {
       securityGroupIds: fleetConfig.securityGroupIds,
       instanceProfileName: roles.instanceProfileName,
       releaseRoleName: roles.releaseRoleName,
+      previewRoleName: roles.previewRole.name,
       boot: {
         bucketName: artifacts.bucketName,
         agentKey: agent.agentKey,
@@ -151,6 +152,7 @@ export function zcpFoundation(config: ZcpConfig): FoundationStackOutputs {
     artifactPrefix: artifactPrefixOf(config.app),
     documentName: agent.documentName,
     launchTemplateId: fleet.launchTemplateId,
+    imageParameterName: fleet.imageParameterName,
     // Both fleet modes (create or adopt) yield a group, so the name is always there.
     autoScalingGroupName: fleet.autoScalingGroupName!,
     fleetTags: { [TAG_APP]: config.app, [TAG_ENV]: config.environment },

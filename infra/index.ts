@@ -17,6 +17,7 @@ export const bucket = outputs.bucket;
 export const artifactPrefix = outputs.artifactPrefix;
 export const documentName = outputs.documentName;
 export const launchTemplateId = outputs.launchTemplateId;
+export const imageParameterName = outputs.imageParameterName;
 export const autoScalingGroupName = outputs.autoScalingGroupName;
 export const fleetTags = outputs.fleetTags;
 export const releaseRoleArn = outputs.releaseRoleArn;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: zcp's main job on the embedded local environment (no AWS account).
 #   v1 (healthy) → v2 (broken: the canary fails its health check and is rolled back, latest
-#   stays v1) → v3 (whole fleet, image baked, launch template default moved, latest v3) while
+#   stays v1) → v3 (whole fleet, image baked, image parameter moved, latest v3) while
 #   requests stream through the local HAProxy (each second: which version answered, how many
 #   failed), then `zcp status` and `zcp history`.
 # Everything runs on this machine: the AWS emulator on 127.0.0.1, a file:// state backend under

@@ -333,11 +333,14 @@ export type DeployConfig = z.output<typeof deploySection>;
 const imageSection = z
   .strictObject(
     {
-      /** Bake an image after each release and make it the launch template's default. @default true */
+      /** Bake an image after each release and write it into the image parameter the launch template resolves. @default true */
       enabled: flag().default(true),
       /** Do not reboot the instance while imaging (no downtime; file systems are not frozen). @default true */
       noReboot: flag().default(true),
-      /** Baked images kept per app (images still in use are never removed). @default 3 */
+      /**
+       * Baked images kept per app, and image-parameter versions whose images are kept (images
+       * still in use are never removed). @default 3
+       */
       retain: wholeNumber(1, 100).default(3),
       /** Minutes to wait for an image to become available. @default 60 */
       waitTimeoutMinutes: wholeNumber(5, 480).default(60),

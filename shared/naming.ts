@@ -36,6 +36,13 @@ export function imageName(app: string, env: string, version: string, stamp: stri
 export function launchTemplateName(app: string, env: string): string {
   return `zcp-${app}-${env}`;
 }
+/**
+ * The SSM parameter the launch template's image resolves from (`resolve:ssm:<name>`): a
+ * release moves the fleet's image by writing this parameter, never the template itself.
+ */
+export function imageParameterName(app: string, env: string): string {
+  return `/zcp/${app}/${env}/image-id`;
+}
 export function roleName(app: string, env: string, kind: "release" | "preview" | "instance"): string {
   return `zcp-${app}-${env}-${kind}`;
 }

@@ -16,6 +16,11 @@ export interface FoundationOutputs {
   documentName: string;
   /** Launch template id (lt-…). */
   launchTemplateId: string;
+  /**
+   * The SSM parameter the launch template's image resolves from (`/zcp/<app>/<env>/image-id`);
+   * a release moves the fleet's image by writing it.
+   */
+  imageParameterName: string;
   /** ASG name, when the foundation created or adopted one. */
   autoScalingGroupName?: string;
   /** Tag filters that select this app's instances in this environment. */
@@ -35,6 +40,7 @@ export const FOUNDATION_OUTPUT_KEYS = [
   "artifactPrefix",
   "documentName",
   "launchTemplateId",
+  "imageParameterName",
   "fleetTags",
   "releaseRoleArn",
   "previewRoleArn",

@@ -232,6 +232,11 @@ export function launchTemplateArn(partition: string, region: string, accountId: 
   return `arn:${partition}:ec2:${region}:${accountId}:launch-template/${templateId}`;
 }
 
+/** `name` starts with a slash (`/zcp/app/env/image-id`), which the ARN keeps after `parameter`. */
+export function ssmParameterArn(partition: string, region: string, accountId: string, name: string): string {
+  return `arn:${partition}:ssm:${region}:${accountId}:parameter${name.startsWith("/") ? name : `/${name}`}`;
+}
+
 /** Key prefix of the boot-time copies of the deploy agent (outside the release prefix). */
 export function agentPrefix(app: string): string {
   return `agents/${app}`;
@@ -361,8 +366,9 @@ function stateBackendStatements(scope: StateBackendScope | undefined, partition:
  * The release role: uploads artifacts and moves `latest.json` in its own prefix, sends only
  * the zcp deploy document and only to instances tagged with its app and environment, bakes
  * images only from those instances (tagged with its app at creation), and retires only
- * images and snapshots tagged with its app. Launch-template rights are granted separately
- * by the template's owner (`launchTemplateReleasePolicy`).
+ * images and snapshots tagged with its app. The image parameter's rights are granted
+ * separately by the fleet that owns it (`imageParameterReleasePolicy`); it holds no
+ * launch-template write at all.
  */
 export function releaseRolePolicy(s: RoleScope): PolicyDocument {
   const { partition: p, region, accountId } = s;
@@ -477,19 +483,43 @@ function promoteFromStatements(s: RoleScope): PolicyStatement[] {
   ];
 }
 
-/** What the release role may do to the one launch template it releases into. */
-export function launchTemplateReleasePolicy(s: {
+/**
+ * What the release role may do to move the fleet's image: write, read and read the history
+ * of the one SSM parameter the launch template's image resolves from (`resolve:ssm:`), and
+ * nothing on the launch template. A launch-template write would let the role choose the
+ * instance profile, user data or metadata options of every instance the group launches
+ * later (IAM checks `iam:PassRole` when an instance launches, not when a template version is
+ * created); a parameter of data type `aws:ec2:image` only ever holds an AMI id.
+ */
+export function imageParameterReleasePolicy(s: {
   partition: string;
   region: string;
   accountId: string;
-  launchTemplateId: string;
+  parameterName: string;
 }): PolicyDocument {
   return policyDocument([
     {
-      Sid: "ReleaseIntoOwnLaunchTemplate",
+      Sid: "ReleaseImageParameter",
       Effect: "Allow",
-      Action: ["ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplateVersions"],
-      Resource: launchTemplateArn(s.partition, s.region, s.accountId, s.launchTemplateId),
+      Action: ["ssm:PutParameter", "ssm:GetParameter", "ssm:GetParameterHistory"],
+      Resource: ssmParameterArn(s.partition, s.region, s.accountId, s.parameterName),
+    },
+  ]);
+}
+
+/** What a preview reads of the image parameter: its current value, which AMI new instances boot. */
+export function imageParameterPreviewPolicy(s: {
+  partition: string;
+  region: string;
+  accountId: string;
+  parameterName: string;
+}): PolicyDocument {
+  return policyDocument([
+    {
+      Sid: "ReadImageParameter",
+      Effect: "Allow",
+      Action: ["ssm:GetParameter"],
+      Resource: ssmParameterArn(s.partition, s.region, s.accountId, s.parameterName),
     },
   ]);
 }

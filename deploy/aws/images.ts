@@ -1,8 +1,10 @@
 /**
  * Baking the release image: find the image of a version (so a retried bake reuses it), create
  * it from a healthy instance, wait until it is available, and prune old images without ever
- * removing one that a launch template version or a live instance still uses.
+ * removing one that the image parameter (now or in its kept history), a launch template
+ * version or a live instance still uses.
  */
+import type { SSMClient } from "@aws-sdk/client-ssm";
 import {
   CreateImageCommand,
   CreateTagsCommand,
@@ -14,6 +16,7 @@ import {
   type CreateImageCommandInput,
   type DescribeImagesCommandInput,
   type DescribeInstancesCommandInput,
+  type DeregisterImageCommandInput,
   type DescribeLaunchTemplateVersionsCommandInput,
   type EC2Client,
   type Image,
@@ -23,6 +26,7 @@ import { imageName } from "../../shared/naming.js";
 import { poll } from "../../shared/retry.js";
 import { TAG_APP, TAG_ENV, TAG_IMAGE_STAGE, TAG_SHA256, TAG_VERSION, baseTags, type ImageStage } from "../../shared/tags.js";
 import { awsCall, awsErrorName, pacingOptions, tagList, tagRecord, type Pacing } from "./call.js";
+import { imageParameterHistory } from "./image-parameter.js";
 
 export interface ImageSummary {
   imageId: string;
@@ -324,6 +328,12 @@ export interface RetentionRequest {
   keep: number;
   /** Images used by any version of this template are never removed. */
   launchTemplateId?: string;
+  /**
+   * The image parameter new instances launch from: the image it names now and the images of
+   * its newest `keep` versions (what a rollback moves it back to) are never removed.
+   * @default none
+   */
+  imageParameter?: { ssm: SSMClient; name: string };
   /** Images the caller needs whatever their age (the one just baked). @default none */
   protectImageIds?: readonly string[];
   /** Plan only: decide, but deregister and delete nothing. @default false */
@@ -355,6 +365,8 @@ export interface RetentionResult {
 }
 
 export interface RetentionReferences {
+  /** imageId → image parameter versions (the newest `keep`) that name it. @default none */
+  byImageParameter?: ReadonlyMap<string, readonly string[]>;
   /** imageId → template versions that use it. */
   byLaunchTemplate: ReadonlyMap<string, readonly string[]>;
   /** imageId → running or pending instances launched from it. */
@@ -378,6 +390,7 @@ export function planImageRetention(images: readonly ImageSummary[], keep: number
       reasons.push(`one of the newest ${keep}`);
     }
     if (img.state === "pending" || img.state === "transient") reasons.push(`not finished yet (state ${img.state})`);
+    for (const v of refs.byImageParameter?.get(img.imageId) ?? []) reasons.push(`image parameter version ${v}`);
     for (const v of refs.byLaunchTemplate.get(img.imageId) ?? []) reasons.push(`launch template version ${v}`);
     const users = refs.byInstances.get(img.imageId) ?? [];
     if (users.length > 0) reasons.push(`used by instance${users.length > 1 ? "s" : ""} ${users.join(", ")}`);
@@ -435,6 +448,30 @@ async function templateReferences(ec2: EC2Client, launchTemplateId: string, paci
   return refs;
 }
 
+/**
+ * Images the image parameter names in its newest `keep` versions (the current one first): the
+ * image new instances launch, and the earlier release images a rollback moves it back to.
+ */
+async function imageParameterReferences(ssm: SSMClient, name: string, keep: number, pacing: Pacing): Promise<Map<string, string[]>> {
+  const refs = new Map<string, string[]>();
+  const history = await imageParameterHistory(ssm, name, pacing);
+  history.slice(0, keep).forEach((v, i) => {
+    const label = `${name}:${v.version}${i === 0 ? " (current)" : ""}`;
+    refs.set(v.imageId, [...(refs.get(v.imageId) ?? []), label]);
+  });
+  return refs;
+}
+
+/**
+ * DeregisterImage deletes the image's snapshots in the same call only when asked to
+ * (API reference, DeregisterImage, DeleteAssociatedSnapshots: "Specifies whether to delete the
+ * snapshots associated with the AMI during deregistration"); without it they stay and keep
+ * costing storage.
+ */
+export function buildDeregisterImageInput(imageId: string): DeregisterImageCommandInput {
+  return { ImageId: imageId, DeleteAssociatedSnapshots: true };
+}
+
 /** EC2 accepts up to 200 values in one filter; 100 keeps well inside it. */
 const IMAGE_FILTER_CHUNK = 100;
 
@@ -459,8 +496,14 @@ async function instanceReferences(ec2: EC2Client, imageIds: readonly string[], p
 }
 
 /**
- * Keeps the newest `keep` images of this app/env and every image still referenced; deregisters
- * the rest and deletes their snapshots. Returns what stayed and what went, each with why.
+ * Keeps the newest `keep` images of this app/env and every image still referenced (by the image
+ * parameter, a launch-template version or a live instance); deregisters the rest together
+ * with their snapshots. Returns what stayed and what went, each with why.
+ *
+ * Launch-template versions are read, never deleted: releases stopped making them when the
+ * template's image moved to the image parameter, and the release role has no template write.
+ * Versions an earlier zcp made still hold their images until an operator deletes them
+ * (docs/operations.md, "Images and the launch template").
  */
 export async function applyImageRetention(ec2: EC2Client, req: RetentionRequest, pacing: Pacing = {}): Promise<RetentionResult> {
   if (!Number.isInteger(req.keep) || req.keep < 1) {
@@ -468,35 +511,56 @@ export async function applyImageRetention(ec2: EC2Client, req: RetentionRequest,
   }
   const images = await listImages(ec2, { app: req.app, env: req.env }, pacing);
   const byLaunchTemplate = req.launchTemplateId ? await templateReferences(ec2, req.launchTemplateId, pacing) : new Map<string, string[]>();
+  const byImageParameter = req.imageParameter
+    ? await imageParameterReferences(req.imageParameter.ssm, req.imageParameter.name, req.keep, pacing)
+    : new Map<string, string[]>();
   const byInstances = await instanceReferences(
     ec2,
     images.map((i) => i.imageId),
     pacing,
   );
-  const plan = planImageRetention(images, req.keep, { byLaunchTemplate, byInstances, protect: new Set(req.protectImageIds ?? []) });
+  const plan = planImageRetention(images, req.keep, { byImageParameter, byLaunchTemplate, byInstances, protect: new Set(req.protectImageIds ?? []) });
   if (req.dryRun) return plan;
 
   const removed: RemovedImage[] = [];
-  for (const img of plan.removed) {
-    await awsCall("Image retention: deregistering", img.imageId, () => ec2.send(new DeregisterImageCommand({ ImageId: img.imageId })), pacing);
-    const deleted: string[] = [];
-    const left: { snapshotId: string; reason: string }[] = [];
-    for (const snapshotId of img.snapshotIds) {
-      try {
-        await awsCall("Image retention: deleting snapshot", snapshotId, () => ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })), pacing);
-        deleted.push(snapshotId);
-      } catch (err) {
-        const name = awsErrorName(err);
-        if (name === "InvalidSnapshot.NotFound") continue;
-        // Another image (a copy made by hand) still uses it: the snapshot outlives this image.
-        if (name === "InvalidSnapshot.InUse") {
-          left.push({ snapshotId, reason: "still used by another image" });
-          continue;
-        }
-        throw err;
-      }
-    }
-    removed.push({ ...img, snapshotIds: deleted, ...(left.length > 0 ? { snapshotsLeft: left } : {}) });
-  }
+  for (const img of plan.removed) removed.push(await deregisterWithSnapshots(ec2, img, pacing));
   return { kept: plan.kept, removed };
+}
+
+/**
+ * One DeregisterImage that also deletes the image's snapshots, each reported in
+ * DeleteSnapshotResults (API reference, DeregisterImage: `success`, or why a snapshot stayed,
+ * e.g. another image still uses it). An endpoint that reports no result for a snapshot (the
+ * local emulator does not implement the parameter) gets a DeleteSnapshot for it instead.
+ */
+async function deregisterWithSnapshots(ec2: EC2Client, img: RemovedImage, pacing: Pacing): Promise<RemovedImage> {
+  const out = await awsCall("Image retention: deregistering", img.imageId, () => ec2.send(new DeregisterImageCommand(buildDeregisterImageInput(img.imageId))), pacing);
+  const results = new Map((out.DeleteSnapshotResults ?? []).map((r) => [r.SnapshotId ?? "", r.ReturnCode ?? ""]));
+  const deleted: string[] = [];
+  const left: { snapshotId: string; reason: string }[] = [];
+  for (const snapshotId of img.snapshotIds) {
+    const code = results.get(snapshotId);
+    if (code === "success") {
+      deleted.push(snapshotId);
+      continue;
+    }
+    if (code !== undefined) {
+      left.push({ snapshotId, reason: code === "skipped" ? "still used by another image" : `not deleted (${code})` });
+      continue;
+    }
+    try {
+      await awsCall("Image retention: deleting snapshot", snapshotId, () => ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId })), pacing);
+      deleted.push(snapshotId);
+    } catch (err) {
+      const name = awsErrorName(err);
+      if (name === "InvalidSnapshot.NotFound") continue;
+      // Another image (a copy made by hand) still uses it: the snapshot outlives this image.
+      if (name === "InvalidSnapshot.InUse") {
+        left.push({ snapshotId, reason: "still used by another image" });
+        continue;
+      }
+      throw err;
+    }
+  }
+  return { ...img, snapshotIds: deleted, ...(left.length > 0 ? { snapshotsLeft: left } : {}) };
 }

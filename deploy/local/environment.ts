@@ -22,8 +22,9 @@ import {
   DescribeLaunchTemplatesCommand,
   RunInstancesCommand,
 } from "@aws-sdk/client-ec2";
+import { GetParameterCommand, PutParameterCommand } from "@aws-sdk/client-ssm";
 import { createAwsClients, destroyAwsClients } from "../aws/clients.js";
-import { artifactPrefix, deployDocumentName, launchTemplateName } from "../../shared/naming.js";
+import { artifactPrefix, deployDocumentName, imageParameterName, launchTemplateName } from "../../shared/naming.js";
 import { baseTags, TAG_APP, TAG_ENV } from "../../shared/tags.js";
 import type { FoundationOutputs } from "../../shared/outputs.js";
 import { toolsDir } from "../repo.js";
@@ -202,8 +203,9 @@ export function localAppUser(): string {
 }
 
 /**
- * Makes sure the emulator runs and holds what the foundation would have made (bucket, launch
- * template, tagged instances), and that each instance has its directory and supervisord.
+ * Makes sure the emulator runs and holds what the foundation would have made (bucket, image
+ * parameter, launch template, tagged instances), and that each instance has its directory and
+ * supervisord.
  */
 export async function ensureLocalEnvironment(log: (m: string) => void): Promise<LocalEnvironment> {
   const { endpoint } = await ensureEmulator(log);
@@ -212,12 +214,22 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
   const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
   const appUser = localAppUser();
   try {
-    const { s3, ec2 } = clients;
+    const { s3, ec2, ssm } = clients;
     try {
       await s3.send(new HeadBucketCommand({ Bucket: LOCAL_BUCKET }));
     } catch {
       await s3.send(new CreateBucketCommand({ Bucket: LOCAL_BUCKET }));
       await s3.send(new PutBucketVersioningCommand({ Bucket: LOCAL_BUCKET, VersioningConfiguration: { Status: "Enabled" } }));
+    }
+    const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
+    const baseImage = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
+    const parameterName = imageParameterName(LOCAL_APP, LOCAL_ENV);
+    try {
+      await ssm.send(new GetParameterCommand({ Name: parameterName }));
+    } catch {
+      // As the foundation makes it: the base image until the first release moves it.
+      await ssm.send(new PutParameterCommand({ Name: parameterName, Value: baseImage, Type: "String", DataType: "aws:ec2:image" }));
+      log(`seeded image parameter ${parameterName} (${baseImage})`);
     }
     const ltName = launchTemplateName(LOCAL_APP, LOCAL_ENV);
     let launchTemplateId: string | undefined;
@@ -228,13 +240,11 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       launchTemplateId = undefined;
     }
     if (!launchTemplateId) {
-      const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
-      const baseImage = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
       const created = await ec2.send(
         new CreateLaunchTemplateCommand({
           LaunchTemplateName: ltName,
           LaunchTemplateData: {
-            ImageId: baseImage,
+            ImageId: `resolve:ssm:${parameterName}`,
             InstanceType: "t3.micro",
             MetadataOptions: { HttpTokens: "required", HttpEndpoint: "enabled" },
           },
@@ -261,6 +271,8 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       const launched = await ec2.send(
         new RunInstancesCommand({
           LaunchTemplate: { LaunchTemplateId: launchTemplateId },
+          // The emulator does not resolve `resolve:ssm:` at launch as EC2 does; name the image.
+          ImageId: baseImage,
           MinCount: want - ids.length,
           MaxCount: want - ids.length,
           TagSpecifications: [{ ResourceType: "instance", Tags: tagPairs(baseTags(LOCAL_APP, LOCAL_ENV)) }],
@@ -308,6 +320,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
         artifactPrefix: artifactPrefix(LOCAL_APP),
         documentName: deployDocumentName(LOCAL_APP, LOCAL_ENV),
         launchTemplateId,
+        imageParameterName: parameterName,
         fleetTags: { [TAG_APP]: LOCAL_APP, [TAG_ENV]: LOCAL_ENV },
         releaseRoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/zcp-${LOCAL_APP}-${LOCAL_ENV}-release`,
         previewRoleArn: `arn:aws:iam::${LOCAL_ACCOUNT}:role/zcp-${LOCAL_APP}-${LOCAL_ENV}-preview`,

@@ -2,7 +2,7 @@
  * BakedImage: an AMI from a healthy instance on the released version, tagged with
  * app/env/version/sha256, waited on until available, then retention applied. A new version is
  * a replacement (a new image); deleting the old one is left to retention, which never removes
- * an image a launch-template version or a running instance still uses.
+ * an image the image parameter, a launch-template version or a running instance still uses.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { BakedImageInputs, BakedImageOutputs } from "../steps/types.js";
@@ -14,7 +14,7 @@ type Impl = typeof import("../steps/baked-image.js");
 export const bakedImageProvider: pulumi.dynamic.ResourceProvider<BakedImageInputs, BakedImageOutputs> = {
   async diff(_id, olds, news) {
     const replaces = changedKeys({ ...olds }, { ...news }, ["version", "sha256", "app", "environment", "region"]);
-    const updates = changedKeys({ ...olds }, { ...news }, ["retain", "noReboot", "waitTimeoutMinutes", "launchTemplateId"]);
+    const updates = changedKeys({ ...olds }, { ...news }, ["retain", "noReboot", "waitTimeoutMinutes", "launchTemplateId", "imageParameterName"]);
     // The source instance only matters when a new image is made.
     return { changes: replaces.length + updates.length > 0, replaces, deleteBeforeReplace: false };
   },

@@ -1,7 +1,7 @@
 /**
- * LaunchTemplateRelease: a new launch-template version from the current default with the new
- * image, made default, so instances the ASG launches boot the released code. The foundation
- * ignores this drift (ignoreChanges on the default version).
+ * LaunchTemplateRelease: the release image becomes the image new instances launch, by a write
+ * of the image parameter the launch template resolves its image from (`resolve:ssm:`). The
+ * template is never written, and the foundation ignores the parameter's value.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { LaunchTemplateReleaseInputs, LaunchTemplateReleaseOutputs } from "../steps/types.js";
@@ -12,30 +12,30 @@ type Impl = typeof import("../steps/launch-template-release.js");
 
 export const launchTemplateReleaseProvider: pulumi.dynamic.ResourceProvider<LaunchTemplateReleaseInputs, LaunchTemplateReleaseOutputs> = {
   async diff(_id, olds, news) {
-    // The expected pointer ETag is a guard, not a reason to move the template again.
-    const changed = changedKeys({ ...olds }, { ...news }, ["launchTemplateId", "imageId", "version", "region"]);
+    // The expected pointer ETag is a guard, not a reason to move the image again.
+    const changed = changedKeys({ ...olds }, { ...news }, ["imageParameterName", "imageId", "version", "region"]);
     return { changes: changed.length > 0, replaces: [], deleteBeforeReplace: false };
   },
   async create(inputs) {
     const impl = require(IMPL) as Impl;
     const outs = await impl.releaseTemplate(inputs);
-    return { id: inputs.launchTemplateId, outs };
+    return { id: inputs.imageParameterName, outs };
   },
   async update(_id, _olds, news) {
     const impl = require(IMPL) as Impl;
     return { outs: await impl.releaseTemplate(news) };
   },
   async delete() {
-    // Never move the default version back on delete: that would revert instances launched later.
+    // Never move the image back on delete: that would revert instances launched later.
   },
 };
 
 type Args = { [K in keyof LaunchTemplateReleaseInputs]: pulumi.Input<LaunchTemplateReleaseInputs[K]> };
 
 export class LaunchTemplateRelease extends pulumi.dynamic.Resource {
-  declare readonly defaultVersion: pulumi.Output<number>;
-  declare readonly previousDefaultVersion: pulumi.Output<number>;
+  declare readonly parameterVersion: pulumi.Output<number>;
+  declare readonly previousImageId: pulumi.Output<string>;
   constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-    super(launchTemplateReleaseProvider, name, { ...args, defaultVersion: undefined, previousDefaultVersion: undefined }, opts, "zcp", "LaunchTemplateRelease");
+    super(launchTemplateReleaseProvider, name, { ...args, parameterVersion: undefined, previousImageId: undefined }, opts, "zcp", "LaunchTemplateRelease");
   }
 }

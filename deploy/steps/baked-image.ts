@@ -35,7 +35,7 @@ async function promoteCandidate(ec2: EC2Client, imageId: string, req: BakeImageR
 
 export async function bakeImage(inputs: BakedImageInputs, env: StepEnv = {}): Promise<BakedImageOutputs> {
   return traced(STEP, inputs.version, () =>
-    withStepClients(inputs.region, env, async ({ ec2 }) => {
+    withStepClients(inputs.region, env, async ({ ec2, ssm }) => {
       const pacing = { ...stepPacing(STEP), ...(env.sleep ? { sleep: env.sleep } : {}), ...(env.now ? { now: env.now } : {}) };
       const req: BakeImageRequest = {
         instanceId: inputs.sourceInstanceId,
@@ -53,7 +53,14 @@ export async function bakeImage(inputs: BakedImageInputs, env: StepEnv = {}): Pr
       if (reused) emitProgress({ kind: "log", step: STEP, message: `reusing ${image.imageId} already baked for ${inputs.version}` });
       const retention = await applyImageRetention(
         ec2,
-        { app: inputs.app, env: inputs.environment, keep: inputs.retain, launchTemplateId: inputs.launchTemplateId, protectImageIds: [image.imageId] },
+        {
+          app: inputs.app,
+          env: inputs.environment,
+          keep: inputs.retain,
+          launchTemplateId: inputs.launchTemplateId,
+          ...(inputs.imageParameterName ? { imageParameter: { ssm, name: inputs.imageParameterName } } : {}),
+          protectImageIds: [image.imageId],
+        },
         pacing,
       );
       return {
@@ -69,10 +76,17 @@ export async function bakeImage(inputs: BakedImageInputs, env: StepEnv = {}): Pr
 
 /** Settings changed but not the version: keep the image, apply retention again. */
 export async function reapplyRetention(olds: BakedImageOutputs, news: BakedImageInputs): Promise<BakedImageOutputs> {
-  return withClients(news.region, async ({ ec2 }) => {
+  return withClients(news.region, async ({ ec2, ssm }) => {
     const retention = await applyImageRetention(
       ec2,
-      { app: news.app, env: news.environment, keep: news.retain, launchTemplateId: news.launchTemplateId, protectImageIds: [olds.imageId] },
+      {
+        app: news.app,
+        env: news.environment,
+        keep: news.retain,
+        launchTemplateId: news.launchTemplateId,
+        ...(news.imageParameterName ? { imageParameter: { ssm, name: news.imageParameterName } } : {}),
+        protectImageIds: [olds.imageId],
+      },
       stepPacing(STEP),
     );
     return { ...news, imageId: olds.imageId, imageName: olds.imageName, reused: true, removedImages: retention.removed.map((r) => r.imageId) };

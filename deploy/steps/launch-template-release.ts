@@ -1,5 +1,9 @@
-/** LaunchTemplateRelease step: the new image becomes the template's default version. */
-import { releaseImageToLaunchTemplate } from "../aws/launch-template.js";
+/**
+ * LaunchTemplateRelease step: new instances launch the release image. The launch template's
+ * image resolves from the image parameter (`resolve:ssm:`), so this writes that parameter and
+ * nothing of the template.
+ */
+import { moveImageParameter } from "../aws/image-parameter.js";
 import { readLatestPointer } from "../aws/latest-pointer.js";
 import { PointerRaceError } from "../../shared/errors.js";
 import { stepPacing, traced, withClients } from "./context.js";
@@ -9,20 +13,16 @@ const STEP = "LaunchTemplateRelease";
 
 export async function releaseTemplate(inputs: LaunchTemplateReleaseInputs): Promise<LaunchTemplateReleaseOutputs> {
   return traced(STEP, inputs.version, () =>
-    withClients(inputs.region, async ({ ec2, s3 }) => {
+    withClients(inputs.region, async ({ s3, ssm }) => {
       const now = await readLatestPointer(s3, inputs.bucket, inputs.app, stepPacing(STEP));
       if ((now?.etag ?? "") !== inputs.expectedLatestEtag) {
         throw new PointerRaceError(
           `latest.json moved while this release ran (it now names ${now?.pointer.version ?? "nothing"}); ` +
-            `the launch template was left at its current default version and latest.json was not touched`,
+            `the image parameter ${inputs.imageParameterName} was left as it was and latest.json was not touched`,
         );
       }
-      const r = await releaseImageToLaunchTemplate(
-        ec2,
-        { launchTemplateId: inputs.launchTemplateId, imageId: inputs.imageId, app: inputs.app, version: inputs.version },
-        stepPacing(STEP),
-      );
-      return { ...inputs, defaultVersion: r.defaultVersion, previousDefaultVersion: r.previousDefaultVersion };
+      const moved = await moveImageParameter(ssm, { name: inputs.imageParameterName, imageId: inputs.imageId }, stepPacing(STEP));
+      return { ...inputs, parameterVersion: moved.version, previousImageId: moved.previousImageId };
     }),
   );
 }

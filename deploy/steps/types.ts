@@ -104,7 +104,10 @@ export interface BakedImageInputs {
   noReboot: boolean;
   retain: number;
   waitTimeoutMinutes: number;
+  /** Images any version of this template names are never removed. */
   launchTemplateId: string;
+  /** Images the image parameter names, now or in its kept history, are never removed. */
+  imageParameterName: string;
   /**
    * Tag snapshots in CreateImage itself (AWS) or afterwards with CreateTags (the emulator
    * rejects snapshot tag specifications).
@@ -118,23 +121,31 @@ export interface BakedImageOutputs extends BakedImageInputs {
   removedImages: string[];
 }
 
+/**
+ * The LaunchTemplateRelease step: the image new instances launch moves to the release image,
+ * by writing the image parameter the launch template resolves its image from. The template
+ * itself is never written.
+ */
 export interface LaunchTemplateReleaseInputs {
   region: string;
   app: string;
   bucket: string;
   /**
-   * ETag of latest.json when the release started ("" when absent). The template is only
-   * moved while the pointer is still that one: a concurrent writer stops the release before
-   * new instances would boot an image `latest` does not name.
+   * ETag of latest.json when the release started ("" when absent). The image is only moved
+   * while the pointer is still that one: a concurrent writer stops the release before new
+   * instances would boot an image `latest` does not name.
    */
   expectedLatestEtag: string;
-  launchTemplateId: string;
+  /** The SSM parameter (`/zcp/<app>/<env>/image-id`) the template's `resolve:ssm:` names. */
+  imageParameterName: string;
   imageId: string;
   version: string;
 }
 export interface LaunchTemplateReleaseOutputs extends LaunchTemplateReleaseInputs {
-  defaultVersion: number;
-  previousDefaultVersion: number;
+  /** The parameter version that names the release image. */
+  parameterVersion: number;
+  /** The image new instances launched before this release. */
+  previousImageId: string;
 }
 
 export interface LatestPointerInputs {

@@ -398,6 +398,7 @@ export interface WorldSnapshot {
   objects: string[];
   /** Every zcp image: id and state. */
   images: string[];
+  /** The image parameter the launch template resolves: what new instances boot. */
   template: { version: number; imageId: string };
   /** Per instance: the version /version answers and the app's pid (a restart changes it). */
   apps: Record<string, string>;
@@ -422,7 +423,7 @@ export async function snapshotWorld(h: ZcpHarness): Promise<WorldSnapshot> {
       apps[inst.instanceId] = a ? `${a.version} pid ${a.pid}` : "not answering";
       deploys[inst.instanceId] = deployLog(h, inst.instanceId).length;
     }
-    return { objects, images, template: await h.templateDefault(), apps, deploys, stackState: digestTree(path.join(h.workDir, "local", "pulumi-state")) };
+    return { objects, images, template: await h.imageParameter(), apps, deploys, stackState: digestTree(path.join(h.workDir, "local", "pulumi-state")) };
   } finally {
     s3.destroy();
     ec2.destroy();

@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { S3Client, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
-import { EC2Client, DescribeLaunchTemplateVersionsCommand, DescribeImagesCommand } from "@aws-sdk/client-ec2";
+import { EC2Client, DescribeImagesCommand } from "@aws-sdk/client-ec2";
+import { SSMClient, GetParameterCommand } from "@aws-sdk/client-ssm";
 import { REPO_ROOT } from "./emulator.js";
 
 export interface ZcpRun {
@@ -86,7 +87,7 @@ export class ZcpHarness {
       // The emulator's placeholder pair; it accepts any.
       credentials: { accessKeyId: "testing", secretAccessKey: "testing" },
     };
-    return { s3: new S3Client({ ...common, forcePathStyle: true }), ec2: new EC2Client(common) };
+    return { s3: new S3Client({ ...common, forcePathStyle: true }), ec2: new EC2Client(common), ssm: new SSMClient(common) };
   }
 
   async latest(): Promise<{ body: Record<string, unknown>; etag: string } | undefined> {
@@ -111,16 +112,14 @@ export class ZcpHarness {
     }
   }
 
-  async templateDefault(): Promise<{ version: number; imageId: string }> {
-    const { ec2 } = this.clients();
+  /** The image parameter the local launch template resolves its image from: what new instances boot. */
+  async imageParameter(): Promise<{ version: number; imageId: string }> {
+    const { ssm } = this.clients();
     try {
-      const r = await ec2.send(
-        new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateName: "zcp-example-local", Versions: ["$Default"] }),
-      );
-      const v = r.LaunchTemplateVersions?.[0];
-      return { version: v?.VersionNumber ?? 0, imageId: v?.LaunchTemplateData?.ImageId ?? "" };
+      const r = await ssm.send(new GetParameterCommand({ Name: "/zcp/example/local/image-id" }));
+      return { version: r.Parameter?.Version ?? 0, imageId: r.Parameter?.Value ?? "" };
     } finally {
-      ec2.destroy();
+      ssm.destroy();
     }
   }
 

@@ -5,8 +5,11 @@
  * What the emulator does not model, and where that is covered instead:
  * - SSM runs nothing and has no ListCommandInvocations; SendCommand is checked for acceptance
  *   and round-trip (ListCommands), the polling in the mocked unit tests.
- * - CreateLaunchTemplateVersion ignores SourceVersion and ClientToken (the new version holds
- *   only the given data); the copy-from-default semantics are AWS's own.
+ * - SSM does not validate an `aws:ec2:image` value against the account's images, and EC2
+ *   does not resolve a template's `resolve:ssm:` image at launch; the asynchronous validation
+ *   is covered by the mocked unit tests.
+ * - DeregisterImage ignores DeleteAssociatedSnapshots and reports no DeleteSnapshotResults;
+ *   retention then deletes the snapshots one by one (the fallback this covers).
  * - Images are available at once; waiting through `pending` is covered by the unit tests.
  */
 import { expect } from "chai";
@@ -20,16 +23,16 @@ import {
   type EC2Client,
 } from "@aws-sdk/client-ec2";
 import { CreateBucketCommand, PutObjectCommand } from "@aws-sdk/client-s3";
-import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from "@aws-sdk/client-ssm";
+import { GetCommandInvocationCommand, ListCommandsCommand, PutParameterCommand, SendCommandCommand } from "@aws-sdk/client-ssm";
 import { emulatorClients, sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { destroyAwsClients, type AwsClients } from "../../deploy/aws/clients.js";
 import { headArtifact, uploadArtifact, verifyArtifact } from "../../deploy/aws/artifacts.js";
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../../deploy/aws/latest-pointer.js";
 import { discoverFleet } from "../../deploy/aws/fleet.js";
 import { applyImageRetention, bakeImage, findImageForVersion, findOrCreateImage, waitForImageAvailable } from "../../deploy/aws/images.js";
-import { describeDefaultVersion, releaseImageToLaunchTemplate } from "../../deploy/aws/launch-template.js";
+import { moveImageParameter, readImageParameter } from "../../deploy/aws/image-parameter.js";
 import { buildGetCommandInvocationInput, buildListCommandsInput, buildSendCommandInput, ssmParameters } from "../../deploy/commands/ssm.js";
-import { artifactKey, deployDocumentName } from "../../shared/naming.js";
+import { artifactKey, deployDocumentName, imageParameterName } from "../../shared/naming.js";
 import { ConfigError, PointerRaceError } from "../../shared/errors.js";
 import { baseTags } from "../../shared/tags.js";
 import { tagList } from "../../deploy/aws/call.js";
@@ -197,7 +200,7 @@ describe("deploy/aws against the AWS emulator", function () {
   });
 
   describe("images and the launch template", function () {
-    it("bakes an image once per version, waits for it, and prunes without touching referenced ones", async function () {
+    it("bakes an image once per version, waits for it, and prunes without touching referenced ones (parameter, template, instance)", async function () {
       const ami = await baseImage(aws.ec2);
       const [source] = await runTagged(aws.ec2, ami, 1, baseTags(APP, ENV));
       // The emulator does not implement snapshot TagSpecifications on CreateImage.
@@ -222,49 +225,68 @@ describe("deploy/aws against the AWS emulator", function () {
       await new Promise((r) => setTimeout(r, 1100));
       const v4 = await findOrCreateImage(aws.ec2, bake("v4"));
       expect((await waitForImageAvailable(aws.ec2, v4.imageId, IMAGE_WAIT)).state).to.equal("available");
+      await new Promise((r) => setTimeout(r, 1100));
+      const v5 = await findOrCreateImage(aws.ec2, bake("v5"));
+      await new Promise((r) => setTimeout(r, 1100));
+      const v6 = await findOrCreateImage(aws.ec2, bake("v6"));
+      // The image parameter named v6 first (version 1), then v5, and names v4 now (version 3).
+      const parameter = imageParameterName(APP, ENV);
+      await aws.ssm.send(new PutParameterCommand({ Name: parameter, Value: v6.imageId, Type: "String", DataType: "aws:ec2:image", Overwrite: true }));
+      const first = (await readImageParameter(aws.ssm, parameter))?.version ?? 0;
+      await moveImageParameter(aws.ssm, { name: parameter, imageId: v5.imageId });
+      expect(await moveImageParameter(aws.ssm, { name: parameter, imageId: v4.imageId })).to.deep.include({ action: "moved", version: first + 2, previousImageId: v5.imageId });
 
-      // v1 stays in the template's history, an instance runs v2; v3 is the only unreferenced old one.
+      // v1 stays in the template's history, an instance runs v2, the parameter names v4.
       const lt = await aws.ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: v1.image.imageId } }));
       const ltId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
       await runTagged(aws.ec2, v2.imageId, 1, { Name: "still on v2" });
-      const v3Snapshots = (await findImageForVersion(aws.ec2, { app: APP, env: ENV, version: "v3" }))?.snapshotIds ?? [];
+      const snapshotsOf = async (version: string) => (await findImageForVersion(aws.ec2, { app: APP, env: ENV, version }))?.snapshotIds ?? [];
+      const v3Snapshots = await snapshotsOf("v3");
+      const v5Snapshots = await snapshotsOf("v5");
       expect(v3Snapshots).to.have.length(1);
 
-      const dry = await applyImageRetention(aws.ec2, { app: APP, env: ENV, keep: 1, launchTemplateId: ltId, dryRun: true });
-      const result = await applyImageRetention(aws.ec2, { app: APP, env: ENV, keep: 1, launchTemplateId: ltId });
-      expect(dry).to.deep.equal(result);
+      // keep 2: the newest two (v6, v5) and the parameter's two newest versions (v4, v5) stay.
+      const request = { app: APP, env: ENV, launchTemplateId: ltId, imageParameter: { ssm: aws.ssm, name: parameter } };
+      const dry = await applyImageRetention(aws.ec2, { ...request, keep: 2, dryRun: true });
+      expect(dry.removed.map((r) => r.imageId)).to.deep.equal([v3.imageId]);
+      // keep 1: v4 is not among the newest, but new instances launch it; v5 is only in older history.
+      const result = await applyImageRetention(aws.ec2, { ...request, keep: 1 });
       expect(Object.fromEntries(result.kept.map((k) => [k.imageId, k.reasons.join("; ").replace(/ i-[0-9a-f]+$/, " i-…")]))).to.deep.equal({
-        [v4.imageId]: "one of the newest 1",
+        [v6.imageId]: "one of the newest 1",
+        [v4.imageId]: `image parameter version ${parameter}:${first + 2} (current)`,
         [v2.imageId]: "used by instance i-…",
         [v1.image.imageId]: `launch template version ${ltId}:1 (default)`,
       });
-      expect(result.removed.map((r) => [r.imageId, r.snapshotIds])).to.deep.equal([[v3.imageId, v3Snapshots]]);
+      expect(result.removed.map((r) => [r.imageId, r.snapshotIds])).to.deep.equal([
+        [v5.imageId, v5Snapshots],
+        [v3.imageId, v3Snapshots],
+      ]);
 
       const left = await aws.ec2.send(new DescribeImagesCommand({ Owners: ["self"] }));
-      expect((left.Images ?? []).map((i) => i.ImageId)).to.not.include(v3.imageId);
+      expect((left.Images ?? []).map((i) => i.ImageId)).to.not.include.members([v3.imageId, v5.imageId]);
       const allSnapshots = await aws.ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ["self"] }));
-      expect((allSnapshots.Snapshots ?? []).map((s) => s.SnapshotId)).to.not.include.members(v3Snapshots);
+      const snapshotIds = (allSnapshots.Snapshots ?? []).map((s) => s.SnapshotId);
+      for (const gone of [...v3Snapshots, ...v5Snapshots]) expect(snapshotIds).to.not.include(gone);
     });
 
-    it("makes a new template version with the image the default, once", async function () {
+    it("moves the image parameter a resolve:ssm template launches from, once", async function () {
       const ami = await baseImage(aws.ec2);
-      const lt = await aws.ec2.send(
-        new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-shop-dev", LaunchTemplateData: { ImageId: ami, InstanceType: "t3.micro" } }),
-      );
-      const launchTemplateId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
+      const parameter = imageParameterName(APP, ENV);
+      await aws.ssm.send(new PutParameterCommand({ Name: parameter, Value: ami, Type: "String", DataType: "aws:ec2:image", Overwrite: true }));
+      const seeded = await readImageParameter(aws.ssm, parameter);
       const [source] = await runTagged(aws.ec2, ami, 1, baseTags(APP, ENV));
       const image = await findOrCreateImage(aws.ec2, { instanceId: source ?? "", app: APP, env: ENV, version: "v2", sha256: "2".repeat(64), noReboot: true, tagSnapshotsOnCreate: false });
 
-      const first = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: image.imageId, app: APP, version: "v2" });
-      expect(first).to.deep.include({ action: "created", previousDefaultVersion: 1, defaultVersion: 2 });
-      const def = await describeDefaultVersion(aws.ec2, launchTemplateId);
-      expect(def).to.deep.include({ versionNumber: 2, imageId: image.imageId, description: "zcp shop v2 (" + image.imageId + ")" });
+      const first = await moveImageParameter(aws.ssm, { name: parameter, imageId: image.imageId });
+      expect(first).to.deep.include({ action: "moved", previousImageId: ami, version: (seeded?.version ?? 0) + 1 });
+      expect(await readImageParameter(aws.ssm, parameter)).to.deep.include({ imageId: image.imageId });
 
-      const second = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: image.imageId, app: APP, version: "v2" });
-      expect(second).to.deep.include({ action: "unchanged", defaultVersion: 2 });
+      const second = await moveImageParameter(aws.ssm, { name: parameter, imageId: image.imageId });
+      expect(second).to.deep.include({ action: "unchanged", version: first.version });
 
-      const back = await releaseImageToLaunchTemplate(aws.ec2, { launchTemplateId, imageId: ami, app: APP, version: "v1" });
-      expect(back).to.deep.include({ action: "created", previousDefaultVersion: 2, defaultVersion: 3 });
+      // A rollback moves it back to the earlier image.
+      const back = await moveImageParameter(aws.ssm, { name: parameter, imageId: ami });
+      expect(back).to.deep.include({ action: "moved", previousImageId: image.imageId, version: first.version + 1 });
     });
   });
 

@@ -2,7 +2,7 @@
  * Bad input, as a table (tests/fixtures/bad-input/cases.ts): hostile or malformed CLI flags,
  * stack configuration keys and deploy-agent variables. Each is refused as bad input (exit 2,
  * or a ConfigError naming the field) and changes nothing anywhere: for CLI cases the bucket
- * (every object version), the images, the launch template default, what each instance serves
+ * (every object version), the images, the image parameter, what each instance serves
  * (and its app's pid), the instances' deploy logs and the release stack's state files are the
  * same before and after; for agent cases no injected command ran and no app dir appeared.
  */

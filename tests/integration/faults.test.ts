@@ -2,7 +2,7 @@
  * The fault suite: releases that go wrong, on the real parts (engine, emulator, supervisord,
  * agent). Whatever the fault, the release ends with a clear message and the documented exit
  * code, no instance is left half-switched (each runs one whole release and answers /version
- * with it), and latest.json and the launch template's default stay as they were unless the
+ * with it), and latest.json and the image parameter (what new instances boot) stay as they were unless the
  * release got that far.
  *
  * One local environment serves every case; each case starts from whatever whole release the
@@ -58,18 +58,18 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
   const zcp = new ZcpHarness(3);
   after(async () => zcp.teardown());
 
-  /** The fleet's whole release, latest.json and the template default; all instances must agree. */
+  /** The fleet's whole release, latest.json and the image parameter; all instances must agree. */
   async function steady(): Promise<Steady> {
     const versions = await wholeReleases(zcp);
     const distinct = [...new Set(Object.values(versions))];
     expect(distinct, `the fleet should be on one release before a fault: ${JSON.stringify(versions)}`).to.have.length(1);
-    return { version: distinct[0] as string, versions, latest: await zcp.latest(), template: await zcp.templateDefault() };
+    return { version: distinct[0] as string, versions, latest: await zcp.latest(), template: await zcp.imageParameter() };
   }
 
   async function expectNothingChanged(before: Steady): Promise<void> {
     expect(await wholeReleases(zcp), "every instance back on the release it had").to.deep.equal(before.versions);
     expect((await zcp.latest())?.etag, "latest.json untouched").to.equal(before.latest?.etag);
-    expect(await zcp.templateDefault(), "launch template default untouched").to.deep.equal(before.template);
+    expect(await zcp.imageParameter(), "image parameter untouched").to.deep.equal(before.template);
   }
 
   /**
@@ -220,9 +220,9 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
     await expectNothingChanged(before);
   });
 
-  it("latest.json moved by another writer mid-release: exit 1 naming the race, the other writer's pointer and the template kept", async function () {
+  it("latest.json moved by another writer mid-release: exit 1 naming the race, the other writer's pointer and the image parameter kept", async function () {
     const before = await steady();
-    const templateBefore = await zcp.templateDefault();
+    const templateBefore = await zcp.imageParameter();
     const foreign = {
       version: "f-other",
       key: "releases/example/f-other.tar.gz",
@@ -236,13 +236,13 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
     });
     const theirs = await zcp.latest();
     expect(r.code, r.stdout + r.stderr).to.equal(1);
-    // The race is seen before the launch template moves, so new instances never boot an
+    // The race is seen before the image parameter moves, so new instances never boot an
     // image that latest.json does not name.
     expectStderr(
       r,
-      /LaunchTemplateRelease: latest\.json moved while this release ran \(it now names f-other\); the launch template was left at its current default version/,
+      /LaunchTemplateRelease: latest\.json moved while this release ran \(it now names f-other\); the image parameter \/zcp\/example\/local\/image-id was left as it was/,
     );
-    expect(await zcp.templateDefault(), "the launch template keeps its default").to.deep.equal(templateBefore);
+    expect(await zcp.imageParameter(), "the image parameter keeps its image").to.deep.equal(templateBefore);
     expect(theirs?.body, "the other writer's latest.json is kept as they wrote it").to.deep.equal(foreign);
     // Not rolled back, by design: the pointer is the last step, so by the time the race is
     // lost every instance runs f-race and passed its health check. Undoing a healthy fleet
@@ -286,9 +286,9 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
       const expected = point.fleetMoved ? Object.fromEntries(Object.keys(before.versions).map((id) => [id, version])) : before.versions;
       expect(await wholeReleases(zcp), "each instance on a whole release").to.deep.equal(expected);
       expect((await zcp.latest())?.etag, "latest.json moves only in the last step").to.equal(before.latest?.etag);
-      const template = await zcp.templateDefault();
+      const template = await zcp.imageParameter();
       if (point.templateMoved) expect(template.version, "the template step had finished").to.be.greaterThan(before.template.version);
-      else expect(template, "the template default moves only in its own step").to.deep.equal(before.template);
+      else expect(template, "the image parameter moves only in its own step").to.deep.equal(before.template);
 
       const next = await zcp.run(["release", "--env", "local", "--version", version, "--json"]);
       expect(next.code, next.stderr).to.equal(0);
@@ -299,11 +299,11 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
         /recovered: removed the lock of an interrupted release \(.* pid \d+ .*no longer running\)/,
         new RegExp(`recovered: an interrupted release left 1 pending operation\\(s\\) \\(\\w+ ${point.resource}\\)`),
       );
-      const summary = JSON.parse(next.stdout) as { version: string; imageId: string; launchTemplateVersion: number };
+      const summary = JSON.parse(next.stdout) as { version: string; imageId: string; imageParameterVersion: number };
       expect(summary.version).to.equal(version);
       expect(Object.values(await wholeReleases(zcp))).to.deep.equal([version, version, version]);
       expect((await zcp.latest())?.body).to.include({ version, imageId: summary.imageId });
-      expect(await zcp.templateDefault()).to.deep.equal({ version: summary.launchTemplateVersion, imageId: summary.imageId });
+      expect(await zcp.imageParameter()).to.deep.equal({ version: summary.imageParameterVersion, imageId: summary.imageId });
     });
   }
 
@@ -336,7 +336,7 @@ describe("fault suite: every failed release ends cleanly (real engine, emulator,
 
     const status = await zcp.run(["status", "--env", "local", "--json"]);
     expect(status.code, status.stderr).to.equal(0);
-    expectStderr(status, /started the AWS emulator on http:\/\/127\.0\.0\.1:\d+/, /seeded launch template zcp-example-local/, /seeded 3 instance\(s\) in the emulator/);
+    expectStderr(status, /started the AWS emulator on http:\/\/127\.0\.0\.1:\d+/, /seeded image parameter \/zcp\/example\/local\/image-id/, /seeded launch template zcp-example-local/, /seeded 3 instance\(s\) in the emulator/);
     const s = JSON.parse(status.stdout) as { latest: unknown; instances: { instanceId: string; version: string }[] };
     expect(s.latest, "a fresh world has no latest release").to.equal(null);
     expect(s.instances.map((i) => i.version)).to.deep.equal(["not answering", "not answering", "not answering"]);

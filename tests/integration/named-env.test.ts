@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { S3Client, CreateBucketCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { EC2Client, CreateLaunchTemplateCommand, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { SSMClient, PutParameterCommand } from "@aws-sdk/client-ssm";
 import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
 import { REPO_ROOT, sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { engineEnv } from "../helpers/stack.js";
@@ -56,7 +57,11 @@ describe("a named environment read from its foundation stack (real engine, emula
     const s3 = new S3Client({ region: "us-east-1", endpoint: emu.endpoint, forcePathStyle: true, credentials: creds });
     const ec2 = new EC2Client({ region: "us-east-1", endpoint: emu.endpoint, credentials: creds });
     await s3.send(new CreateBucketCommand({ Bucket: "web-dev-artifacts" }));
-    const lt = await ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-web-dev", LaunchTemplateData: { ImageId: "ami-12c6146b" } }));
+    // As the foundation makes them: the image parameter with the base AMI, the template's image resolved from it.
+    const ssm = new SSMClient({ region: "us-east-1", endpoint: emu.endpoint, credentials: creds });
+    await ssm.send(new PutParameterCommand({ Name: "/zcp/web/dev/image-id", Value: "ami-12c6146b", Type: "String", DataType: "aws:ec2:image" }));
+    ssm.destroy();
+    const lt = await ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: "zcp-web-dev", LaunchTemplateData: { ImageId: "resolve:ssm:/zcp/web/dev/image-id" } }));
     launchTemplateId = lt.LaunchTemplate?.LaunchTemplateId ?? "";
     const tags = [
       { Key: "zcp:app", Value: "web" },
@@ -83,6 +88,7 @@ describe("a named environment read from its foundation stack (real engine, emula
       artifactPrefix: "releases/web",
       documentName: "zcp-web-dev-deploy",
       launchTemplateId,
+      imageParameterName: "/zcp/web/dev/image-id",
       fleetTags: { "zcp:app": "web", "zcp:env": "dev" },
       releaseRoleArn: "arn:aws:iam::123456789012:role/zcp-web-dev-release",
       previewRoleArn: "arn:aws:iam::123456789012:role/zcp-web-dev-preview",
@@ -104,10 +110,17 @@ describe("a named environment read from its foundation stack (real engine, emula
   it("status reads the foundation's outputs and the tagged fleet", async function () {
     const r = await zcp(["status", "--env", "dev", "--json"]);
     expect(r.code, r.stderr).to.equal(0);
-    const s = JSON.parse(r.stdout) as { environment: string; latest: unknown; launchTemplate: { id: string }; instances: { instanceId: string }[] };
+    const s = JSON.parse(r.stdout) as {
+      environment: string;
+      latest: unknown;
+      launchTemplate: { id: string };
+      imageParameter: { name: string; version: number; imageId: string };
+      instances: { instanceId: string }[];
+    };
     expect(s.environment).to.equal("dev");
     expect(s.latest).to.equal(null);
     expect(s.launchTemplate.id).to.equal(launchTemplateId);
+    expect(s.imageParameter).to.deep.equal({ name: "/zcp/web/dev/image-id", version: 1, imageId: "ami-12c6146b" });
     expect(s.instances.map((i) => i.instanceId).sort()).to.deep.equal([...instanceIds].sort());
   });
 
@@ -131,8 +144,9 @@ describe("a named environment read from its foundation stack (real engine, emula
   it("preview of a first release lists every step as a create, uploads nothing and creates no release stack", async function () {
     const r = await zcp(["preview", "--env", "dev", "--version", "v1", "--source", path.join(REPO_ROOT, "examples", "app"), "--json"]);
     expect(r.code, r.stderr).to.equal(0);
-    const p = JSON.parse(r.stdout) as { versionFrom: string | null; versionTo: string; steps: { resource: string; op: string }[] };
+    const p = JSON.parse(r.stdout) as { versionFrom: string | null; versionTo: string; steps: { resource: string; op: string }[]; imageParameter: string };
     expect(p.versionFrom).to.equal(null);
+    expect(p.imageParameter).to.equal("/zcp/web/dev/image-id version 1 (ami-12c6146b) → the v1 image");
     expect(p.versionTo).to.equal("v1");
     expect(p.steps.map((st) => `${st.resource}:${st.op}`)).to.deep.equal([
       "Artifact:create",

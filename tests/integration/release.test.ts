@@ -19,13 +19,14 @@ describe("zcp release on the local environment (real engine, emulator, superviso
   const zcp = new ZcpHarness(3);
   after(async () => zcp.teardown());
 
-  it("v1 healthy → broken v2 rolled back at the canary → v3 everywhere, image baked, template and latest moved", async function () {
+  it("v1 healthy → broken v2 rolled back at the canary → v3 everywhere, image baked, image parameter and latest moved", async function () {
     const v1 = await zcp.run(["release", "--env", "local", "--version", "v1"]);
     expect(v1.code, v1.stderr).to.equal(0);
     expect(allAt(await zcp.versions(), "v1"), JSON.stringify(await zcp.versions())).to.equal(true);
     const latest1 = await zcp.latest();
     expect(latest1?.body.version).to.equal("v1");
-    const template1 = await zcp.templateDefault();
+    const parameter1 = await zcp.imageParameter();
+    expect(parameter1.imageId).to.equal(latest1?.body.imageId);
 
     // A preview names what would change and changes nothing.
     const pv = await zcp.run(["preview", "--env", "local", "--version", "v2", "--json"]);
@@ -51,7 +52,7 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     const latest2 = await zcp.latest();
     expect(latest2?.body.version).to.equal("v1");
     expect(latest2?.etag).to.equal(latest1?.etag);
-    expect(await zcp.templateDefault()).to.deep.equal(template1);
+    expect(await zcp.imageParameter()).to.deep.equal(parameter1);
 
     const stepSummary = path.join(zcp.workDir, "step-summary.md");
     const v3 = await zcp.run(["release", "--env", "local", "--version", "v3", "--json"], { GITHUB_STEP_SUMMARY: stepSummary });
@@ -59,15 +60,17 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     const md = fs.readFileSync(stepSummary, "utf8");
     expect(md).to.match(/### zcp: local released v3/);
     expect(md).to.match(/\| instance \| batch \| status \|/);
-    const summary = JSON.parse(v3.stdout) as { version: string; imageId: string; launchTemplateVersion: number; instances: unknown[] };
+    const summary = JSON.parse(v3.stdout) as { version: string; imageId: string; imageParameterVersion: number; previousImageId: string; instances: unknown[] };
     expect(summary.version).to.equal("v3");
     expect(summary.instances).to.have.length(3);
     expect(allAt(await zcp.versions(), "v3")).to.equal(true);
     const latest3 = await zcp.latest();
     expect(latest3?.body).to.include({ version: "v3", previous: "v1", imageId: summary.imageId });
-    const template3 = await zcp.templateDefault();
-    expect(template3.version).to.be.greaterThan(template1.version);
-    expect(template3.imageId).to.equal(summary.imageId);
+    // New instances launch the v3 image: the parameter the template resolves names it.
+    const parameter3 = await zcp.imageParameter();
+    expect(parameter3).to.deep.equal({ version: summary.imageParameterVersion, imageId: summary.imageId });
+    expect(parameter3.version).to.be.greaterThan(parameter1.version);
+    expect(summary.previousImageId).to.equal(parameter1.imageId);
     expect(await zcp.imageTags(summary.imageId)).to.include({ "zcp:app": "example", "zcp:env": "local", "zcp:version": "v3" });
 
     const history = await zcp.run(["history", "--env", "local", "--json"]);
@@ -78,8 +81,9 @@ describe("zcp release on the local environment (real engine, emulator, superviso
 
     const status = await zcp.run(["status", "--env", "local", "--json"]);
     expect(status.code, status.stderr).to.equal(0);
-    const s = JSON.parse(status.stdout) as { latest: { version: string }; instances: { version: string }[] };
+    const s = JSON.parse(status.stdout) as { latest: { version: string }; imageParameter: { name: string; version: number; imageId: string }; instances: { version: string }[] };
     expect(s.latest.version).to.equal("v3");
+    expect(s.imageParameter).to.deep.equal({ name: "/zcp/example/local/image-id", ...parameter3 });
     expect(s.instances.map((i) => i.version)).to.deep.equal(["v3", "v3", "v3"]);
   });
 
@@ -88,7 +92,11 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     const r = await zcp.run(["rollback", "--env", "local"]);
     expect(r.code, r.stderr).to.equal(0);
     expect(allAt(await zcp.versions(), "v1")).to.equal(true);
-    expect((await zcp.latest())?.body.version).to.equal("v1");
+    const latest = await zcp.latest();
+    expect(latest?.body.version).to.equal("v1");
+    // New instances boot the v1 image again: the parameter moved back to the image v1 released with.
+    expect((await zcp.imageParameter()).imageId).to.equal(latest?.body.imageId);
+    expect(await zcp.imageTags(String(latest?.body.imageId))).to.include({ "zcp:version": "v1" });
     // Only latest.json changed: no artifact was packaged or uploaded.
     const changed = (await zcp.objectKeys()).filter((k) => !keysBefore.includes(k));
     expect(changed.every((k) => k.startsWith("releases/example/latest.json@"))).to.equal(true);
@@ -171,7 +179,7 @@ describe("zcp release on the local environment (real engine, emulator, superviso
       return {
         objects: await zcp.objectKeys(),
         versions: await zcp.versions(),
-        template: await zcp.templateDefault(),
+        template: await zcp.imageParameter(),
         history: (JSON.parse((await zcp.run(["history", "--env", "local", "--json"])).stdout) as unknown[]).length,
       };
     }

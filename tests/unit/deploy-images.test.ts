@@ -13,6 +13,7 @@ import {
   DescribeLaunchTemplateVersionsCommand,
   type Image,
 } from "@aws-sdk/client-ec2";
+import { GetParameterHistoryCommand } from "@aws-sdk/client-ssm";
 import { mockClient } from "aws-sdk-client-mock";
 import {
   applyImageRetention,
@@ -24,7 +25,9 @@ import {
   waitForImageAvailable,
 } from "../../deploy/aws/images.js";
 import { DeadlineExceededError, StepError } from "../../shared/errors.js";
-import { awsError, fakeClock, offlineEc2 } from "../fixtures/aws/clients.js";
+import { awsError, fakeClock, offlineEc2, offlineSsm } from "../fixtures/aws/clients.js";
+import { ec2ImageSimulator } from "../fixtures/aws/ec2-image-simulator.js";
+import { baseTags } from "../../shared/tags.js";
 
 const SHA = "b".repeat(64);
 const REQ = { instanceId: "i-0abc", app: "shop", env: "dev", version: "v2", sha256: SHA, noReboot: true, stamp: "20260426T101500Z" };
@@ -205,7 +208,10 @@ describe("deploy/aws/images", function () {
         ],
       });
       mock.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: "i-0old", ImageId: "ami-0003" }] }] });
-      mock.on(DeregisterImageCommand).resolves({});
+      mock.on(DeregisterImageCommand).callsFake((input: { ImageId?: string }) => ({
+        Return: true,
+        DeleteSnapshotResults: [{ SnapshotId: `snap-${(input.ImageId ?? "").slice(4)}`, ReturnCode: "success" }],
+      }));
       mock.on(DeleteSnapshotCommand).resolves({});
       return { ec2, mock };
     }
@@ -224,8 +230,9 @@ describe("deploy/aws/images", function () {
       expect(result.removed).to.deep.equal([
         { imageId: "ami-0002", name: "zcp-shop-dev-v2-x", version: "v2", reason: "older than the newest 2 and referenced by nothing", snapshotIds: ["snap-0002"] },
       ]);
-      expect(mock.commandCalls(DeregisterImageCommand).map((c) => c.args[0].input)).to.deep.equal([{ ImageId: "ami-0002" }]);
-      expect(mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input)).to.deep.equal([{ SnapshotId: "snap-0002" }]);
+      // One call frees the image and its snapshot; no separate DeleteSnapshot.
+      expect(mock.commandCalls(DeregisterImageCommand).map((c) => c.args[0].input)).to.deep.equal([{ ImageId: "ami-0002", DeleteAssociatedSnapshots: true }]);
+      expect(mock.commandCalls(DeleteSnapshotCommand)).to.have.length(0);
       expect(mock.commandCalls(DescribeLaunchTemplateVersionsCommand)[0]?.args[0].input).to.deep.equal({ LaunchTemplateId: "lt-0123", MaxResults: 200 });
       expect(mock.commandCalls(DescribeInstancesCommand)[0]?.args[0].input).to.deep.equal({
         Filters: [
@@ -252,6 +259,87 @@ describe("deploy/aws/images", function () {
         (e: unknown) => e as Error,
       );
       expect(err?.message).to.equal("keepImages: must be a whole number of at least 1, got 0");
+    });
+  });
+
+  describe("retention against the EC2 image simulator", function () {
+    const DAY = 86_400_000;
+    const T0 = Date.parse("2026-01-01T00:00:00.000Z");
+    const PARAMETER = "/zcp/shop/dev/image-id";
+
+    /** Images v1..vN baked a day apart (vN newest), as earlier releases left them. */
+    function seeded(n: number, launchTemplateVersions: { versionNumber: number; imageId?: string; isDefault?: boolean }[] = []) {
+      const ec2 = offlineEc2();
+      const sim = ec2ImageSimulator(ec2, { now: clock.now, availableAfterMs: 0, launchTemplateVersions });
+      const ids: string[] = [];
+      for (let i = 1; i <= n; i++) {
+        ids.push(sim.seedImage({ ...baseTags("shop", "dev"), "zcp:version": `v${i}`, "zcp:image-stage": "released", Name: `zcp-shop-dev-v${i}` }, T0 + i * DAY));
+      }
+      return { ec2, sim, ids };
+    }
+
+    /** The image parameter's history as GetParameterHistory returns it: oldest version first. */
+    function parameterHistory(values: string[]) {
+      const ssm = offlineSsm();
+      const mock = mockClient(ssm);
+      mock.on(GetParameterHistoryCommand).resolves({
+        Parameters: values.map((Value, i) => ({ Name: PARAMETER, Type: "String", DataType: "aws:ec2:image", Value, Version: i + 1 })),
+      });
+      return { ssm, mock };
+    }
+
+    it("frees an old image and its snapshot with one DeregisterImage (DeleteAssociatedSnapshots), no separate snapshot delete", async function () {
+      const { ec2, sim, ids } = seeded(3);
+      const [v1, v2, v3] = ids as [string, string, string];
+      const snapshotOf = (id: string) => sim.image(id)?.snapshotId ?? "";
+      const result = await applyImageRetention(ec2, { app: "shop", env: "dev", keep: 1 }, pacing);
+      sim.restore();
+
+      expect(result.removed.map((r) => [r.imageId, r.snapshotIds])).to.deep.equal([
+        [v2, [snapshotOf(v2)]],
+        [v1, [snapshotOf(v1)]],
+      ]);
+      expect(sim.liveSnapshots()).to.deep.equal([snapshotOf(v3)]);
+      const deregisters = sim.calls.filter((c) => c.name === "DeregisterImage").map((c) => c.input);
+      expect(deregisters).to.deep.equal([
+        { ImageId: v2, DeleteAssociatedSnapshots: true },
+        { ImageId: v1, DeleteAssociatedSnapshots: true },
+      ]);
+      expect(sim.calls.filter((c) => c.name === "DeleteSnapshot"), "no second call per snapshot").to.have.length(0);
+    });
+
+    it("never removes the image the image parameter names, nor those of its kept history (a rollback's target)", async function () {
+      const { ec2, sim, ids } = seeded(5);
+      const [v1, v2, v3, v4, v5] = ids as [string, string, string, string, string];
+      // The parameter named v1, then v3, and names v2 now (a rollback from v3 to v2).
+      const { ssm, mock } = parameterHistory([v1, v3, v2]);
+      const result = await applyImageRetention(ec2, { app: "shop", env: "dev", keep: 2, imageParameter: { ssm, name: PARAMETER } }, pacing);
+      sim.restore();
+
+      expect(result.kept.map((k) => [k.imageId, k.reasons])).to.deep.equal([
+        [v5, ["one of the newest 2"]],
+        [v4, ["one of the newest 2"]],
+        [v3, [`image parameter version ${PARAMETER}:2`]],
+        [v2, [`image parameter version ${PARAMETER}:3 (current)`]],
+      ]);
+      // v1 is only in history older than the newest 2 parameter versions.
+      expect(result.removed.map((r) => r.imageId)).to.deep.equal([v1]);
+      expect(sim.image(v2)?.deregistered).to.equal(false);
+      expect(sim.image(v3)?.deregistered).to.equal(false);
+      expect(mock.commandCalls(GetParameterHistoryCommand)[0]?.args[0].input).to.deep.equal({ Name: PARAMETER, MaxResults: 50 });
+    });
+
+    it("keeps an image a launch-template version from before the parameter names; a resolve:ssm version names none", async function () {
+      const { ec2, sim, ids } = seeded(4);
+      const [v1, v2, v3, v4] = ids as [string, string, string, string];
+      sim.templateVersions.push({ versionNumber: 1, imageId: v1 }, { versionNumber: 2, imageId: `resolve:ssm:${PARAMETER}`, isDefault: true });
+      const result = await applyImageRetention(ec2, { app: "shop", env: "dev", keep: 1, launchTemplateId: "lt-0sim" }, pacing);
+      sim.restore();
+      expect(result.kept.map((k) => [k.imageId, k.reasons])).to.deep.equal([
+        [v4, ["one of the newest 1"]],
+        [v1, ["launch template version lt-0sim:1"]],
+      ]);
+      expect(result.removed.map((r) => r.imageId)).to.deep.equal([v3, v2]);
     });
   });
 });

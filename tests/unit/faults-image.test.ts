@@ -36,6 +36,7 @@ const INPUTS: BakedImageInputs = {
   retain: 3,
   waitTimeoutMinutes: 60,
   launchTemplateId: "lt-0abc",
+  imageParameterName: "",
   tagSnapshotsOnCreate: false,
 };
 
@@ -157,6 +158,7 @@ const PLAN: ReleasePlan = {
   },
   image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60, tagSnapshotsOnCreate: true },
   launchTemplateId: "lt-0abc",
+  imageParameterName: "/zcp/shop/dev/image-id",
   latestEtag: '"etag-1"',
 };
 
@@ -198,9 +200,9 @@ describe("faults: the release program puts the image before the template and the
     expect(template.args.imageId).to.deep.equal(output("image", "imageId"));
     // The engine starts a resource only once every resource it depends on (explicitly or
     // through an input) succeeded; a failed bake therefore never reaches these two.
-    expect(pointer.dependsOn).to.deep.equal([fleet.self]);
+    expect(template.args.imageParameterName).to.equal("/zcp/shop/dev/image-id");
+    expect(pointer.dependsOn).to.deep.equal([fleet.self, template.self]);
     expect(pointer.args.imageId).to.deep.equal(output("image", "imageId"));
-    expect(pointer.args.launchTemplateVersion).to.deep.equal(output("launch-template", "defaultVersion"));
     expect(pointer.args.expectedEtag).to.equal('"etag-1"');
   });
 

@@ -18,6 +18,14 @@ const ARN = {
   image: (id = "ami-0123456789abcdef0") => `arn:aws:ec2:${REGION}::image/${id}`,
   snapshot: (id = "snap-0123456789abcdef0") => `arn:aws:ec2:${REGION}::snapshot/${id}`,
   template: (id: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:launch-template/${id}`,
+  parameter: (name: string) => `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${name}`,
+};
+/** The parameter the fleet's launch template resolves its image from. */
+const IMAGE_PARAMETER = "/zcp/web/dev/image-id";
+/** What an attacker holding the release role would put in a template version of its own. */
+const ESCALATION = {
+  "ec2:InstanceProfile": `arn:aws:iam::${ACCOUNT}:instance-profile/admin-instance-profile`,
+  "ec2:MetadataHttpTokens": "optional",
 };
 const tags = (prefix: string, t: Record<string, string>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [`${prefix}/${k}`, v]));
 const OWN = { "zcp:app": "web", "zcp:env": "dev" };
@@ -40,8 +48,8 @@ describe("role permissions under an IAM engine", () => {
     const { Roles } = (await import("../../infra/roles.js")) as typeof RolesModule;
     const { Fleet } = (await import("../../infra/fleet.js")) as typeof FleetModule;
     const roles = new Roles("perm", rolesArgs({ bucketName: BUCKET }));
-    const fleet = new Fleet("perm-fleet", { ...fleetArgs(), releaseRoleName: roles.releaseRoleName });
-    await registered(roles.releasePolicy, roles.previewPolicy, roles.instancePolicy, fleet.releaseTemplatePolicy);
+    const fleet = new Fleet("perm-fleet", { ...fleetArgs(), releaseRoleName: roles.releaseRoleName, previewRoleName: "zcp-web-dev-preview" });
+    await registered(roles.releasePolicy, roles.previewPolicy, roles.instancePolicy, fleet.releaseImagePolicy);
     expect(await valueOf(fleet.launchTemplateId)).to.equal(templateId);
     // Every inline policy the program attaches, grouped by the role it is attached to.
     const attached = (role: string) =>
@@ -49,7 +57,7 @@ describe("role permissions under an IAM engine", () => {
         .filter((r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.inputs["role"] === role && r.name.startsWith("perm"))
         .map((r) => JSON.parse(r.inputs["policy"] as string) as object);
     policies = { release: attached("zcp-web-dev-release"), preview: attached("zcp-web-dev-preview"), instance: attached("zcp-web-dev-instance") };
-    expect(policies.release).to.have.length(2, "the role's own policy and the template grant");
+    expect(policies.release).to.have.length(2, "the role's own policy and the image parameter grant");
   });
 
   /**
@@ -113,8 +121,9 @@ describe("role permissions under an IAM engine", () => {
       { name: "promote or retire its own candidate image", action: "ec2:CreateTags", resource: ARN.image(), context: { ...tags("aws:ResourceTag", { "zcp:app": "web" }), "aws:RequestTag/zcp:image-stage": "released" } },
       { name: "retire its own image", action: "ec2:DeregisterImage", resource: ARN.image(), context: tags("aws:ResourceTag", { "zcp:app": "web" }) },
       { name: "delete its own snapshot", action: "ec2:DeleteSnapshot", resource: ARN.snapshot(), context: tags("aws:ResourceTag", { "zcp:app": "web" }) },
-      { name: "version its template", action: "ec2:CreateLaunchTemplateVersion", resource: ARN.template(templateId) },
-      { name: "set the default version", action: "ec2:ModifyLaunchTemplate", resource: ARN.template(templateId) },
+      { name: "move its image parameter", action: "ssm:PutParameter", resource: ARN.parameter(IMAGE_PARAMETER) },
+      { name: "read its image parameter", action: "ssm:GetParameter", resource: ARN.parameter(IMAGE_PARAMETER) },
+      { name: "read its image parameter's history", action: "ssm:GetParameterHistory", resource: ARN.parameter(IMAGE_PARAMETER) },
       { name: "write release state", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "read release state", action: "s3:GetObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "decrypt state secrets", action: "kms:Decrypt", resource: STATE_BACKEND.kmsKeyArn },
@@ -155,6 +164,18 @@ describe("role permissions under an IAM engine", () => {
       { name: "tag an instance", action: "ec2:CreateTags", resource: ARN.instance(), context: tags("aws:ResourceTag", OWN) },
       { name: "version another template", action: "ec2:CreateLaunchTemplateVersion", resource: ARN.template("lt-0fffffffffffffff0") },
       { name: "re-point another template", action: "ec2:ModifyLaunchTemplate", resource: ARN.template("lt-0fffffffffffffff0") },
+      // The escalation the image parameter closes: a version of its own template with another
+      // instance profile or metadata options, made default, and the group launches it.
+      { name: "version its own template", action: "ec2:CreateLaunchTemplateVersion", resource: ARN.template(templateId) },
+      { name: "version its own template with another instance profile", action: "ec2:CreateLaunchTemplateVersion", resource: ARN.template(templateId), context: ESCALATION },
+      { name: "re-point its own template's default version", action: "ec2:ModifyLaunchTemplate", resource: ARN.template(templateId) },
+      { name: "delete its own template's versions", action: "ec2:DeleteLaunchTemplateVersions", resource: ARN.template(templateId) },
+      { name: "write another environment's image parameter", action: "ssm:PutParameter", resource: ARN.parameter("/zcp/web/prod/image-id") },
+      { name: "write another app's image parameter", action: "ssm:PutParameter", resource: ARN.parameter("/zcp/api/dev/image-id") },
+      { name: "write a parameter sharing the name", action: "ssm:PutParameter", resource: ARN.parameter("/zcp/web/dev/image-id-evil") },
+      { name: "read other parameters", action: "ssm:GetParameter", resource: ARN.parameter("/zcp/web/dev/database-password") },
+      { name: "delete its image parameter", action: "ssm:DeleteParameter", resource: ARN.parameter(IMAGE_PARAMETER) },
+      { name: "label its image parameter", action: "ssm:LabelParameterVersion", resource: ARN.parameter(IMAGE_PARAMETER) },
       { name: "launch instances", action: "ec2:RunInstances", resource: ARN.instance() },
       { name: "terminate instances", action: "ec2:TerminateInstances", resource: ARN.instance(), context: tags("aws:ResourceTag", OWN) },
       { name: "pass a role", action: "iam:PassRole", resource: `arn:aws:iam::${ACCOUNT}:role/zcp-web-dev-instance` },
@@ -176,9 +197,11 @@ describe("role permissions under an IAM engine", () => {
       { name: "read release state", action: "s3:GetObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "take the preview lock", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/locks/release/dev/x.json", STATE_BACKEND.bucket) },
       { name: "decrypt state secrets", action: "kms:Decrypt", resource: STATE_BACKEND.kmsKeyArn },
+      { name: "read the image parameter", action: "ssm:GetParameter", resource: ARN.parameter(IMAGE_PARAMETER) },
     ],
     [
       { name: "upload an artifact", action: "s3:PutObject", resource: ARN.object("releases/web/v1.4.2.tar.gz") },
+      { name: "move the image parameter", action: "ssm:PutParameter", resource: ARN.parameter(IMAGE_PARAMETER) },
       { name: "move latest.json", action: "s3:PutObject", resource: ARN.object("releases/web/latest.json") },
       { name: "keep or expire an artifact (retention tag)", action: "s3:PutObjectTagging", resource: ARN.object("releases/web/v1.4.2.tar.gz") },
       { name: "send the document", action: "ssm:SendCommand", resource: ARN.document("zcp-web-dev-deploy") },

@@ -51,7 +51,7 @@ describe("release role traffic-control permissions under an IAM engine", () => {
       traffic: { standby: false, targetGroupArns: [OWN_TG], alarmNames: [] },
     });
     const none = new Fleet("trafficperm-none", { ...fleetArgs(), releaseRoleName: roles.releaseRoleName, autoScaling: group });
-    await registered(roles.releasePolicy, standby.releaseTrafficPolicy, direct.releaseTrafficPolicy, none.releaseTemplatePolicy);
+    await registered(roles.releasePolicy, standby.releaseTrafficPolicy, direct.releaseTrafficPolicy, none.releaseImagePolicy);
     expect(none.releaseTrafficPolicy, "no traffic control configured: no traffic rights").to.equal(undefined);
     const byName = (name: string) =>
       mocks.resources.filter((r) => r.type === "aws:iam/rolePolicy:RolePolicy" && r.name === name).map((r) => JSON.parse(r.inputs["policy"] as string) as object);

@@ -9,6 +9,7 @@ const TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate";
 const GROUP = "aws:autoscaling/group:Group";
 const TARGET_GROUP = "aws:lb/targetGroup:TargetGroup";
 const ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy";
+const PARAMETER = "aws:ssm/parameter:Parameter";
 const INSTANCE_TAGS = { "zcp:app": "web", "zcp:env": "dev", "zcp:managed-by": "zcp", Name: "web-dev" };
 
 describe("infra: Fleet", () => {
@@ -21,8 +22,8 @@ describe("infra: Fleet", () => {
 
   async function build(name: string, autoScaling?: FleetModule.FleetArgs["autoScaling"]) {
     const { transformation, records } = optionsRecorder();
-    const c = new mod.Fleet(name, { ...fleetArgs(), ...(autoScaling ? { autoScaling } : {}) }, { transformations: [transformation] });
-    const urns = await registered(c.launchTemplate, c.releaseTemplatePolicy, c.targetGroup, c.autoScalingGroup);
+    const c = new mod.Fleet(name, { ...fleetArgs(), previewRoleName: "zcp-web-dev-preview", ...(autoScaling ? { autoScaling } : {}) }, { transformations: [transformation] });
+    const urns = await registered(c.launchTemplate, c.imageParameter, c.releaseImagePolicy, c.previewImagePolicy, c.targetGroup, c.autoScalingGroup);
     return { c, urns, records, templateId: await valueOf(c.launchTemplateId) };
   }
 
@@ -32,7 +33,8 @@ describe("infra: Fleet", () => {
     const lt = mocks.get(TEMPLATE, "f1-template").inputs;
     expect(lt).to.deep.include({
       name: "zcp-web-dev",
-      imageId: "ami-0aaaaaaaaaaaaaaa1",
+      // Resolved at each launch: the release moves the parameter, never the template.
+      imageId: "resolve:ssm:/zcp/web/dev/image-id",
       instanceType: "t3.small",
       vpcSecurityGroupIds: ["sg-0aaaaaaaaaaaaaaa1"],
       updateDefaultVersion: true,
@@ -54,27 +56,39 @@ describe("infra: Fleet", () => {
     expect(userData).to.contain("LATEST_KEY='releases/web/latest.json'");
   });
 
-  it("leaves what releases move (default and latest version, image) to the release runner", async () => {
-    const { records } = await build("f3");
-    const opts = records.find((r) => r.name === "f3-template")!.opts;
-    expect(opts.ignoreChanges).to.include.members(["defaultVersion", "latestVersion", "imageId"]);
+  it("creates the image parameter with the base AMI, as an aws:ec2:image, and leaves its value to releases", async () => {
+    const { records, c } = await build("f3");
+    const parameter = mocks.get(PARAMETER, "f3-image").inputs;
+    expect(parameter).to.deep.include({ name: "/zcp/web/dev/image-id", type: "String", dataType: "aws:ec2:image", insecureValue: "ami-0aaaaaaaaaaaaaaa1", tags: TAGS });
+    expect(await valueOf(c.imageParameterName)).to.equal("/zcp/web/dev/image-id");
+    expect(records.find((r) => r.name === "f3-image")!.opts.ignoreChanges).to.include.members(["insecureValue", "value"]);
+    // The template's image is fixed now (the parameter); its default version may still have
+    // been moved by releases from before the parameter existed.
+    const templateOpts = records.find((r) => r.name === "f3-template")!.opts;
+    expect(templateOpts.ignoreChanges).to.include.members(["defaultVersion", "latestVersion"]);
+    expect(templateOpts.ignoreChanges).to.not.include("imageId");
   });
 
-  it("grants the release role rights on this template and no other", async () => {
-    const { templateId } = await build("f4");
-    const grant = mocks.get(ROLE_POLICY, "f4-release-template-policy").inputs;
+  it("grants the release role the image parameter only (no launch-template right), and the preview role a read of it", async () => {
+    await build("f4");
+    const grant = mocks.get(ROLE_POLICY, "f4-release-image-policy").inputs;
     expect(grant["role"]).to.equal("zcp-web-dev-release");
     expect(JSON.parse(grant["policy"] as string)).to.deep.equal({
       Version: "2012-10-17",
       Statement: [
         {
-          Sid: "ReleaseIntoOwnLaunchTemplate",
+          Sid: "ReleaseImageParameter",
           Effect: "Allow",
-          Action: ["ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:DeleteLaunchTemplateVersions"],
-          Resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:launch-template/${templateId}`,
+          Action: ["ssm:PutParameter", "ssm:GetParameter", "ssm:GetParameterHistory"],
+          Resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/zcp/web/dev/image-id`,
         },
       ],
     });
+    const read = mocks.get(ROLE_POLICY, "f4-preview-image-policy").inputs;
+    expect(read["role"]).to.equal("zcp-web-dev-preview");
+    expect(JSON.parse(read["policy"] as string).Statement).to.deep.equal([
+      { Sid: "ReadImageParameter", Effect: "Allow", Action: ["ssm:GetParameter"], Resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/zcp/web/dev/image-id` },
+    ]);
   });
 
   it("creates an Auto Scaling Group on the default template version, tags propagated at launch", async () => {

@@ -56,6 +56,7 @@ describe("infra: the foundation program (dev stack)", function () {
       artifactPrefix: "releases/web",
       documentName: "zcp-web-dev-deploy",
       launchTemplateId: lt,
+      imageParameterName: "/zcp/web/dev/image-id",
       autoScalingGroupName: "zcp-web-dev",
       fleetTags: { "zcp:app": "web", "zcp:env": "dev" },
       releaseRoleArn: "arn:aws:iam::111111111111:role/zcp-web-dev-release",

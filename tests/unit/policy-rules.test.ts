@@ -96,7 +96,7 @@ describe("policy pack rules", () => {
         autoScaling: { create: { minSize: 1, maxSize: 2, desiredCapacity: 1, subnetIds: ["subnet-0aaaaaaaaaaaaaaa1"] } },
       });
       await registered(bucket.policy, bucket.lifecycle, bucket.encryption, roles.releasePolicy, roles.instanceProfile, fleet.autoScalingGroup);
-      await valueOf(fleet.releaseTemplatePolicy.urn);
+      await valueOf(fleet.releaseImagePolicy.urn);
       resources = mocks.resources.filter((r) => r.name.startsWith("pp-")).map(asSubject);
     });
 
