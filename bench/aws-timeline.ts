@@ -80,7 +80,7 @@ async function run(n: number, bakeMinutes: number, overlap: boolean, seed: numbe
         });
         const mock = sim.attach(clients.ssm);
         restore = () => mock.restore();
-        return new SsmTransport({ ssm: clients.ssm, documentName: "zcp-shop-prod-deploy", pacing: { now: clock.now, sleep: clock.sleep, random: seededRandom(seed) } });
+        return new SsmTransport({ ssm: clients.ssm, sendCommandClient: clients.ssm, documentName: "zcp-shop-prod-deploy", pacing: { now: clock.now, sleep: clock.sleep, random: seededRandom(seed) } });
       },
     });
     if (r.error) throw r.error;
