@@ -226,12 +226,24 @@ const imageSection = z
       retain: wholeNumber(1, 100).default(3),
       /** Minutes to wait for an image to become available. @default 60 */
       waitTimeoutMinutes: wholeNumber(5, 480).default(60),
+      /**
+       * When the image starts baking from the canary (with noReboot): `canary`, as soon as the
+       * canary is healthy, so the bake runs alongside the soak; `soak`, once the canary has
+       * passed its soak. Either way the image becomes the launch template's default only after
+       * every batch is healthy, and a failed soak or batch retires it (`canary` then costs one
+       * retired image; on success it costs nothing). @default "canary"
+       */
+      bakeStart: z
+        .enum(["canary", "soak"], { error: (iss) => `must be "canary" or "soak", got ${show(iss.input)}` })
+        .default("canary"),
     },
     { error: required("an object") },
   )
   .prefault({});
 /** Image baking after a release. */
 export type ImageConfig = z.output<typeof imageSection>;
+/** When the release image starts baking from the canary. */
+export type ImageBakeStart = ImageConfig["bakeStart"];
 
 
 /** The keys `K` of `T` made required and defined: the defaults `normalize` fills in. */

@@ -89,7 +89,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
           sleep,
           now,
           log: stepLog(STEP),
-          ...(candidate ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
+          // The bake starts from the canary once it is healthy (alongside its soak), or once it
+          // has soaked, as zcp:image.bakeStart says; either way the image stays a candidate.
+          ...(candidate && inputs.candidateImage?.start === "soak" ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
+          ...(candidate && inputs.candidateImage?.start !== "soak" ? { onCanaryHealthy: (id: string) => candidate.start(id) } : {}),
           onInstance: (r, batches) =>
             emitProgress({
               kind: "instance",

@@ -155,7 +155,7 @@ const PLAN: ReleasePlan = {
     minHealthyPercent: 0,
     alarmNames: [],
   },
-  image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60, tagSnapshotsOnCreate: true },
+  image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60, tagSnapshotsOnCreate: true, bakeStart: "canary" },
   launchTemplateId: "lt-0abc",
   latestEtag: '"etag-1"',
 };
