@@ -28,6 +28,39 @@ export interface AwsConfig {
   forbiddenAccountIds: string[];
 }
 
+
+// The github, oidc, fleet and traffic sections are validated inline in the schema below;
+// their parsed types are derived from it, so a rule and the type it produces cannot drift.
+
+/** The keys `K` of `T` made required and defined: the defaults `normalize` fills in. */
+type Defaulted<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: Exclude<T[P], undefined> };
+
+/**
+ * The repository whose workflows may assume the roles: `owner` and `repo` exactly as GitHub
+ * spells them; `ownerId` and `repoId` (set both or neither) add the immutable id-form subject;
+ * `environment`, the GitHub environment whose jobs may assume the release role, defaults to
+ * the zcp environment name.
+ */
+export type GitHubConfig = Defaulted<RawParsed["github"], "environment">;
+
+/** The account's GitHub OIDC provider: created here, or adopted; never both. */
+export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: NonNullable<RawParsed["oidc"]["existingProviderArn"]> };
+
+type FleetSection = RawParsed["fleet"];
+/** A target group zcp creates for a created fleet. */
+export type TargetGroupConfig = Defaulted<NonNullable<FleetSection["targetGroup"]>, "healthCheckPath">;
+type CreatedFleetKeys = "minSize" | "maxSize" | "desiredCapacity" | "subnetIds" | "instanceType" | "securityGroupIds";
+/** An Auto Scaling Group the foundation creates. */
+export type FleetCreateConfig = { mode: "create"; targetGroup?: TargetGroupConfig } & Defaulted<Pick<FleetSection, CreatedFleetKeys>, CreatedFleetKeys>;
+/** An Auto Scaling Group that exists already; zcp reads it and never changes it. */
+export type FleetExistingConfig = { mode: "existing" } & Pick<FleetSection, "instanceType"> &
+  Defaulted<Pick<FleetSection, "asgName" | "securityGroupIds">, "asgName" | "securityGroupIds">;
+export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
+
+/** How a release takes batches out of the load balancer and back. */
+export type TrafficConfig = RawParsed["traffic"];
+export type TrafficControl = TrafficConfig["control"];
+
 export interface StateBackendConfig {
   /** S3 bucket of the Pulumi state (`s3://bucket/keyPrefix`). */
   bucket: string;
@@ -245,132 +278,24 @@ export type ImageConfig = z.output<typeof imageSection>;
 /** When the release image starts baking from the canary. */
 export type ImageBakeStart = ImageConfig["bakeStart"];
 
-
-/** The keys `K` of `T` made required and defined: the defaults `normalize` fills in. */
-type Defaulted<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: Exclude<T[P], undefined> };
-
-const githubSection = z.strictObject(
-  {
-    /** Repository owner (user or organization), exactly as GitHub spells it. */
-    owner: matching(GITHUB_OWNER_RE, "a GitHub user or organization name"),
-    /** Repository name, exactly as GitHub spells it. */
-    repo: matching(GITHUB_REPO_RE, "a GitHub repository name").refine((v) => v !== "." && v !== "..", {
-      error: "must be a GitHub repository name",
-    }),
-    /** Numeric owner id. With `repoId`, the roles also accept the immutable id-form subject. */
-    ownerId: numericId("a numeric GitHub owner id").optional(),
-    /** Numeric repository id. */
-    repoId: numericId("a numeric GitHub repository id").optional(),
-    /** GitHub environment whose jobs may assume the release role. @default the zcp environment name */
-    environment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
-    // One number for both ends of a CI session: the release role's MaxSessionDuration and the
-    // workflows' role-duration-seconds (IAM accepts 3600..43200 for MaxSessionDuration).
-    sessionDurationS: wholeNumber(3600, 43200).default(3600),
-  },
-  { error: required("an object with owner and repo") },
-);
-/** The repository whose workflows may assume the roles. */
-export type GitHubConfig = Defaulted<z.output<typeof githubSection>, "environment">;
-
-const oidcSection = z
-  .strictObject(
-    {
-      /** Create the account's GitHub OIDC provider (the default when no provider is named). */
-      create: flag().optional(),
-      /** Adopt the account's existing provider instead (only one per URL per account). @default none */
-      existingProviderArn: matching(OIDC_PROVIDER_ARN_RE, "the ARN of the account's token.actions.githubusercontent.com provider").optional(),
-    },
-    { error: required("an object") },
-  )
-  .prefault({});
-type OidcSection = z.output<typeof oidcSection>;
-/** The account's GitHub OIDC provider: created here, or adopted; never both. */
-export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: NonNullable<OidcSection["existingProviderArn"]> };
-
-const fleetSection = z.strictObject(
-  {
-    /** `create` an Auto Scaling Group, or read an `existing` one. @default "existing" when asgName is set, else "create" */
-    mode: z.enum(["create", "existing"], { error: (iss) => `must be "create" or "existing", got ${show(iss.input)}` }).optional(),
-    /** @default 1 */
-    minSize: wholeNumber(0, 1000).optional(),
-    /** @default max(2, minSize) */
-    maxSize: wholeNumber(1, 1000).optional(),
-    /** @default minSize */
-    desiredCapacity: wholeNumber(0, 1000).optional(),
-    /** Subnets the created Auto Scaling Group launches into (at least one). */
-    subnetIds: z.array(matching(SUBNET_RE, "a subnet id"), { error: required("a list of subnet ids") }).optional(),
-    /** Instance type of the launch template. @default "t3.small" for a created group, none for an existing one */
-    instanceType: matching(INSTANCE_TYPE_RE, "an EC2 instance type like t3.small").optional(),
-    /** Security groups of the instances. @default [] (the VPC's default group) */
-    securityGroupIds: z.array(matching(SECURITY_GROUP_RE, "a security group id"), { error: required("a list of security group ids") }).optional(),
-    /** Creates a target group and registers the created group with it. @default none */
-    targetGroup: z
-      .strictObject(
-        {
-          /** VPC of the fleet's subnets. */
-          vpcId: matching(VPC_RE, "a VPC id"),
-          /** Port the application listens on. */
-          port: wholeNumber(1, 65535),
-          /** Path of the load balancer's health check. @default the path of `runtime.healthUrl` */
-          healthCheckPath: matching(/^\/[A-Za-z0-9._~/?=&%+-]*$/, "a path starting with /").optional(),
-        },
-        { error: required("an object with vpcId and port") },
-      )
-      .optional(),
-    /** Name of an Auto Scaling Group that already exists; zcp reads it and never changes it. */
-    asgName: matching(ASG_NAME_RE, "an Auto Scaling Group name").optional(),
-  },
-  { error: required("an object") },
-);
-type FleetSection = z.output<typeof fleetSection>;
-/** A target group zcp creates for a created fleet. */
-export type TargetGroupConfig = Defaulted<NonNullable<FleetSection["targetGroup"]>, "healthCheckPath">;
-/** An Auto Scaling Group the foundation creates. */
-export type FleetCreateConfig = { mode: "create"; targetGroup?: TargetGroupConfig } & Defaulted<
-  Pick<FleetSection, "minSize" | "maxSize" | "desiredCapacity" | "subnetIds" | "instanceType" | "securityGroupIds">,
-  "minSize" | "maxSize" | "desiredCapacity" | "subnetIds" | "instanceType" | "securityGroupIds"
->;
-/** An Auto Scaling Group that exists already; zcp reads it and never changes it. */
-export type FleetExistingConfig = { mode: "existing" } & Pick<FleetSection, "instanceType"> &
-  Defaulted<Pick<FleetSection, "asgName" | "securityGroupIds">, "asgName" | "securityGroupIds">;
-export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
-
-const trafficSection = z
-  .strictObject(
-    {
-      /**
-       * `asg-standby`: EnterStandby/ExitStandby in the fleet's Auto Scaling group (which
-       * deregisters from and registers with the group's target groups); `target-group`:
-       * DeregisterTargets/RegisterTargets on `targetGroupArns`; `none`: instances restart while
-       * they receive traffic; `auto`: `asg-standby` when the foundation has a group, else
-       * `target-group` when `targetGroupArns` is set, else `none`. @default "auto"
-       */
-      control: z
-        .enum(["auto", "asg-standby", "target-group", "none"], {
-          error: (iss) => `must be "auto", "asg-standby", "target-group" or "none", got ${show(iss.input)}`,
-        })
-        .default("auto"),
-      /** Target groups the instances are registered with directly (not through the group). @default [] */
-      targetGroupArns: z
-        .array(matching(TARGET_GROUP_ARN_RE, "an ELBv2 target group ARN"), { error: required("a list of target group ARNs") })
-        .max(5)
-        .default([]),
-      /** Share of the fleet kept healthy in service while a batch is out of traffic, 0..100. @default 50 */
-      minHealthyPercent: wholeNumber(0, 100).default(50),
-      /** Seconds a batch gets to become healthy in the load balancer after its deploy. @default 300 */
-      healthyTimeoutS: wholeNumber(10, 3600).default(300),
-    },
-    { error: required("an object") },
-  )
-  .prefault({});
-/** How a release takes batches out of the load balancer and back. */
-export type TrafficConfig = z.output<typeof trafficSection>;
-export type TrafficControl = TrafficConfig["control"];
-
 const rawSchema = z.strictObject({
   app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
   environment: matching(ENV_PATTERN, "a lower-case name like dev or prod"),
-  github: githubSection,
+  github: z.strictObject(
+    {
+      owner: matching(GITHUB_OWNER_RE, "a GitHub user or organization name"),
+      repo: matching(GITHUB_REPO_RE, "a GitHub repository name").refine((v) => v !== "." && v !== "..", {
+        error: "must be a GitHub repository name",
+      }),
+      ownerId: numericId("a numeric GitHub owner id").optional(),
+      repoId: numericId("a numeric GitHub repository id").optional(),
+      environment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
+      // One number for both ends of a CI session: the release role's MaxSessionDuration and the
+      // workflows' role-duration-seconds (IAM accepts 3600..43200 for MaxSessionDuration).
+      sessionDurationS: wholeNumber(3600, 43200).default(3600),
+    },
+    { error: required("an object with owner and repo") },
+  ),
   aws: z.strictObject(
     {
       accountId: z.string({ error: required("a quoted 12-digit account id") }).regex(ACCOUNT_ID_RE, {
@@ -384,12 +309,83 @@ const rawSchema = z.strictObject({
     { error: required("an object with accountId and region") },
   ),
   artifacts: artifactsSection,
-  oidc: oidcSection,
-  fleet: fleetSection,
+  oidc: z
+    .strictObject(
+      {
+        /** Create the account's GitHub OIDC provider (the default when no provider is named). */
+        create: flag().optional(),
+        /** Adopt the account's existing provider instead (only one per URL per account). @default none */
+        existingProviderArn: matching(OIDC_PROVIDER_ARN_RE, "the ARN of the account's token.actions.githubusercontent.com provider").optional(),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
+  fleet: z.strictObject(
+    {
+      /** `create` an Auto Scaling Group, or read an `existing` one. @default "existing" when asgName is set, else "create" */
+      mode: z.enum(["create", "existing"], { error: (iss) => `must be "create" or "existing", got ${show(iss.input)}` }).optional(),
+      /** @default 1 */
+      minSize: wholeNumber(0, 1000).optional(),
+      /** @default max(2, minSize) */
+      maxSize: wholeNumber(1, 1000).optional(),
+      /** @default minSize */
+      desiredCapacity: wholeNumber(0, 1000).optional(),
+      /** Subnets the created Auto Scaling Group launches into (at least one). */
+      subnetIds: z.array(matching(SUBNET_RE, "a subnet id"), { error: required("a list of subnet ids") }).optional(),
+      /** Instance type of the launch template. @default "t3.small" for a created group, none for an existing one */
+      instanceType: matching(INSTANCE_TYPE_RE, "an EC2 instance type like t3.small").optional(),
+      /** Security groups of the instances. @default [] (the VPC's default group) */
+      securityGroupIds: z.array(matching(SECURITY_GROUP_RE, "a security group id"), { error: required("a list of security group ids") }).optional(),
+      /** Creates a target group and registers the created group with it. @default none */
+      targetGroup: z
+        .strictObject(
+          {
+            /** VPC of the fleet's subnets. */
+            vpcId: matching(VPC_RE, "a VPC id"),
+            /** Port the application listens on. */
+            port: wholeNumber(1, 65535),
+            /** Path of the load balancer's health check. @default the path of `runtime.healthUrl` */
+            healthCheckPath: matching(/^\/[A-Za-z0-9._~/?=&%+-]*$/, "a path starting with /").optional(),
+          },
+          { error: required("an object with vpcId and port") },
+        )
+        .optional(),
+      /** Name of an Auto Scaling Group that already exists; zcp reads it and never changes it. */
+      asgName: matching(ASG_NAME_RE, "an Auto Scaling Group name").optional(),
+    },
+    { error: required("an object") },
+  ),
   baseAmiId: matching(AMI_RE, "an AMI id like ami-0123456789abcdef0"),
   runtime: runtimeSection,
   deploy: deploySection,
-  traffic: trafficSection,
+  traffic: z
+    .strictObject(
+      {
+        /**
+         * `asg-standby`: EnterStandby/ExitStandby in the fleet's Auto Scaling group (which
+         * deregisters from and registers with the group's target groups); `target-group`:
+         * DeregisterTargets/RegisterTargets on `targetGroupArns`; `none`: instances restart
+         * while they receive traffic; `auto`: `asg-standby` when the foundation has a group,
+         * else `target-group` when `targetGroupArns` is set, else `none`. @default "auto"
+         */
+        control: z
+          .enum(["auto", "asg-standby", "target-group", "none"], {
+            error: (iss) => `must be "auto", "asg-standby", "target-group" or "none", got ${show(iss.input)}`,
+          })
+          .default("auto"),
+        /** Target groups the instances are registered with directly (not through the group). @default [] */
+        targetGroupArns: z
+          .array(matching(TARGET_GROUP_ARN_RE, "an ELBv2 target group ARN"), { error: required("a list of target group ARNs") })
+          .max(5)
+          .default([]),
+        /** Share of the fleet kept healthy in service while a batch is out of traffic, 0..100. @default 50 */
+        minHealthyPercent: wholeNumber(0, 100).default(50),
+        /** Seconds a batch gets to become healthy in the load balancer after its deploy. @default 300 */
+        healthyTimeoutS: wholeNumber(10, 3600).default(300),
+      },
+      { error: required("an object") },
+    )
+    .prefault({}),
   image: imageSection,
   stateBackend: z
     .strictObject(
