@@ -380,7 +380,9 @@ class DeployRun {
    * SendCommand, never blindly resent: SendCommand has no idempotency token, so a retry after a
    * lost response (a reset connection, a 5xx after SSM accepted the call) would start a second
    * command. The Comment carries a client token; before any retry that is not a throttle (a
-   * throttled call did nothing), the command is looked for by that token first.
+   * throttled call did nothing), the command is looked for by that token first. This loop is
+   * SendCommand's one retry layer: its client has the SDK's retries off. The lookup is part of
+   * an attempt, so a lookup that fails leaves the next attempt to look again before it sends.
    */
   private async sendOnce(input: SendCommandCommandInput, target: string): Promise<string | undefined> {
     const sentAfter = new Date(this.now() - 5 * 60_000);
