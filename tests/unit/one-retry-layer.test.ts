@@ -12,10 +12,13 @@
  * waits run on the fake clock. Nothing here is timed.
  */
 import { expect } from "chai";
+import { DescribeImagesCommand } from "@aws-sdk/client-ec2";
+import { mockClient } from "aws-sdk-client-mock";
+import { waitForImageAvailable } from "../../deploy/aws/images.js";
 import { createSendCommandClient, createSsmClient } from "../../deploy/aws/clients.js";
 import { SsmTransport } from "../../deploy/transports/ssm.js";
 import { SsmSimulator, type SsmApi, type SsmSimulatorOptions } from "../fixtures/aws/ssm-simulator.js";
-import { fakeClock } from "../fixtures/aws/clients.js";
+import { awsError, fakeClock, offlineEc2 } from "../fixtures/aws/clients.js";
 import { PARAMS } from "../fixtures/aws/params.js";
 
 const ID = "i-0000000000000000a";
@@ -92,5 +95,28 @@ describe("one retry layer per request (real SDK clients against the SSM simulato
     } finally {
       await s.close();
     }
+  });
+});
+
+describe("one retry layer: a polling loop waits through throttling (mocked EC2: the SDK's own retries are below the mock)", function () {
+  it("a DescribeImages call still throttled after the SDK's retries is no news: the image waiter polls again, and nothing else retries it", async function () {
+    const clock = fakeClock();
+    const ec2 = offlineEc2();
+    const mock = mockClient(ec2);
+    const available = { ImageId: "ami-0fresh", Name: "x", State: "available" as const, CreationDate: "2026-12-07T00:00:00.000Z" };
+    mock
+      .on(DescribeImagesCommand)
+      .rejectsOnce(awsError("RequestLimitExceeded", 503, "Request limit exceeded."))
+      .rejectsOnce(awsError("RequestLimitExceeded", 503, "Request limit exceeded."))
+      .resolves({ Images: [available] });
+    const img = await waitForImageAvailable(ec2, "ami-0fresh", {
+      timeoutMinutes: 30,
+      pacing: { sleep: clock.sleep, now: clock.now, random: clock.random, log: clock.log },
+    });
+    expect(img.state).to.equal("available");
+    // One DescribeImages per poll round: the two refused rounds, then the answer.
+    expect(mock.commandCalls(DescribeImagesCommand)).to.have.length(3);
+    expect(clock.lines.filter((l) => /^AmiAvailable: attempt \d+\/\d+/.test(l))).to.have.length(2);
+    expect(clock.lines.filter((l) => /retrying in \d+ms/.test(l)), "no retry loop around the call").to.deep.equal([]);
   });
 });
