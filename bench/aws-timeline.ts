@@ -1,7 +1,9 @@
 /**
  * AWS timeline: how long a release's two long steps take on AWS-like delays, with the image
- * baked from the canary while the fleet rolls (what `zcp release` does) against the same
- * release with the bake after the rollout (the order before), measured in the same run.
+ * baked from the canary while the fleet rolls (what `zcp release` does), started either as soon
+ * as the canary is healthy (`zcp:image.bakeStart: canary`, the default) or once it has soaked
+ * (`soak`), against the same release with the bake after the rollout (the order before),
+ * measured in the same run.
  *
  * What runs is the release's own step code, FleetDeployment then BakedImage
  * (deploy/steps/*.ts, as the engine's provider host runs it), with the real SsmTransport and
@@ -14,11 +16,12 @@
  * Canary 1, 60 s soak, batches of 25 %. The Artifact, LaunchTemplateRelease and LatestPointer
  * steps are a few API calls each (under a second on AWS) and are left out.
  *
- * Per fleet size and bake time it prints: rollout (FleetDeployment), bake, the overlapped
- * release's wall time, the sequential one's, and the ratios wall / max(rollout, bake) (goal ≤
- * 1.1), wall / floor, where the floor max(rollout, bake start + bake) is the best this order
- * can do (the bake only starts once the canary has passed its soak), and wall / (rollout +
- * bake). The last line is the one a bench runner reads:
+ * Per fleet size, bake time and start point it prints: rollout (FleetDeployment), bake, when
+ * the bake started, the overlapped release's wall time, the sequential one's, and the ratios
+ * wall / max(rollout, bake) (goal ≤ 1.1), wall / floor, where the floor max(rollout, bake
+ * start + bake) is the best a start point can do (an image needs an instance healthy on the
+ * new version, so no bake can start before the canary is), and wall / (rollout + bake). The
+ * last line is the one a bench runner reads (the default start point):
  *
  *   aws-timeline: N=16 bake 15min wall/max(rollout,bake) X.XX, wall/(rollout+bake) Y.YY
  *
@@ -28,6 +31,7 @@ import { SsmTransport } from "../deploy/transports/ssm.js";
 import { table } from "../deploy/view.js";
 import { simulateRelease, type SimReleaseResult } from "../tests/fixtures/release/sim-release.js";
 import { SsmSimulator, seededRandom, type AgentRunContext, type AgentPlan } from "../tests/fixtures/aws/ssm-simulator.js";
+import type { ImageBakeStart } from "../shared/config.js";
 
 interface BenchArgs {
   sizes: number[];
@@ -59,12 +63,13 @@ const SSM_ROUND_TRIP_MS = 5_000;
 const AGENT_MIN_MS = 20_000;
 const AGENT_MAX_MS = 40_000;
 
-async function run(n: number, bakeMinutes: number, overlap: boolean, seed: number): Promise<SimReleaseResult> {
+async function run(n: number, bakeMinutes: number, start: ImageBakeStart | "after-rollout", seed: number): Promise<SimReleaseResult> {
   let restore: (() => void) | undefined;
   try {
     const r = await simulateRelease({
       instances: n,
-      overlap,
+      overlap: start !== "after-rollout",
+      ...(start !== "after-rollout" ? { bakeStart: start } : {}),
       bakeMs: bakeMinutes * 60_000,
       soakSeconds: 60,
       transport: (clock, clients, instanceIds) => {
@@ -80,7 +85,7 @@ async function run(n: number, bakeMinutes: number, overlap: boolean, seed: numbe
         });
         const mock = sim.attach(clients.ssm);
         restore = () => mock.restore();
-        return new SsmTransport({ ssm: clients.ssm, documentName: "zcp-shop-prod-deploy", pacing: { now: clock.now, sleep: clock.sleep, random: seededRandom(seed) } });
+        return new SsmTransport({ ssm: clients.ssm, sendCommandClient: clients.ssm, documentName: "zcp-shop-prod-deploy", pacing: { now: clock.now, sleep: clock.sleep, random: seededRandom(seed) } });
       },
     });
     if (r.error) throw r.error;
@@ -98,42 +103,46 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   for (const n of args.sizes) {
     for (const bake of args.bakeMinutes) {
-      const overlapped = await run(n, bake, true, args.seed);
-      const sequential = await run(n, bake, false, args.seed);
-      const rollout = overlapped.fleetMs;
-      const bakeMs = bake * 60_000;
-      const lower = Math.max(rollout, bakeMs);
-      const sum = rollout + bakeMs;
-      const wall = overlapped.totalMs;
-      // The image cannot start before the canary has passed its soak: the floor of this order.
-      const floor = Math.max(rollout, (overlapped.createImageAt ?? 0) + bakeMs);
-      rows.push([
-        String(n),
-        min(rollout),
-        String(bake),
-        min(overlapped.createImageAt ?? 0),
-        min(wall),
-        min(sequential.totalMs),
-        (wall / lower).toFixed(2),
-        (wall / floor).toFixed(2),
-        (wall / sum).toFixed(2),
-        (sequential.totalMs / sum).toFixed(2),
-      ]);
-      lines.push(
-        `aws-timeline: N=${n} bake ${bake}min rollout ${min(rollout)}min wall ${min(wall)}min sequential ${min(sequential.totalMs)}min ` +
-          `wall/max(rollout,bake) ${(wall / lower).toFixed(2)} wall/(rollout+bake) ${(wall / sum).toFixed(2)} ` +
-          `wall/max(rollout,canary+soak+bake) ${(wall / floor).toFixed(2)}`,
-      );
+      const sequential = await run(n, bake, "after-rollout", args.seed);
+      for (const start of ["canary", "soak"] as const) {
+        const overlapped = await run(n, bake, start, args.seed);
+        const rollout = overlapped.fleetMs;
+        const bakeMs = bake * 60_000;
+        const lower = Math.max(rollout, bakeMs);
+        const sum = rollout + bakeMs;
+        const wall = overlapped.totalMs;
+        // No bake can start before its start point: the floor of that start point.
+        const floor = Math.max(rollout, (overlapped.createImageAt ?? 0) + bakeMs);
+        rows.push([
+          String(n),
+          start,
+          min(rollout),
+          String(bake),
+          min(overlapped.createImageAt ?? 0),
+          min(wall),
+          min(sequential.totalMs),
+          (wall / lower).toFixed(2),
+          (wall / floor).toFixed(2),
+          (wall / sum).toFixed(2),
+          (sequential.totalMs / sum).toFixed(2),
+        ]);
+        lines.push(
+          `aws-timeline: N=${n} bake ${bake}min start ${start} rollout ${min(rollout)}min bake starts ${min(overlapped.createImageAt ?? 0)}min ` +
+            `wall ${min(wall)}min sequential ${min(sequential.totalMs)}min ` +
+            `wall/max(rollout,bake) ${(wall / lower).toFixed(2)} wall/(rollout+bake) ${(wall / sum).toFixed(2)} ` +
+            `wall/max(rollout,start+bake) ${(wall / floor).toFixed(2)}`,
+        );
+      }
     }
   }
   console.log(
     table(
-      ["N", "rollout min", "bake min", "bake starts at min", "wall min", "sequential min", "wall/max", "wall/floor", "wall/sum", "sequential/sum"],
+      ["N", "bake start", "rollout min", "bake min", "bake starts at min", "wall min", "sequential min", "wall/max", "wall/floor", "wall/sum", "sequential/sum"],
       rows,
     ),
   );
   for (const l of lines) console.log(l);
-  const headline = lines.find((l) => l.startsWith("aws-timeline: N=16 bake 15min")) ?? lines[lines.length - 1];
+  const headline = lines.find((l) => l.startsWith("aws-timeline: N=16 bake 15min start canary")) ?? lines.find((l) => l.includes(" start canary "));
   if (!headline) throw new Error("nothing measured");
   const m = /wall\/max\(rollout,bake\) (\S+) wall\/\(rollout\+bake\) (\S+)/.exec(headline);
   const size = /N=(\d+) bake (\d+)min/.exec(headline);

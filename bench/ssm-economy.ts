@@ -125,6 +125,8 @@ async function measure(n: number, seed: number): Promise<Economy> {
   const jitter = seededRandom(seed);
   const ssm = new SsmTransport({
     ssm: client,
+    // Mocked clients skip the SDK's retry middleware: the simulator answers both.
+    sendCommandClient: client,
     documentName: "zcp-bench-dev-deploy",
     pacing: {
       now: () => t,

@@ -14,7 +14,7 @@ import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
 import { ConfigError, describeError } from "../shared/errors.js";
 import type { FoundationOutputs } from "../shared/outputs.js";
 import { FOUNDATION_OUTPUT_KEYS } from "../shared/outputs.js";
-import { parseConfig, rawConfigFromEntries, type ZcpConfig } from "../shared/config.js";
+import { parseConfig, rawConfigFromEntries, type ImageBakeStart, type ZcpConfig } from "../shared/config.js";
 import type { AgentRuntime } from "./transport.js";
 import type { TransportSpec } from "./steps/types.js";
 import { findRepoRoot } from "./repo.js";
@@ -33,7 +33,7 @@ export interface ReleaseSettings {
   traffic: { spec: TrafficSpec; minHealthyPercent: number };
   /** CloudWatch alarms that stop a release. */
   alarms: string[];
-  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
+  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean; bakeStart: ImageBakeStart };
 }
 
 export interface EnvironmentContext {
@@ -106,6 +106,7 @@ export function settingsFromConfig(c: ZcpConfig, autoScalingGroupName?: string):
       retain: c.image.retain,
       waitTimeoutMinutes: c.image.waitTimeoutMinutes,
       tagSnapshotsOnCreate: true,
+      bakeStart: c.image.bakeStart,
     },
   };
 }
@@ -165,7 +166,7 @@ export function localSettings(appUser: string, loadBalancerSocket?: string): Rel
     traffic: { spec: traffic, minHealthyPercent },
     alarms,
     // The emulator rejects snapshot tag specifications in CreateImage; tag them afterwards.
-    image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 5, tagSnapshotsOnCreate: false },
+    image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 5, tagSnapshotsOnCreate: false, bakeStart: "canary" },
   };
 }
 

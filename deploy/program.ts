@@ -20,6 +20,7 @@ import { BakedImage } from "./providers/baked-image.js";
 import { LaunchTemplateRelease } from "./providers/launch-template-release.js";
 import { LatestPointer } from "./providers/latest-pointer.js";
 import type { FleetDeploymentInputs } from "./steps/types.js";
+import type { ImageBakeStart } from "../shared/config.js";
 
 export interface ReleasePlan {
   app: string;
@@ -30,7 +31,7 @@ export interface ReleasePlan {
   artifactKey: string;
   sha256: string;
   fleet: Omit<FleetDeploymentInputs, "app" | "environment" | "region" | "version" | "sha256" | "bucket" | "artifactKey">;
-  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean };
+  image: { enabled: boolean; noReboot: boolean; retain: number; waitTimeoutMinutes: number; tagSnapshotsOnCreate: boolean; bakeStart: ImageBakeStart };
   launchTemplateId: string;
   /** The SSM parameter the launch template's image resolves from. */
   imageParameterName: string;
@@ -61,7 +62,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
         ...plan.fleet,
         // A canary that reboots for its image would leave service while the next batch is out.
         ...(plan.image.enabled && plan.image.noReboot
-          ? { candidateImage: { noReboot: true, tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate } }
+          ? { candidateImage: { noReboot: true, tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate, start: plan.image.bakeStart } }
           : {}),
       },
       { dependsOn: [artifact] },

@@ -20,32 +20,6 @@ import { BATCH_RE, RULES, matching, required, show, wholeNumber } from "./rules.
 
 export const CONFIG_NAMESPACE = "zcp";
 
-export interface GitHubConfig {
-  /** Repository owner (user or organization), exactly as GitHub spells it. */
-  owner: string;
-  /** Repository name, exactly as GitHub spells it. */
-  repo: string;
-  /** Numeric owner id. With `repoId`, the roles also accept the immutable id-form subject. */
-  ownerId?: string;
-  /** Numeric repository id. */
-  repoId?: string;
-  /** GitHub environment whose jobs may assume the release role. @default the zcp environment name */
-  environment: string;
-  /** Seconds of a release role session: the role's MaxSessionDuration and the workflows' role-duration-seconds. @default 3600 */
-  sessionDurationS: number;
-  /**
-   * GitHub environment whose jobs may assume the preview role, instead of pull-request jobs
-   * without one; give it required reviewers (prod). @default none (`repo:OWNER/REPO:pull_request`)
-   */
-  previewEnvironment?: string;
-  /**
-   * The only reusable workflow (`job_workflow_ref`) whose jobs may assume the release role,
-   * e.g. `OWNER/REPO/.github/workflows/zcp-release.yml@refs/heads/main`. Needs the
-   * repository's OIDC subject customised to `repo`, `context`, `job_workflow_ref`. @default none
-   */
-  releaseWorkflowRef?: string;
-}
-
 export interface AwsConfig {
   /** The AWS account this environment lives in (12 digits); every other account is refused. */
   accountId: string;
@@ -56,69 +30,37 @@ export interface AwsConfig {
 }
 
 
+// The github, oidc, fleet and traffic sections are validated inline in the schema below;
+// their parsed types are derived from it, so a rule and the type it produces cannot drift.
+
+/** The keys `K` of `T` made required and defined: the defaults `normalize` fills in. */
+type Defaulted<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: Exclude<T[P], undefined> };
+
+/**
+ * The repository whose workflows may assume the roles: `owner` and `repo` exactly as GitHub
+ * spells them; `ownerId` and `repoId` (set both or neither) add the immutable id-form subject;
+ * `environment`, the GitHub environment whose jobs may assume the release role, defaults to
+ * the zcp environment name.
+ */
+export type GitHubConfig = Defaulted<RawParsed["github"], "environment">;
+
 /** The account's GitHub OIDC provider: created here, or adopted; never both. */
-export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: string };
+export type OidcConfig = { mode: "create" } | { mode: "existing"; existingProviderArn: NonNullable<RawParsed["oidc"]["existingProviderArn"]> };
 
-export interface TargetGroupConfig {
-  /** VPC of the fleet's subnets. */
-  vpcId: string;
-  /** Port the application listens on. */
-  port: number;
-  /** Path of the load balancer's health check. @default the path of `runtime.healthUrl` */
-  healthCheckPath: string;
-}
-
-export interface FleetCreateConfig {
-  mode: "create";
-  /** @default 1 */
-  minSize: number;
-  /** @default 2 */
-  maxSize: number;
-  /** @default minSize */
-  desiredCapacity: number;
-  /** Subnets the Auto Scaling Group launches into (at least one). */
-  subnetIds: string[];
-  /** @default "t3.small" */
-  instanceType: string;
-  /** Security groups of the instances. @default [] (the VPC's default group) */
-  securityGroupIds: string[];
-  /** Creates a target group and registers the ASG with it. @default none */
-  targetGroup?: TargetGroupConfig;
-}
-
-export interface FleetExistingConfig {
-  mode: "existing";
-  /** Name of an Auto Scaling Group that already exists; zcp reads it and never changes it. */
-  asgName: string;
-  /** Instance type for the launch template; the ASG may override it. @default none */
-  instanceType?: string;
-  /** @default [] */
-  securityGroupIds: string[];
-}
-
+type FleetSection = RawParsed["fleet"];
+/** A target group zcp creates for a created fleet. */
+export type TargetGroupConfig = Defaulted<NonNullable<FleetSection["targetGroup"]>, "healthCheckPath">;
+type CreatedFleetKeys = "minSize" | "maxSize" | "desiredCapacity" | "subnetIds" | "instanceType" | "securityGroupIds";
+/** An Auto Scaling Group the foundation creates. */
+export type FleetCreateConfig = { mode: "create"; targetGroup?: TargetGroupConfig } & Defaulted<Pick<FleetSection, CreatedFleetKeys>, CreatedFleetKeys>;
+/** An Auto Scaling Group that exists already; zcp reads it and never changes it. */
+export type FleetExistingConfig = { mode: "existing" } & Pick<FleetSection, "instanceType"> &
+  Defaulted<Pick<FleetSection, "asgName" | "securityGroupIds">, "asgName" | "securityGroupIds">;
 export type FleetConfig = FleetCreateConfig | FleetExistingConfig;
 
-
 /** How a release takes batches out of the load balancer and back. */
-export type TrafficControl = "auto" | "asg-standby" | "target-group" | "none";
-
-export interface TrafficConfig {
-  /**
-   * `asg-standby`: EnterStandby/ExitStandby in the fleet's Auto Scaling group (which
-   * deregisters from and registers with the group's target groups); `target-group`:
-   * DeregisterTargets/RegisterTargets on `targetGroupArns`; `none`: instances restart while
-   * they receive traffic; `auto`: `asg-standby` when the foundation has a group, else
-   * `target-group` when `targetGroupArns` is set, else `none`. @default "auto"
-   */
-  control: TrafficControl;
-  /** Target groups the instances are registered with directly (not through the group). @default [] */
-  targetGroupArns: string[];
-  /** Share of the fleet kept healthy in service while a batch is out of traffic, 0..100. @default 50 */
-  minHealthyPercent: number;
-  /** Seconds a batch gets to become healthy in the load balancer after its deploy. @default 300 */
-  healthyTimeoutS: number;
-}
-
+export type TrafficConfig = RawParsed["traffic"];
+export type TrafficControl = TrafficConfig["control"];
 
 export interface StateBackendConfig {
   /** S3 bucket of the Pulumi state (`s3://bucket/keyPrefix`). */
@@ -344,12 +286,24 @@ const imageSection = z
       retain: wholeNumber(1, 100).default(3),
       /** Minutes to wait for an image to become available. @default 60 */
       waitTimeoutMinutes: wholeNumber(5, 480).default(60),
+      /**
+       * When the image starts baking from the canary (with noReboot): `canary`, as soon as the
+       * canary is healthy, so the bake runs alongside the soak; `soak`, once the canary has
+       * passed its soak. Either way the image becomes the launch template's default only after
+       * every batch is healthy, and a failed soak or batch retires it (`canary` then costs one
+       * retired image; on success it costs nothing). @default "canary"
+       */
+      bakeStart: z
+        .enum(["canary", "soak"], { error: (iss) => `must be "canary" or "soak", got ${show(iss.input)}` })
+        .default("canary"),
     },
     { error: required("an object") },
   )
   .prefault({});
 /** Image baking after a release. */
 export type ImageConfig = z.output<typeof imageSection>;
+/** When the release image starts baking from the canary. */
+export type ImageBakeStart = ImageConfig["bakeStart"];
 
 const rawSchema = z.strictObject({
   app: matching(APP_PATTERN, "2..32 lower-case letters, digits or hyphens starting with a letter"),
@@ -387,7 +341,9 @@ const rawSchema = z.strictObject({
   oidc: z
     .strictObject(
       {
+        /** Create the account's GitHub OIDC provider (the default when no provider is named). */
         create: flag().optional(),
+        /** Adopt the account's existing provider instead (only one per URL per account). @default none */
         existingProviderArn: matching(OIDC_PROVIDER_ARN_RE, "the ARN of the account's token.actions.githubusercontent.com provider").optional(),
       },
       { error: required("an object") },
@@ -395,23 +351,35 @@ const rawSchema = z.strictObject({
     .prefault({}),
   fleet: z.strictObject(
     {
+      /** `create` an Auto Scaling Group, or read an `existing` one. @default "existing" when asgName is set, else "create" */
       mode: z.enum(["create", "existing"], { error: (iss) => `must be "create" or "existing", got ${show(iss.input)}` }).optional(),
+      /** @default 1 */
       minSize: wholeNumber(0, 1000).optional(),
+      /** @default max(2, minSize) */
       maxSize: wholeNumber(1, 1000).optional(),
+      /** @default minSize */
       desiredCapacity: wholeNumber(0, 1000).optional(),
+      /** Subnets the created Auto Scaling Group launches into (at least one). */
       subnetIds: z.array(matching(SUBNET_RE, "a subnet id"), { error: required("a list of subnet ids") }).optional(),
+      /** Instance type of the launch template. @default "t3.small" for a created group, none for an existing one */
       instanceType: matching(INSTANCE_TYPE_RE, "an EC2 instance type like t3.small").optional(),
+      /** Security groups of the instances. @default [] (the VPC's default group) */
       securityGroupIds: z.array(matching(SECURITY_GROUP_RE, "a security group id"), { error: required("a list of security group ids") }).optional(),
+      /** Creates a target group and registers the created group with it. @default none */
       targetGroup: z
         .strictObject(
           {
+            /** VPC of the fleet's subnets. */
             vpcId: matching(VPC_RE, "a VPC id"),
+            /** Port the application listens on. */
             port: wholeNumber(1, 65535),
+            /** Path of the load balancer's health check. @default the path of `runtime.healthUrl` */
             healthCheckPath: matching(/^\/[A-Za-z0-9._~/?=&%+-]*$/, "a path starting with /").optional(),
           },
           { error: required("an object with vpcId and port") },
         )
         .optional(),
+      /** Name of an Auto Scaling Group that already exists; zcp reads it and never changes it. */
       asgName: matching(ASG_NAME_RE, "an Auto Scaling Group name").optional(),
     },
     { error: required("an object") },
@@ -422,16 +390,26 @@ const rawSchema = z.strictObject({
   traffic: z
     .strictObject(
       {
+        /**
+         * `asg-standby`: EnterStandby/ExitStandby in the fleet's Auto Scaling group (which
+         * deregisters from and registers with the group's target groups); `target-group`:
+         * DeregisterTargets/RegisterTargets on `targetGroupArns`; `none`: instances restart
+         * while they receive traffic; `auto`: `asg-standby` when the foundation has a group,
+         * else `target-group` when `targetGroupArns` is set, else `none`. @default "auto"
+         */
         control: z
           .enum(["auto", "asg-standby", "target-group", "none"], {
             error: (iss) => `must be "auto", "asg-standby", "target-group" or "none", got ${show(iss.input)}`,
           })
           .default("auto"),
+        /** Target groups the instances are registered with directly (not through the group). @default [] */
         targetGroupArns: z
           .array(matching(TARGET_GROUP_ARN_RE, "an ELBv2 target group ARN"), { error: required("a list of target group ARNs") })
           .max(5)
           .default([]),
+        /** Share of the fleet kept healthy in service while a batch is out of traffic, 0..100. @default 50 */
         minHealthyPercent: wholeNumber(0, 100).default(50),
+        /** Seconds a batch gets to become healthy in the load balancer after its deploy. @default 300 */
         healthyTimeoutS: wholeNumber(10, 3600).default(300),
       },
       { error: required("an object") },
@@ -606,16 +584,11 @@ export function parseConfig(raw: unknown, ctx: { stack?: string } = {}): ZcpConf
 }
 
 function normalize(c: RawParsed): ZcpConfig {
-  const github: GitHubConfig = {
-    owner: c.github.owner,
-    repo: c.github.repo,
-    environment: c.github.environment ?? c.environment,
-    sessionDurationS: c.github.sessionDurationS,
-  };
-  if (c.github.ownerId !== undefined) github.ownerId = c.github.ownerId;
-  if (c.github.repoId !== undefined) github.repoId = c.github.repoId;
-  if (c.github.previewEnvironment !== undefined) github.previewEnvironment = c.github.previewEnvironment;
-  if (c.github.releaseWorkflowRef !== undefined) github.releaseWorkflowRef = c.github.releaseWorkflowRef;
+  // Every parsed key is kept (keys added to the section flow through); optional ids only when set.
+  const { ownerId, repoId, environment: githubEnvironment, ...githubRest } = c.github;
+  const github: GitHubConfig = { ...githubRest, environment: githubEnvironment ?? c.environment };
+  if (ownerId !== undefined) github.ownerId = ownerId;
+  if (repoId !== undefined) github.repoId = repoId;
 
   const oidc: OidcConfig =
     c.oidc.existingProviderArn !== undefined ? { mode: "existing", existingProviderArn: c.oidc.existingProviderArn } : { mode: "create" };

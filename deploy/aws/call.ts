@@ -1,19 +1,27 @@
 /**
- * How every executor in `deploy/` sends one AWS request: retried on throttling and transient
- * failures through `shared/retry.ts`, and wrapped with the step and target when it still
- * fails, so a user reads `SSM deploy to i-0abc failed: AccessDenied …`.
+ * How every executor in `deploy/` sends one AWS request: once, through a client whose SDK
+ * retry strategy (adaptive: client-side rate limiting plus backoff on throttling and transient
+ * errors, `deploy/aws/clients.ts`) is the only per-request retry, and wrapped with the step and
+ * target when it still fails, so a user reads `SSM deploy to i-0abc failed: AccessDenied …`.
+ *
+ * One retry layer per request, never two:
+ *  - ordinary calls: the SDK's adaptive retry, and nothing here. A second loop around it
+ *    multiplied the sends of one throttled request (6 × 5 = 30), deepening the storm it met;
+ *  - SendCommand: zcp's token-checked resend (`deploy/transports/ssm.ts`), through a client
+ *    with the SDK's retries off, because a blind resend after a lost response starts a second
+ *    command;
+ *  - waiting for a state (a command to finish, an image to become available): the polling
+ *    loops (`poll` in shared/retry.ts), which read a throttled status call as "no news this
+ *    round" (`isThrottledOrTransient`) and ask again at their own cadence.
  */
 import { StepError } from "../../shared/errors.js";
-import { isThrottleOrTransient, retry, type RetryOptions } from "../../shared/retry.js";
+import { isThrottleOrTransient, type RetryOptions } from "../../shared/retry.js";
 
 /**
  * The clock and the progress sink of an executor. Tests pass an instant `sleep` and a fixed
  * `random`; production leaves everything out.
  */
 export type Pacing = Pick<RetryOptions, "sleep" | "random" | "now" | "log">;
-
-/** Retry budget for a single request, on top of the SDK's own adaptive retry. */
-const CALL_RETRY = { maxAttempts: 6, initialDelayMs: 500, maxDelayMs: 10_000 } as const;
 
 /** Only the fields that are set, so `exactOptionalPropertyTypes` accepts the spread. */
 export function pacingOptions(p: Pacing): Pacing {
@@ -27,14 +35,12 @@ export function pacingOptions(p: Pacing): Pacing {
 
 /**
  * Sends one request. `step` and `target` read as a sentence: `("SSM deploy to", "i-0abc")`.
+ * `_pacing` keeps the callers' signature; a single send never sleeps (the SDK's retry
+ * strategy does its own waiting).
  */
-export async function awsCall<T>(step: string, target: string, send: () => Promise<T>, pacing: Pacing = {}): Promise<T> {
+export async function awsCall<T>(step: string, target: string, send: () => Promise<T>, _pacing: Pacing = {}): Promise<T> {
   try {
-    return await retry(() => send(), isThrottleOrTransient, {
-      label: `${step} ${target}`.trim(),
-      ...CALL_RETRY,
-      ...pacingOptions(pacing),
-    });
+    return await send();
   } catch (err) {
     throw new StepError(step, target, err);
   }
@@ -46,6 +52,15 @@ export function awsErrorName(err: unknown): string | undefined {
   const name = (inner as { name?: unknown } | undefined)?.name;
   const code = (inner as { Code?: unknown } | undefined)?.Code;
   return typeof code === "string" && code ? code : typeof name === "string" ? name : undefined;
+}
+
+/**
+ * Throttling or a transient failure that outlasted the SDK's retries, looking through a
+ * `StepError`. A polling loop reads it as "no news this round" and asks again at its own
+ * cadence; anywhere else it is a failure like any other.
+ */
+export function isThrottledOrTransient(err: unknown): boolean {
+  return isThrottleOrTransient(err instanceof StepError ? err.cause : err);
 }
 
 /** The HTTP status of an AWS error, looking through a `StepError`. */

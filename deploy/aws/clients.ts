@@ -32,7 +32,8 @@ export interface AwsClientConfig {
   credentials?: AwsCredentials;
   /**
    * Attempts per request inside the SDK's adaptive retry (client-side rate limiting plus
-   * retries on throttling). zcp's own `retry` wraps calls on top of this.
+   * retries on throttling and transient errors): the only per-request retry of an ordinary
+   * call. SendCommand's client sets 1 (`createSendCommandClient`).
    * @default 5
    */
   maxAttempts?: number;
@@ -65,6 +66,15 @@ export function resolveClientConfig(cfg: AwsClientConfig, env: NodeJS.ProcessEnv
 
 export function createSsmClient(cfg: AwsClientConfig, env: NodeJS.ProcessEnv = process.env): SSMClient {
   return new SSMClient(resolveClientConfig(cfg, env));
+}
+
+/**
+ * The client for SendCommand only: the SDK's retries off, because SendCommand has no
+ * idempotency token and a blind resend after a lost response starts a second command. The ssm
+ * transport's token-checked resend is its one retry layer (deploy/transports/ssm.ts).
+ */
+export function createSendCommandClient(cfg: AwsClientConfig, env: NodeJS.ProcessEnv = process.env): SSMClient {
+  return createSsmClient({ ...cfg, maxAttempts: 1 }, env);
 }
 
 export function createEc2Client(cfg: AwsClientConfig, env: NodeJS.ProcessEnv = process.env): EC2Client {

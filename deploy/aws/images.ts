@@ -25,7 +25,7 @@ import { ConfigError, DeadlineExceededError, StepError } from "../../shared/erro
 import { imageName } from "../../shared/naming.js";
 import { poll } from "../../shared/retry.js";
 import { TAG_APP, TAG_ENV, TAG_IMAGE_STAGE, TAG_SHA256, TAG_VERSION, baseTags, type ImageStage } from "../../shared/tags.js";
-import { awsCall, awsErrorName, pacingOptions, tagList, tagRecord, type Pacing } from "./call.js";
+import { awsCall, awsErrorName, isThrottledOrTransient, pacingOptions, tagList, tagRecord, type Pacing } from "./call.js";
 import { imageParameterHistory } from "./image-parameter.js";
 
 export interface ImageSummary {
@@ -236,7 +236,8 @@ export async function waitForImageAvailable(ec2: EC2Client, imageId: string, opt
           image = found ? imageSummary(found) : undefined;
         } catch (err) {
           // EC2 is eventually consistent: a just-created image can be unknown for a few seconds.
-          if (awsErrorName(err) !== "InvalidAMIID.NotFound") throw err;
+          // Throttling the SDK's retries did not absorb: no news this round; poll again.
+          if (awsErrorName(err) !== "InvalidAMIID.NotFound" && !isThrottledOrTransient(err)) throw err;
         }
         lastState = image?.state ?? "not-visible-yet";
         if (image?.state === "available") return { done: true, value: image };

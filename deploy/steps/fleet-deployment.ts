@@ -3,7 +3,7 @@ import { ReleaseFailedError } from "../../shared/errors.js";
 import { artifactKey } from "../../shared/naming.js";
 import { headArtifact, s3Uri } from "../aws/artifacts.js";
 import type { SSMClient } from "@aws-sdk/client-ssm";
-import { createSsmClient, type AwsClients } from "../aws/clients.js";
+import { createSendCommandClient, type AwsClients } from "../aws/clients.js";
 import { discoverFleet } from "../aws/fleet.js";
 import { emitProgress } from "../progress.js";
 import type { AgentParams, Transport } from "../transport.js";
@@ -18,11 +18,11 @@ import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } fro
 
 const STEP = "FleetDeployment";
 
-export function transportFor(spec: TransportSpec, clients: AwsClients, sendCommandClient?: SSMClient): Transport {
+export function transportFor(spec: TransportSpec, clients: AwsClients, sendCommandClient: SSMClient): Transport {
   if (spec.kind === "local") return createLocalTransport({ fleetRoot: spec.fleetRoot });
   return createSsmTransport({
     ssm: clients.ssm,
-    ...(sendCommandClient ? { sendCommandClient } : {}),
+    sendCommandClient,
     documentName: spec.documentName,
     pacing: stepPacing(STEP),
   });
@@ -45,7 +45,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
       );
       // SendCommand goes through a client without SDK retries: a retry after a lost response
       // would start a second command; the transport looks for the first one instead.
-      const sendCommandClient = createSsmClient({ region: inputs.region, maxAttempts: 1 });
+      const sendCommandClient = createSendCommandClient({ region: inputs.region });
       const transport = env.transport ?? transportFor(inputs.transport, clients, sendCommandClient);
       const candidate = inputs.candidateImage
         ? new CandidateImage(
@@ -89,7 +89,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
           sleep,
           now,
           log: stepLog(STEP),
-          ...(candidate ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
+          // The bake starts from the canary once it is healthy (alongside its soak), or once it
+          // has soaked, as zcp:image.bakeStart says; either way the image stays a candidate.
+          ...(candidate && inputs.candidateImage?.start === "soak" ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
+          ...(candidate && inputs.candidateImage?.start !== "soak" ? { onCanaryHealthy: (id: string) => candidate.start(id) } : {}),
           onInstance: (r, batches) =>
             emitProgress({
               kind: "instance",

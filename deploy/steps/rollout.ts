@@ -56,6 +56,12 @@ export interface RolloutDeps {
    * before the second batch starts; the rollout does not wait for what it starts.
    */
   onCanaryPassed?(instanceId: string): void;
+  /**
+   * The first batch (the canary, when there is one) is healthy and passed the alarm gate, its
+   * soak not yet begun: the earliest point an instance runs the new version healthily. Called
+   * once, before the soak; the rollout does not wait for what it starts.
+   */
+  onCanaryHealthy?(instanceId: string): void;
   /** Takes batches out of the load balancer and back. @default no load balancer */
   traffic?: TrafficController;
   /** Alarms that stop the release. @default none */
@@ -198,14 +204,13 @@ export async function rollout(
       for (const id of ids) outOfTraffic.delete(id);
     }
     await gate(label);
+    const canaryHealthy = index === 0 ? batchReports.find((r) => r.status === "deployed" || r.status === "unchanged") : undefined;
+    if (canaryHealthy) deps.onCanaryHealthy?.(canaryHealthy.instanceId);
     if (index === 0 && settings.canary > 0 && batches.length > 1 && settings.soakSeconds > 0) {
       deps.log(`canary healthy; soaking ${settings.soakSeconds}s before the next batch`);
       await soak(settings.soakSeconds, alarms.names.length > 0 ? (settings.alarmPollSeconds ?? 10) : settings.soakSeconds, deps, () => gate(label));
     }
-    if (index === 0) {
-      const healthy = batchReports.find((r) => r.status === "deployed" || r.status === "unchanged");
-      if (healthy) deps.onCanaryPassed?.(healthy.instanceId);
-    }
+    if (canaryHealthy) deps.onCanaryPassed?.(canaryHealthy.instanceId);
   }
   const healthy = reports.find((r) => r.status === "deployed" || r.status === "unchanged");
   return {

@@ -5,6 +5,7 @@
  */
 import type { AgentRuntime } from "../transport.js";
 import type { TrafficSpec } from "../traffic/controller.js";
+import type { ImageBakeStart } from "../../shared/config.js";
 
 /** How the FleetDeployment reaches instances. */
 export type TransportSpec =
@@ -51,7 +52,11 @@ export interface FleetDeploymentInputs {
    * Bake the release image from the canary once it has passed its soak, while the remaining
    * batches roll (see candidate-image.ts). Absent: BakedImage bakes after the rollout.
    */
-  candidateImage?: { noReboot: boolean; tagSnapshotsOnCreate: boolean };
+  /**
+   * Bake the release image from the canary while the rest rolls; `start` is when: `canary` as
+   * soon as it is healthy (alongside its soak), `soak` once it has soaked.
+   */
+  candidateImage?: { noReboot: boolean; tagSnapshotsOnCreate: boolean; start: ImageBakeStart };
   /** How batches leave and rejoin the load balancer. */
   traffic: TrafficSpec;
   /** Share of the fleet kept healthy in service while a batch is out of traffic (0..100). */

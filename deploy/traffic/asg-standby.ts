@@ -25,7 +25,7 @@ import {
 import type { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
 import { ReleaseFailedError } from "../../shared/errors.js";
 import { poll, realSleep } from "../../shared/retry.js";
-import { awsCall, describeIds, type Pacing } from "../aws/call.js";
+import { awsCall, awsErrorName, describeIds, isThrottledOrTransient, type Pacing } from "../aws/call.js";
 import type { TrafficController } from "./controller.js";
 import { deregistrationDelayS, healthyTargets, waitForTargets } from "./target-group.js";
 
@@ -105,7 +105,14 @@ export function createAsgStandbyController(
   const waitForState = async (ids: readonly string[], want: string, timeoutS: number) => {
     await poll(
       async () => {
-        const states = await lifecycleStates(clients.autoScaling, group, ids, pacing);
+        let states: Awaited<ReturnType<typeof lifecycleStates>>;
+        try {
+          states = await lifecycleStates(clients.autoScaling, group, ids, pacing);
+        } catch (err) {
+          // Throttling the SDK's retries did not absorb: no news this round; poll again.
+          if (!isThrottledOrTransient(err)) throw err;
+          return { done: false, status: `states not read this round (${awsErrorName(err) ?? "error"})` };
+        }
         const notYet = ids.filter((id) => states.get(id)?.state !== want);
         return notYet.length === 0
           ? { done: true, value: undefined }

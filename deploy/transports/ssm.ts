@@ -33,7 +33,7 @@ import {
   ssmParameters,
   type CommandTargets,
 } from "../commands/ssm.js";
-import { awsCall, awsErrorName, describeIds, pacingOptions, type Pacing } from "../aws/call.js";
+import { awsCall, awsErrorName, describeIds, isThrottledOrTransient, pacingOptions, type Pacing } from "../aws/call.js";
 import {
   outcomeFromAgent,
   parseAgentResult,
@@ -46,15 +46,17 @@ import {
   type Transport,
 } from "../transport.js";
 import { DeadlineExceededError, StepError, ZcpError, describeError } from "../../shared/errors.js";
-import { isThrottleOrTransient, poll } from "../../shared/retry.js";
+import { isThrottleOrTransient, poll, retry } from "../../shared/retry.js";
 
 export interface SsmTransportOptions {
   ssm: SSMClient;
   /**
    * Client used for SendCommand only, built with the SDK's retries off (`maxAttempts: 1`), so a
-   * request whose response was lost is never resent blindly by the SDK. @default ssm
+   * request whose response was lost is never resent blindly by the SDK: zcp's token-checked
+   * resend is SendCommand's one retry layer. Required, so no caller falls back to a retrying
+   * client and multiplies the sends of one request.
    */
-  sendCommandClient?: SSMClient;
+  sendCommandClient: SSMClient;
   /** The zcp deploy document (`deployDocumentName(app, env)`, a foundation output). */
   documentName: string;
   /** Pin a document version. @default the document's default version */
@@ -92,6 +94,11 @@ const SPECIFIC_FINAL_STATES = new Set([
   "InvalidPlatform",
 ]);
 const FINAL_COMMAND_STATES = new Set(["Success", "Failed", "TimedOut", "Cancelled"]);
+/**
+ * SendCommand's one retry layer (its client has the SDK's retries off): attempts and backoff
+ * of the token-checked resend.
+ */
+const SEND_COMMAND_RETRY = { maxAttempts: 6, initialDelayMs: 500, maxDelayMs: 10_000 } as const;
 /** Errors that mean "SSM has not made the command or invocation visible yet". */
 const NOT_VISIBLE_YET = new Set(["InvocationDoesNotExist", "InvalidCommandId"]);
 /** SSM's separator between stdout and stderr in a list entry's plugin output. */
@@ -373,7 +380,9 @@ class DeployRun {
    * SendCommand, never blindly resent: SendCommand has no idempotency token, so a retry after a
    * lost response (a reset connection, a 5xx after SSM accepted the call) would start a second
    * command. The Comment carries a client token; before any retry that is not a throttle (a
-   * throttled call did nothing), the command is looked for by that token first.
+   * throttled call did nothing), the command is looked for by that token first. This loop is
+   * SendCommand's one retry layer: its client has the SDK's retries off. The lookup is part of
+   * an attempt, so a lookup that fails leaves the next attempt to look again before it sends.
    */
   private async sendOnce(input: SendCommandCommandInput, target: string): Promise<string | undefined> {
     const sentAfter = new Date(this.now() - 5 * 60_000);
@@ -381,22 +390,27 @@ class DeployRun {
     const out = await awsCall(
       "SSM deploy to",
       target,
-      async () => {
-        if (mayExist) {
-          const found = await this.options.ssm.send(new ListCommandsCommand(buildFindCommandInput(input.DocumentName ?? "", sentAfter)));
-          const mine = (found.Commands ?? []).find((c) => c.Comment === input.Comment);
-          if (mine?.CommandId) {
-            this.pacing.log?.(`SsmDeploy: found command ${mine.CommandId} sent before its response was lost; not sending again`);
-            return { Command: mine };
-          }
-        }
-        try {
-          return await (this.options.sendCommandClient ?? this.options.ssm).send(new SendCommandCommand(input));
-        } catch (err) {
-          mayExist = isThrottleOrTransient(err) && !/Throttl|TooManyRequests|RequestLimitExceeded/i.test(awsErrorName(err) ?? "");
-          throw err;
-        }
-      },
+      () =>
+        retry(
+          async () => {
+            if (mayExist) {
+              const found = await this.options.ssm.send(new ListCommandsCommand(buildFindCommandInput(input.DocumentName ?? "", sentAfter)));
+              const mine = (found.Commands ?? []).find((c) => c.Comment === input.Comment);
+              if (mine?.CommandId) {
+                this.pacing.log?.(`SsmDeploy: found command ${mine.CommandId} sent before its response was lost; not sending again`);
+                return { Command: mine };
+              }
+            }
+            try {
+              return await this.options.sendCommandClient.send(new SendCommandCommand(input));
+            } catch (err) {
+              mayExist = isThrottleOrTransient(err) && !/Throttl|TooManyRequests|RequestLimitExceeded/i.test(awsErrorName(err) ?? "");
+              throw err;
+            }
+          },
+          isThrottleOrTransient,
+          { label: `SSM deploy to ${target}`, ...SEND_COMMAND_RETRY, ...this.pacing },
+        ),
       this.pacing,
     );
     return out.Command?.CommandId;
@@ -486,6 +500,12 @@ class DeployRun {
       if (!cmd.expected) commandState = await this.describeCommand(cmd.commandId);
     } catch (err) {
       if (NOT_VISIBLE_YET.has(awsErrorName(err) ?? "")) return;
+      if (isThrottledOrTransient(err)) {
+        // Throttling the SDK's retries did not absorb: no news this round. The polling loop is
+        // the retry layer for waiting; it asks again at its own cadence, within its deadline.
+        this.pacing.log?.(`SsmDeploy: status of command ${cmd.commandId} not read this round (${awsErrorName(err) ?? "error"}); polling again`);
+        return;
+      }
       this.failCommand(cmd, readable(err));
       // Its state can no longer be watched: stop it, so it cannot switch instances later.
       await this.cancelQuietly(cmd.commandId, cmd.expected ? [...cmd.expected] : undefined);
@@ -509,7 +529,9 @@ class DeployRun {
         }
         continue;
       }
-      tracked.outcome = await this.finish(cmd.commandId, id, state, inv);
+      const outcome = await this.finish(cmd.commandId, id, state, inv);
+      if (!outcome) continue; // its output could not be read this round; the next poll reads it
+      tracked.outcome = outcome;
       this.progress({ instanceId: id, phase: "done", status: tracked.outcome.status });
     }
     const mine = [...this.instances.values()].filter((i) => i.commandId === cmd.commandId);
@@ -548,7 +570,7 @@ class DeployRun {
   }
 
   /** Builds the outcome of a finished invocation, reading full output only when the list entry lacks the result. */
-  private async finish(commandId: string, instanceId: string, state: string, inv: CommandInvocation): Promise<InstanceOutcome> {
+  private async finish(commandId: string, instanceId: string, state: string, inv: CommandInvocation): Promise<InstanceOutcome | undefined> {
     const listed = pluginOutput(inv);
     let { stdout, stderr } = listed;
     let exitCode = listed.exitCode;
@@ -566,6 +588,10 @@ class DeployRun {
         stderr = full.StandardErrorContent ?? stderr;
         if (full.ResponseCode !== undefined && full.ResponseCode >= 0) exitCode = full.ResponseCode;
       } catch (err) {
+        if (isThrottledOrTransient(err)) {
+          this.pacing.log?.(`SsmDeploy: output of ${instanceId} not read this round (${awsErrorName(err) ?? "error"}); polling again`);
+          return undefined;
+        }
         if (awsErrorName(err) !== "InvocationDoesNotExist") readError = readable(err);
       }
     }

@@ -78,7 +78,7 @@ describe("config: parseConfig", () => {
     });
     expect(c.deploy).to.deep.equal({ canary: 1, batch: "25%", soakSeconds: 60, maxErrors: 0, keepReleases: 3, commandTimeoutS: 600, deliveryTimeoutS: 600, alarms: [] });
     expect(c.traffic).to.deep.equal({ control: "auto", targetGroupArns: [], minHealthyPercent: 50, healthyTimeoutS: 300 });
-    expect(c.image).to.deep.equal({ enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60 });
+    expect(c.image).to.deep.equal({ enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60, bakeStart: "canary" });
     expect(c).to.not.have.property("stateBackend");
   });
 

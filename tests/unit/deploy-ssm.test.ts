@@ -46,6 +46,8 @@ function setup(
   });
   const transport = new SsmTransport({
     ssm: client,
+    // Mocked clients skip the SDK's retry middleware: the simulator answers both.
+    sendCommandClient: client,
     documentName: DOCUMENT,
     pacing: { sleep: clock.sleep, now: clock.now, random: clock.random, log: clock.log },
   });

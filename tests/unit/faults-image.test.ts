@@ -156,7 +156,7 @@ const PLAN: ReleasePlan = {
     minHealthyPercent: 0,
     alarmNames: [],
   },
-  image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60, tagSnapshotsOnCreate: true },
+  image: { enabled: true, noReboot: true, retain: 3, waitTimeoutMinutes: 60, tagSnapshotsOnCreate: true, bakeStart: "canary" },
   launchTemplateId: "lt-0abc",
   imageParameterName: "/zcp/shop/dev/image-id",
   latestEtag: '"etag-1"',

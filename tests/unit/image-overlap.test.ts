@@ -10,9 +10,9 @@ import { simInstanceIds, simulateRelease } from "../fixtures/release/sim-release
 const MIN = 60_000;
 
 describe("image bake overlapping the rollout (simulated EC2 images)", function () {
-  it("sends CreateImage for the canary after its soak and before the next batch, and the release takes about max(rollout, bake)", async function () {
+  it("with bakeStart soak: sends CreateImage for the canary after its soak and before the next batch, and the release takes about max(rollout, bake)", async function () {
     // 16 instances: canary, then 4 batches of 4; 30 s per batch, 60 s soak; the image takes 10 min.
-    const r = await simulateRelease({ instances: 16, overlap: true, bakeMs: 10 * MIN, agentMs: 30_000, soakSeconds: 60 });
+    const r = await simulateRelease({ instances: 16, overlap: true, bakeStart: "soak", bakeMs: 10 * MIN, agentMs: 30_000, soakSeconds: 60 });
     expect(r.error).to.equal(undefined);
     const canaryInstance = simInstanceIds(16)[0];
     const create = r.sim.calls.find((c) => c.name === "CreateImage");
