@@ -46,17 +46,23 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       sha256: plan.sha256,
     });
 
+    const fleetRelease = {
+      app: plan.app,
+      environment: plan.environment,
+      region: plan.region,
+      version: plan.version,
+      sha256: plan.sha256,
+      bucket: plan.bucket,
+      artifactKey: plan.artifactKey,
+      ...plan.fleet,
+    };
     const deployment = new FleetDeployment(
       "fleet",
       {
-        app: plan.app,
-        environment: plan.environment,
-        region: plan.region,
+        ...fleetRelease,
         version: artifact.version,
         sha256: artifact.sha256,
-        bucket: plan.bucket,
         artifactKey: artifact.key,
-        ...plan.fleet,
         // A canary that reboots for its image would leave service while the next batch is out.
         ...(plan.image.enabled && plan.image.noReboot
           ? { candidateImage: { noReboot: true, tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate } }
@@ -64,6 +70,10 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       },
       { dependsOn: [artifact] },
     );
+
+    // Instances that joined the fleet meanwhile get the release before the template and the
+    // pointer move (deploy/steps/catch-up.ts).
+    const catchUp = deployment.instances.apply((rs) => ({ ...fleetRelease, deployedInstanceIds: rs.map((r) => r.instanceId) }));
 
     let imageId: pulumi.Input<string> = "";
     let templateVersion: pulumi.Input<number> = 0;
@@ -88,7 +98,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       );
       const template = new LaunchTemplateRelease(
         "launch-template",
-        { region: plan.region, app: plan.app, bucket: plan.bucket, expectedLatestEtag: plan.latestEtag, launchTemplateId: plan.launchTemplateId, imageId: image.imageId, version: plan.version },
+        { region: plan.region, app: plan.app, bucket: plan.bucket, expectedLatestEtag: plan.latestEtag, launchTemplateId: plan.launchTemplateId, imageId: image.imageId, version: plan.version, catchUp },
         { dependsOn: [image] },
       );
       imageId = image.imageId;
@@ -107,6 +117,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
         imageId,
         launchTemplateVersion: templateVersion,
         expectedEtag: plan.latestEtag,
+        catchUp,
       },
       { dependsOn: [deployment] },
     );

@@ -3,6 +3,7 @@ import { releaseImageToLaunchTemplate } from "../aws/launch-template.js";
 import { readLatestPointer } from "../aws/latest-pointer.js";
 import { PointerRaceError } from "../../shared/errors.js";
 import { stepPacing, traced, withClients } from "./context.js";
+import { catchUpNewcomers } from "./catch-up.js";
 import type { LaunchTemplateReleaseInputs, LaunchTemplateReleaseOutputs } from "./types.js";
 
 const STEP = "LaunchTemplateRelease";
@@ -10,6 +11,7 @@ const STEP = "LaunchTemplateRelease";
 export async function releaseTemplate(inputs: LaunchTemplateReleaseInputs): Promise<LaunchTemplateReleaseOutputs> {
   return traced(STEP, inputs.version, () =>
     withClients(inputs.region, async ({ ec2, s3 }) => {
+      await catchUpNewcomers(inputs.catchUp, { step: STEP, imageId: inputs.imageId });
       const now = await readLatestPointer(s3, inputs.bucket, inputs.app, stepPacing(STEP));
       if ((now?.etag ?? "") !== inputs.expectedLatestEtag) {
         throw new PointerRaceError(
