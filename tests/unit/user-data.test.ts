@@ -136,7 +136,7 @@ describe("launch template user data (infra/user-data.ts)", () => {
 
   it("runs the published agent on the released version when the image is older", () => {
     const b = instance({ current: "v1.4.1" });
-    publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, image: "ami-0123", time: "t" });
+    publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, image: "ami-0123", time: "t", sequence: 7 });
     const run = boot(b, { ZCP_STUB_EXIT: "0" });
     expect(run.status, run.log).to.equal(0);
     expect(run.requests).to.deep.equal([`${BUCKET}/releases/web/latest.json`, `${BUCKET}/${b.args.agentKey}`]);
@@ -154,7 +154,67 @@ describe("launch template user data (infra/user-data.ts)", () => {
       "ZCP_HEALTH_URL=http://127.0.0.1:8080/health",
       "ZCP_HEALTH_TIMEOUT_S=60",
       "ZCP_KEEP_RELEASES=3",
+      "ZCP_SEQUENCE=7",
     ]);
+  });
+
+  describe("never moves an instance to an older release", () => {
+    /** The state dir as the agent leaves it: the release it installed, with its sequence. */
+    function ranRelease(b: Boot, record: string): Record<string, string> {
+      const stateDir = path.join(b.root, "state");
+      fs.mkdirSync(stateDir, { mode: 0o700 });
+      fs.writeFileSync(path.join(stateDir, "sequence"), record);
+      return { ZCP_STATE_DIR: stateDir, ZCP_STUB_EXIT: "0" };
+    }
+
+    it("keeps the release it runs when latest.json is older (booted from a new image before the pointer moved)", () => {
+      const b = instance({ current: "v1.4.2" });
+      const env = ranRelease(b, "8 v1.4.2\n");
+      publishLatest(b, { version: "v1.4.1", key: "releases/web/v1.4.1.tar.gz", sha256: RELEASE_SHA256, sequence: 7 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("latest.json names v1.4.1 (sequence 7), older than v1.4.2 (sequence 8) this instance runs: keeping v1.4.2");
+      expect(run.log, "the agent never ran").to.not.contain("ZCP_VERSION=");
+      expect(run.requests).to.deep.equal([`${BUCKET}/releases/web/latest.json`]);
+    });
+
+    it("keeps it too when latest.json carries no sequence (written before sequences existed)", () => {
+      const b = instance({ current: "v1.4.2" });
+      const env = ranRelease(b, "1 v1.4.2\n");
+      publishLatest(b, { version: "v1.4.1", key: "releases/web/v1.4.1.tar.gz", sha256: RELEASE_SHA256 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("keeping v1.4.2");
+      expect(run.log).to.not.contain("ZCP_VERSION=");
+    });
+
+    it("converges to a newer pointer, handing the agent its sequence", () => {
+      const b = instance({ current: "v1.4.1" });
+      const env = ranRelease(b, "7 v1.4.1\n");
+      publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, sequence: 8 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("ZCP_VERSION=v1.4.2");
+      expect(run.log).to.contain("ZCP_SEQUENCE=8");
+    });
+
+    it("trusts no record that names another release than the one current points at", () => {
+      const b = instance({ current: "v1.4.1" });
+      const env = ranRelease(b, "9 v1.4.3\n");
+      publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, sequence: 8 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("ZCP_VERSION=v1.4.2");
+    });
+
+    it("refuses a latest.json whose sequence is not a whole number", () => {
+      const b = instance({ current: "v1.4.1" });
+      publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, sequence: "8; reboot" });
+      const run = boot(b, { ZCP_STUB_EXIT: "0" });
+      expect(run.status).to.equal(1);
+      expect(run.log).to.contain("latest.json: invalid sequence");
+      expect(run.log).to.not.contain("ZCP_VERSION=");
+    });
   });
 
   it("deploys on a fresh base image without any release, and reports the agent's failure", () => {
