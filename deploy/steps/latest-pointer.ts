@@ -1,15 +1,15 @@
 /** LatestPointer step: move latest.json, compare-and-swap on the ETag the release started from. */
 import { nextLatestPointer, readLatestPointer, writeLatestPointer } from "../aws/latest-pointer.js";
-import { stepPacing, traced, withClients } from "./context.js";
+import { stepPacing, traced, withStepClients, type StepEnv } from "./context.js";
 import { catchUpNewcomers } from "./catch-up.js";
 import type { LatestPointerInputs, LatestPointerOutputs } from "./types.js";
 
 const STEP = "LatestPointer";
 
-export async function promoteLatestPointer(inputs: LatestPointerInputs): Promise<LatestPointerOutputs> {
+export async function promoteLatestPointer(inputs: LatestPointerInputs, env: StepEnv = {}): Promise<LatestPointerOutputs> {
   return traced(STEP, inputs.version, () =>
-    withClients(inputs.region, async ({ s3 }) => {
-      await catchUpNewcomers(inputs.catchUp, { step: STEP, imageId: inputs.imageId });
+    withStepClients(inputs.region, env, async ({ s3 }) => {
+      await catchUpNewcomers(inputs.catchUp, { step: STEP, imageId: inputs.imageId }, env);
       const pacing = stepPacing(STEP);
       // The previous pointer's content only feeds the `previous` field; the swap itself is
       // guarded by the ETag captured when the release started, not by this read.
