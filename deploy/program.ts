@@ -12,7 +12,7 @@
  * healthy, waits for that candidate and promotes it. A failed rollout retires the candidate.
  * See deploy/steps/candidate-image.ts.
  */
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import type { PulumiFn } from "@pulumi/pulumi/automation/index.js";
 import { Artifact } from "./providers/artifact.js";
 import { FleetDeployment } from "./providers/fleet-deployment.js";
@@ -73,7 +73,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
 
     // Instances that joined the fleet meanwhile get the release before the template and the
     // pointer move (deploy/steps/catch-up.ts).
-    const catchUp = deployment.instances.apply((rs) => ({ ...fleetRelease, deployedInstanceIds: rs.map((r) => r.instanceId) }));
+    const catchUp = pulumi.output({ ...fleetRelease, deployedInstances: deployment.instances });
 
     let imageId: pulumi.Input<string> = "";
     let templateVersion: pulumi.Input<number> = 0;

@@ -47,7 +47,7 @@ export async function catchUpNewcomers(spec: CatchUpSpec | undefined, opts: Catc
       { app: spec.app, env: spec.environment, ...(spec.autoScalingGroupName ? { autoScalingGroupName: spec.autoScalingGroupName } : {}) },
       pacing,
     );
-    const deployed = new Set(spec.deployedInstanceIds);
+    const deployed = new Set(spec.deployedInstances.map((i) => i.instanceId));
     const newcomers = fleet.filter((i) => !deployed.has(i.instanceId) && !(opts.imageId && i.imageId === opts.imageId)).map((i) => i.instanceId);
     if (newcomers.length === 0) {
       log(`fleet discovered again: no instance joined it while ${spec.version} rolled out`);

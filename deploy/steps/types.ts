@@ -66,7 +66,8 @@ export interface FleetDeploymentInputs {
  * the instances it deployed to.
  */
 export interface CatchUpSpec extends Omit<FleetDeploymentInputs, "candidateImage"> {
-  deployedInstanceIds: string[];
+  /** FleetDeployment's instance reports: the instances it deployed to. */
+  deployedInstances: Pick<InstanceReport, "instanceId">[];
 }
 
 export interface InstanceReport {

@@ -171,7 +171,7 @@ describe("instances that join the fleet while a release runs (SSM and EC2 simula
       w.ec2Sim.launch({ instanceId: C, tags: TAGS, imageId: "ami-0000000000000old1" });
       w.sim.setInstance(C, { version: "v1", tags: TAGS });
 
-      const out = await promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstanceIds: [A, B] }, NEW_IMAGE), w.env);
+      const out = await promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstances: [{ instanceId: A }, { instanceId: B }] }, NEW_IMAGE), w.env);
       expect(out.version).to.equal("v2");
       expect(w.sim.versions()).to.deep.equal({ [A]: "v2", [B]: "v2", [C]: "v2" });
       // C was deployed to first, with the sequence the pointer then carries.
@@ -192,7 +192,7 @@ describe("instances that join the fleet while a release runs (SSM and EC2 simula
     try {
       w.ec2Sim.launch({ instanceId: D, tags: TAGS, imageId: NEW_IMAGE });
       w.sim.setInstance(D, { version: "v2", tags: TAGS });
-      await promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstanceIds: [A, B] }, NEW_IMAGE), w.env);
+      await promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstances: [{ instanceId: A }, { instanceId: B }] }, NEW_IMAGE), w.env);
       expect(w.events).to.deep.equal(["PutObject latest.json"]);
     } finally {
       w.restore();
@@ -204,7 +204,7 @@ describe("instances that join the fleet while a release runs (SSM and EC2 simula
     try {
       w.ec2Sim.launch({ instanceId: C, tags: TAGS, imageId: "ami-0000000000000old1" });
       w.sim.setInstance(C, { version: "v1", tags: TAGS });
-      const err = await failureOf(promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstanceIds: [A, B] }, NEW_IMAGE), w.env));
+      const err = await failureOf(promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstances: [{ instanceId: A }, { instanceId: B }] }, NEW_IMAGE), w.env));
       expect(err.message).to.contain(`LatestPointer: v2 on the instance(s) that joined the fleet during the release (${C}) failed; nothing was moved`);
       expect(err.message).to.match(new RegExp(`${C} .*rolled_back`));
       expect(w.events).to.not.include("PutObject latest.json");
