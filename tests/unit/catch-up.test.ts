@@ -6,11 +6,14 @@
  * latest.json. Nothing leaves the process.
  */
 import { expect } from "chai";
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { EC2Client } from "@aws-sdk/client-ec2";
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { SSMClient } from "@aws-sdk/client-ssm";
 import { STSClient } from "@aws-sdk/client-sts";
 import { mockClient } from "aws-sdk-client-mock";
 import { deployFleet } from "../../deploy/steps/fleet-deployment.js";
 import { promoteLatestPointer } from "../../deploy/steps/latest-pointer.js";
+import { releaseTemplate } from "../../deploy/steps/launch-template-release.js";
 import { parseLatestPointer, serializeLatestPointer, type LatestPointer } from "../../deploy/aws/latest-pointer.js";
 import { SsmTransport } from "../../deploy/transports/ssm.js";
 import type { AwsClients } from "../../deploy/aws/clients.js";
@@ -230,6 +233,55 @@ describe("FleetDeployment rolls back an instance with no result line to the flee
       expect(w.events).to.deep.equal([`deploy v2 (sequence 5) to ${A}`, `deploy v1 (sequence 4) to ${A}`]);
     } finally {
       w.restore();
+    }
+  });
+});
+
+describe("LaunchTemplateRelease gives newcomers the release before it moves the template", function () {
+  // The step builds its own clients, so the simulators take over every client of each class.
+  // Its SSM polling sleeps for real (a few seconds); the simulated agents run for 100 ms.
+  this.timeout(120_000);
+
+  it("a newcomer that fails stops the step before any launch-template call", async function () {
+    const ssmSim = simulateSsm(SSMClient as never, {
+      now: Date.now,
+      instances: { [A]: { version: "v2", tags: TAGS }, [C]: { version: "v1", tags: TAGS } },
+      agent: (ctx) => (ctx.instance.version === ctx.version ? { runMs: 100, end: "unchanged" } : { runMs: 100, end: ctx.version === "v2" ? "rolled_back" : "deployed" }),
+    });
+    const ec2Sim = ec2ImageSimulator(EC2Client as never, {
+      now: Date.now,
+      availableAfterMs: 0,
+      instances: [
+        { instanceId: A, tags: TAGS, imageId: "ami-0000000000000old1" },
+        { instanceId: C, tags: TAGS, imageId: "ami-0000000000000old1" },
+      ],
+    });
+    const s3 = mockClient(S3Client);
+    s3.on(GetObjectCommand).resolves({ Body: { transformToString: async () => serializeLatestPointer(V1_POINTER) } as never, ETag: '"etag-v1"' });
+    const saved = process.env.AWS_ENDPOINT_URL;
+    process.env.AWS_ENDPOINT_URL = "http://127.0.0.1:9";
+    try {
+      const err = await failureOf(
+        releaseTemplate({
+          region: "us-east-1",
+          app: APP,
+          bucket: BUCKET,
+          expectedLatestEtag: '"etag-v1"',
+          launchTemplateId: "lt-0abc",
+          imageId: NEW_IMAGE,
+          version: "v2",
+          catchUp: { ...fleetInputs(), deployedInstances: [{ instanceId: A }] },
+        }),
+      );
+      expect(err.message).to.contain(`LaunchTemplateRelease: v2 on the instance(s) that joined the fleet during the release (${C}) failed; nothing was moved`);
+      expect(ssmSim.sim.sent().map((c) => [c.version, c.instanceIds])).to.deep.equal([["v2", [C]]]);
+      expect(ec2Sim.calls.map((c) => c.name)).to.deep.equal(["DescribeInstances"]);
+    } finally {
+      if (saved === undefined) delete process.env.AWS_ENDPOINT_URL;
+      else process.env.AWS_ENDPOINT_URL = saved;
+      s3.restore();
+      ec2Sim.restore();
+      ssmSim.mock.restore();
     }
   });
 });
