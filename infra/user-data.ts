@@ -5,7 +5,10 @@
  * An instance boots from whatever image its launch-template version names: the baked image
  * of the last release, or the base AMI. If `latest.json` names a different version than the
  * one `APP_DIR/current` points at, the instance runs the same deploy agent a release runs
- * (the boot copy the DeployDocument publishes, checked against its SHA-256) on that version.
+ * (the boot copy the DeployDocument publishes, checked against its SHA-256) on that version,
+ * unless `latest.json` is older than the release the instance already runs: its `sequence` is
+ * lower than the one the agent recorded in its state dir (an instance booted from a release's
+ * image after the template moved and before the pointer did).
  *
  * Before anything else it makes sure the app user exists as a dedicated system user (no
  * login shell, no password, in no group but its own) and that the app root is root's: the
