@@ -7,7 +7,7 @@ import { sha256Hex } from "../../shared/agent/document.js";
 import { type ConvergeScriptArgs, buildConvergeScript, shellQuote } from "../../infra/user-data.js";
 import { agentObjectKey } from "../../infra/deploy-document.js";
 import { RELEASE_SHA256, stubAgentScript } from "../fixtures/infra/agent.js";
-import { repoRoot } from "../../shared/agent/document.js";
+import { readAgentScript, repoRoot } from "../../shared/agent/document.js";
 
 const BUCKET = "zcp-web-dev-abc1234";
 const FAKE_AWS = path.join(repoRoot(), "tests", "fixtures", "infra", "fake-aws.sh");
@@ -205,6 +205,36 @@ describe("launch template user data (infra/user-data.ts)", () => {
       const run = boot(b, env);
       expect(run.status, run.log).to.equal(0);
       expect(run.log).to.contain("ZCP_VERSION=v1.4.2");
+    });
+
+    it("looks for the record where the agent, run as root, keeps its state for this app dir", () => {
+      const b = instance({ current: "v1.4.1" });
+      const script = buildConvergeScript(b.args);
+      const userData = script.split("\n").find((l) => l.includes('state_dir="/var/lib/zcp/'));
+      const agent = readAgentScript();
+      const fn = (name: string) => new RegExp(`^${name}\\(\\) \\{[\\s\\S]*?^\\}`, "m").exec(agent)?.[0] ?? `${name}() { false; }`;
+      const both = spawnSync(
+        "bash",
+        [
+          "-c",
+          [
+            "set -eu",
+            'APP_DIR="$1"; ZCP_APP=web; APP_REAL="$(realpath -m -- "$APP_DIR")"; app_real="$(realpath -e "$APP_DIR")"',
+            fn("app_dir_key"),
+            // The agent's default as root (EUID is read-only in bash, so the test pins the branch).
+            fn("state_dir_default").replace("((EUID == 0))", "true"),
+            userData ?? "false",
+            'printf "%s\\n%s\\n" "$(state_dir_default)" "$state_dir"',
+          ].join("\n"),
+          "-",
+          b.appDir,
+        ],
+        { encoding: "utf8" },
+      );
+      const [fromAgent, fromUserData] = both.stdout.trim().split("\n");
+      expect(both.status, both.stderr).to.equal(0);
+      expect(fromAgent).to.match(/^\/var\/lib\/zcp\/web-[0-9a-f]{16}$/);
+      expect(fromUserData).to.equal(fromAgent);
     });
 
     it("refuses a latest.json whose sequence is not a whole number", () => {
