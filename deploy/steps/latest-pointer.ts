@@ -25,7 +25,9 @@ export async function promoteLatestPointer(inputs: LatestPointerInputs, env: Ste
       });
       const expected = inputs.expectedEtag === "" ? undefined : inputs.expectedEtag;
       const { etag } = await writeLatestPointer(s3, inputs.bucket, inputs.app, pointer, expected, pacing);
-      return { ...inputs, etag, releasedAt, previousVersion: pointer.previous ?? null };
+      // The catch-up spec (the fleet's settings and instance list) is an input only; it stays out of state.
+      const { catchUp: _catchUp, ...rest } = inputs;
+      return { ...rest, etag, releasedAt, previousVersion: pointer.previous ?? null };
     }),
   );
 }
