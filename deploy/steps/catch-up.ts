@@ -19,6 +19,10 @@ import { stepLog, stepPacing, withStepClients, type StepEnv } from "./context.js
 import { prepareFleetRun } from "./fleet-deployment.js";
 import { rollout } from "./rollout.js";
 import type { CatchUpSpec, InstanceReport } from "./types.js";
+import type { InstanceOutcome, Transport } from "../transport.js";
+
+const BOOT_CONVERGE_RETRIES = 6;
+const BOOT_CONVERGE_WAIT_MS = 30_000;
 
 export interface CatchUpOptions {
   /** The step that asks (for its progress lines and errors). */
@@ -71,7 +75,7 @@ export async function catchUpNewcomers(spec: CatchUpSpec | undefined, opts: Catc
           ...(run.previousRelease !== undefined ? { previousRelease: run.previousRelease } : {}),
         },
         {
-          transport: run.transport,
+          transport: waitingOutBootConverge(run.transport, sleep, log),
           traffic: trafficControllerFor(spec.traffic, clients, stepPacing(opts.step)),
           alarms: alarmGateFor(spec.alarmNames, clients, stepPacing(opts.step)),
           paramsFor: run.paramsFor,
@@ -96,4 +100,28 @@ export async function catchUpNewcomers(spec: CatchUpSpec | undefined, opts: Catc
       run.close();
     }
   });
+}
+
+/**
+ * A newcomer is often still running its boot converge (user data deploying the release
+ * latest.json named at boot) when it is found: an Auto Scaling instance is InService before its
+ * user data finishes. The agent's lock serializes the two and answers `locked`; the deploy is
+ * sent again once that run had time to end, a bounded number of times, before `locked` counts
+ * as the batch's failure.
+ */
+function waitingOutBootConverge(transport: Transport, sleep: (ms: number) => Promise<void>, log: (m: string) => void): Transport {
+  return {
+    kind: transport.kind,
+    async runAgent(ids, params, opts) {
+      const outcomes = new Map<string, InstanceOutcome>((await transport.runAgent(ids, params, opts)).map((o) => [o.instanceId, o]));
+      for (let attempt = 1; attempt <= BOOT_CONVERGE_RETRIES; attempt++) {
+        const locked = ids.filter((id) => outcomes.get(id)?.status === "locked");
+        if (locked.length === 0) break;
+        log(`${locked.join(", ")} still busy with another deploy (its boot converge, likely); sending ${params.version} again in ${BOOT_CONVERGE_WAIT_MS / 1000}s (${attempt}/${BOOT_CONVERGE_RETRIES})`);
+        await sleep(BOOT_CONVERGE_WAIT_MS);
+        for (const o of await transport.runAgent(locked, params, opts)) outcomes.set(o.instanceId, o);
+      }
+      return ids.map((id) => outcomes.get(id)).filter((o): o is InstanceOutcome => o !== undefined);
+    },
+  };
 }

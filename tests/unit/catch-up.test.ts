@@ -68,13 +68,16 @@ function fleetInputs(overrides: Partial<FleetDeploymentInputs> = {}): FleetDeplo
   };
 }
 
-type Fault = "unhealthy" | "killed";
+type Fault = "unhealthy" | "killed" | "booting";
 
 /** A fleet on v1 in both simulators, latest.json naming v1, and the steps' environment. */
 function world(ids: string[], faults: Record<string, Fault> = {}) {
   const clock = fakeClock();
   const ssm = offlineSsm();
+  let bootConverges = 2;
   const agent = (ctx: AgentRunContext): AgentPlan => {
+    // Its user data's converge to v1 holds the agent's lock for the first two tries.
+    if (faults[ctx.instanceId] === "booting" && bootConverges-- > 0) return { runMs: 200, end: "locked", message: "another deploy holds the lock" };
     if (ctx.instance.version === ctx.version) return { runMs: 1_000, end: "unchanged" };
     if (ctx.version === "v2" && faults[ctx.instanceId] === "unhealthy") return { runMs: 40_000, end: "rolled_back" };
     // Switched, then never healthy within the execution timeout: SIGKILL, no result line.
@@ -197,6 +200,24 @@ describe("instances that join the fleet while a release runs (SSM and EC2 simula
       w.sim.setInstance(D, { version: "v2", tags: TAGS });
       await promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstances: [{ instanceId: A }, { instanceId: B }] }, NEW_IMAGE), w.env);
       expect(w.events).to.deep.equal(["PutObject latest.json"]);
+    } finally {
+      w.restore();
+    }
+  });
+
+  it("a newcomer still running its boot converge (agent locked) gets the release once that run ended", async function () {
+    const w = world([A, B], { [C]: "booting" });
+    try {
+      w.ec2Sim.launch({ instanceId: C, tags: TAGS, imageId: "ami-0000000000000old1" });
+      w.sim.setInstance(C, { version: "v1", tags: TAGS });
+      await promoteLatestPointer(pointerInputs({ ...fleetInputs(), deployedInstances: [{ instanceId: A }, { instanceId: B }] }, NEW_IMAGE), w.env);
+      expect(w.sim.versions()[C]).to.equal("v2");
+      expect(w.events).to.deep.equal([
+        `deploy v2 (sequence 5) to ${C}`,
+        `deploy v2 (sequence 5) to ${C}`,
+        `deploy v2 (sequence 5) to ${C}`,
+        "PutObject latest.json",
+      ]);
     } finally {
       w.restore();
     }
