@@ -26,6 +26,8 @@ export const STATUS_POLLING_S = 120;
 export const DEFAULT_DEREGISTRATION_DELAY_S = 300;
 /** How long a batch waits for enough healthy instances before it may leave traffic (rollout.ts). */
 export const HEALTHY_MINIMUM_WAIT_S = 300;
+/** How long the catch-up waits out a newcomer's boot converge (6 × 30 s, deploy/steps/catch-up.ts). */
+export const BOOT_CONVERGE_WAIT_S = 6 * 30;
 /** Time no bound covers: the engine starting its steps, artifact checks, API calls. */
 export const ENGINE_OVERHEAD_S = 120;
 
@@ -78,7 +80,10 @@ export function releaseWorstCase(plan: Pick<ReleasePlan, "fleet" | "image">, fle
   const parts: WorstCasePart[] = [
     { what: `${batches} batch(es) × (${batchWhat})`, seconds: batches * batchS },
     ...(f.canary > 0 && batches > 1 && f.soakSeconds > 0 ? [{ what: "canary soak", seconds: f.soakSeconds }] : []),
-    { what: `${catchUps} catch-up batch(es) for instances launched meanwhile`, seconds: catchUps * batchS },
+    {
+      what: `${catchUps} catch-up batch(es) for instances launched meanwhile (each + ${BOOT_CONVERGE_WAIT_S}s for a boot converge)`,
+      seconds: catchUps * (batchS + BOOT_CONVERGE_WAIT_S),
+    },
     ...(plan.image.enabled ? [{ what: "image wait", seconds: plan.image.waitTimeoutMinutes * 60 }] : []),
     { what: "engine and API calls", seconds: ENGINE_OVERHEAD_S },
   ];

@@ -49,9 +49,10 @@ const PLAN: Pick<ReleasePlan, "fleet" | "image"> = {
 /**
  * 4 instances: the canary, then batches of 2 and 1 (3 batches), each up to 600 s delivery +
  * 600 s execution + 120 s polling = 1,320 s; a 60 s soak; two catch-up batches (before the
- * template and before the pointer) 2,640 s; the image 3,600 s; 120 s for the engine.
+ * template and before the pointer), each with 180 s for a newcomer's boot converge, 3,000 s;
+ * the image 3,600 s; 120 s for the engine.
  */
-const WORST_4 = 3 * 1320 + 60 + 2 * 1320 + 3600 + 120;
+const WORST_4 = 3 * 1320 + 60 + 2 * (1320 + 180) + 3600 + 120;
 
 describe("the role session outlives the release (deploy/session-budget.ts)", function () {
   it("adds up the planned worst case from the plan and the fleet's size", function () {
@@ -61,7 +62,7 @@ describe("the role session outlives the release (deploy/session-budget.ts)", fun
     expect(w.parts.map((p) => p.what)).to.deep.equal([
       "3 batch(es) × (delivery 600s + execution 600s + polling 120s)",
       "canary soak",
-      "2 catch-up batch(es) for instances launched meanwhile",
+      "2 catch-up batch(es) for instances launched meanwhile (each + 180s for a boot converge)",
       "image wait",
       "engine and API calls",
     ]);
@@ -74,7 +75,7 @@ describe("the role session outlives the release (deploy/session-budget.ts)", fun
       },
       4,
     );
-    expect(lb.seconds).to.equal(3 * (1320 + 90) + 60 + (1320 + 90) + 120);
+    expect(lb.seconds).to.equal(3 * (1320 + 90) + 60 + (1320 + 90 + 180) + 120);
   });
 
   it("refuses a release that may outlast the session left, naming both numbers and the field", function () {
@@ -164,7 +165,7 @@ describe("the role session outlives the release (deploy/session-budget.ts)", fun
       );
       expect(err).to.be.instanceOf(ConfigError);
       expect((err as ConfigError).exitCode).to.equal(ExitCode.BadInput);
-      expect((err as Error).message).to.match(/^zcp:github\.sessionDurationS: the role session ends in 3[0-9]{3}s .* but this release may take up to 10380s/);
+      expect((err as Error).message).to.match(/^zcp:github\.sessionDurationS: the role session ends in 3[0-9]{3}s .* but this release may take up to 10740s/);
       expect(s3.calls(), "nothing was read or written in the bucket").to.have.length(0);
       expect(fs.readdirSync(workDir), "no release workspace, no state backend").to.deep.equal([]);
     });
