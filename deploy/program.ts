@@ -12,7 +12,7 @@
  * healthy, waits for that candidate and promotes it. A failed rollout retires the candidate.
  * See deploy/steps/candidate-image.ts.
  */
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import type { PulumiFn } from "@pulumi/pulumi/automation/index.js";
 import { Artifact } from "./providers/artifact.js";
 import { FleetDeployment } from "./providers/fleet-deployment.js";
@@ -49,17 +49,23 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       sha256: plan.sha256,
     });
 
+    const fleetRelease = {
+      app: plan.app,
+      environment: plan.environment,
+      region: plan.region,
+      version: plan.version,
+      sha256: plan.sha256,
+      bucket: plan.bucket,
+      artifactKey: plan.artifactKey,
+      ...plan.fleet,
+    };
     const deployment = new FleetDeployment(
       "fleet",
       {
-        app: plan.app,
-        environment: plan.environment,
-        region: plan.region,
+        ...fleetRelease,
         version: artifact.version,
         sha256: artifact.sha256,
-        bucket: plan.bucket,
         artifactKey: artifact.key,
-        ...plan.fleet,
         // A canary that reboots for its image would leave service while the next batch is out.
         ...(plan.image.enabled && plan.image.noReboot
           ? { candidateImage: { noReboot: true, tagSnapshotsOnCreate: plan.image.tagSnapshotsOnCreate, start: plan.image.bakeStart } }
@@ -67,6 +73,10 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
       },
       { dependsOn: [artifact] },
     );
+
+    // Instances that joined the fleet meanwhile get the release before the template and the
+    // pointer move (deploy/steps/catch-up.ts).
+    const catchUp = pulumi.output({ ...fleetRelease, deployedInstances: deployment.instances });
 
     let imageId: pulumi.Input<string> = "";
     let imageParameterVersion: pulumi.Input<number> = 0;
@@ -102,6 +112,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
           imageParameterName: plan.imageParameterName,
           imageId: image.imageId,
           version: plan.version,
+          catchUp,
         },
         { dependsOn: [image] },
       );
@@ -124,6 +135,7 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
         // Releases no longer make launch-template versions; latest.json names the image.
         launchTemplateVersion: 0,
         expectedEtag: plan.latestEtag,
+        catchUp,
       },
       // `latest` moves only after new instances launch the release image.
       { dependsOn: pointerAfter },

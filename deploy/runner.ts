@@ -3,7 +3,8 @@
  * through the automation API with an inline program (deploy/program.ts).
  *
  * Order of a release, and why:
- *   1. validate flags and configuration, check the caller's account  — nothing changed yet
+ *   1. validate flags and configuration, check the caller's account, and that the planned
+ *      release fits in what is left of the role session (session-budget.ts) — nothing changed yet
  *   2. refuse early when another release holds the stack (exit 3)
  *   3. package deterministically and upload (an identical artifact is reused; the same
  *      version with other content is refused: artifacts are immutable)
@@ -31,6 +32,7 @@ import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { dependenciesDir, toolsDir } from "./repo.js";
 import { pulumiCommand, selectExistingStack as selectStackIfPresent, upWithoutReadBack } from "./release-engine.js";
 import { RULES, checkValue } from "../shared/rules.js";
+import { checkReleaseSession } from "./session-budget.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
 import type { EnvironmentContext, SourceSpec } from "./environments.js";
 import type { InstanceReport } from "./steps/types.js";
@@ -392,6 +394,7 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const kind = req.kind ?? "release";
   try {
     await checkAccount(ctx);
+    await checkReleaseSession({ fleet: fleetSettings(ctx, req), image: { ...ctx.settings.image, enabled: ctx.settings.image.enabled && !req.skipImage } }, ctx, log);
     // Only an engine that died mid-update leaves pending operations, and on a file backend
     // such an engine also leaves its lock behind: no stale lock, nothing to repair.
     const staleLockRemoved = inspectFileLock(ctx, log);

@@ -80,6 +80,7 @@ export function agentEnvironment(p: AgentParams): Record<string, string> {
     ZCP_HEALTH_URL: p.healthUrl,
     ZCP_HEALTH_TIMEOUT_S: String(p.healthTimeoutS),
     ZCP_KEEP_RELEASES: String(p.keepReleases),
+    ZCP_SEQUENCE: String(p.sequence ?? 0),
   };
 }
 

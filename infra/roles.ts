@@ -39,6 +39,12 @@ export interface RolesArgs {
      * change. @default none: the default subject template, any workflow of the environment
      */
     releaseWorkflowRef?: string | undefined;
+    /**
+     * Longest release role session in seconds (`zcp:github.sessionDurationS`, 3600..43200): the
+     * role's MaxSessionDuration, the same number the workflows ask for as role-duration-seconds.
+     * @default 3600
+     */
+    sessionDurationS?: number;
   };
   /** ARN of the account's GitHub OIDC provider. */
   oidcProviderArn: pulumi.Input<string>;
@@ -53,8 +59,6 @@ export interface RolesArgs {
    * role may read for `zcp promote`; that bucket's policy must name this role too. @default none
    */
   promoteFrom?: PromoteSource;
-  /** Longest role session, in seconds (a release that bakes an image can take an hour). @default 3600 */
-  maxSessionDurationS?: number;
   /** Tags for every role and the instance profile. @default {} */
   tags?: Record<string, string>;
 }
@@ -85,7 +89,10 @@ export class Roles extends pulumi.ComponentResource {
     super("zcp:infra:Roles", name, {}, opts);
     const partition = partitionOf(args.region);
     const tags = args.tags ?? {};
-    const maxSessionDuration = args.maxSessionDurationS ?? 3600;
+    // A release (rollout, image bake, template and pointer) must finish inside one session; the
+    // runner refuses a release whose worst case does not fit in what is left of it. Previews
+    // are a few reads and keep IAM's default hour.
+    const releaseSessionS = args.github.sessionDurationS ?? 3600;
     const scope = pulumi
       .all([args.bucketName, args.documentName])
       .apply(([bucket, documentName]): RoleScope => ({
@@ -106,7 +113,7 @@ export class Roles extends pulumi.ComponentResource {
       description: `zcp releases of ${args.app} to ${args.environment}, from GitHub environment jobs of ${args.github.owner}/${args.github.repo}`,
       providerArn: args.oidcProviderArn,
       subjects: releaseSubjects,
-      maxSessionDuration,
+      maxSessionDuration: releaseSessionS,
       tags,
     });
     this.releasePolicy = this.attachPolicy(`${name}-release-policy`, this.releaseRole, scope.apply(releaseRolePolicy));
@@ -122,7 +129,7 @@ export class Roles extends pulumi.ComponentResource {
       description: `zcp previews of ${args.app} in ${args.environment}, read-only, from pull requests of ${args.github.owner}/${args.github.repo}${args.github.previewEnvironment !== undefined ? ` (GitHub environment ${args.github.previewEnvironment})` : ""}`,
       providerArn: args.oidcProviderArn,
       subjects: previewSubjects,
-      maxSessionDuration,
+      maxSessionDuration: 3600,
       tags,
     });
     this.previewPolicy = this.attachPolicy(`${name}-preview-policy`, this.previewRole, scope.apply(previewRolePolicy));

@@ -5,14 +5,17 @@
  * An instance boots from whatever image its launch-template version names: the baked image
  * of the last release, or the base AMI. If `latest.json` names a different version than the
  * one `APP_DIR/current` points at, the instance runs the same deploy agent a release runs
- * (the boot copy the DeployDocument publishes, checked against its SHA-256) on that version.
+ * (the boot copy the DeployDocument publishes, checked against its SHA-256) on that version,
+ * unless `latest.json` is older than the release the instance already runs: its `sequence` is
+ * lower than the one the agent recorded in its state dir (an instance booted from a release's
+ * image after the template moved and before the pointer did).
  *
  * Before anything else it makes sure the app user exists as a dedicated system user (no
  * login shell, no password, in no group but its own) and that the app root is root's: the
  * agent refuses to deploy as a user who can become root, or into a directory the app user
  * could swap for a link.
  */
-import { APP_USER_PATTERN } from "../shared/agent/document.js";
+import { APP_USER_PATTERN, SEQUENCE_PATTERN } from "../shared/agent/document.js";
 import { APP_PATTERN, SHA256_PATTERN, VERSION_PATTERN, artifactPrefix, latestPointerKey } from "../shared/naming.js";
 import type { AgentRuntime } from "../shared/agent/params.js";
 
@@ -80,29 +83,49 @@ export function buildConvergeScript(a: ConvergeScriptArgs): string {
     "  return 1",
     "}",
     "",
-    "# field NAME: a string field of latest.json.",
+    "# field NAME: a string (or whole-number) field of latest.json.",
     "field() {",
     "  if command -v python3 >/dev/null 2>&1; then",
-    `    python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print(v if isinstance(v, str) else "")' "$work/latest.json" "$1"`,
+    `    python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print(v if isinstance(v, str) else str(v) if isinstance(v, int) and not isinstance(v, bool) else "")' "$work/latest.json" "$1"`,
     "  else",
-    '    jq -r --arg k "$1" \'.[$k] // "" | strings\' "$work/latest.json"',
+    '    jq -r --arg k "$1" \'.[$k] // "" | if type == "number" and . == floor then tostring else strings end\' "$work/latest.json"',
     "  fi",
     "}",
     "",
     'rc=0; get "$LATEST_KEY" "$work/latest.json" || rc=$?',
     'if [ "$rc" -eq 3 ]; then log "no release yet ($LATEST_KEY absent); keeping the image as it is"; exit 0; fi',
     'if [ "$rc" -ne 0 ]; then log "cannot read s3://$BUCKET/$LATEST_KEY"; exit 1; fi',
-    'version="$(field version)"; key="$(field key)"; sha256="$(field sha256)"',
+    'version="$(field version)"; key="$(field key)"; sha256="$(field sha256)"; sequence="$(field sequence)"',
     v("version_re", VERSION_PATTERN),
     v("sha256_re", SHA256_PATTERN),
     v("key_re", "^[A-Za-z0-9._/-]+$"),
+    v("sequence_re", SEQUENCE_PATTERN),
     '[[ "$version" =~ $version_re ]] || { log "latest.json: invalid version"; exit 1; }',
     '[[ "$sha256" =~ $sha256_re ]] || { log "latest.json: invalid sha256"; exit 1; }',
     '[[ "$key" == "$RELEASE_PREFIX"* && "$key" =~ $key_re && "$key" != *..* ]] || { log "latest.json: key outside $RELEASE_PREFIX"; exit 1; }',
+    '[[ -z "$sequence" || "$sequence" =~ $sequence_re ]] || { log "latest.json: invalid sequence"; exit 1; }',
     "",
     'current=""',
     'if [ -L "$APP_DIR/current" ]; then current="$(basename "$(readlink "$APP_DIR/current")")"; fi',
     'if [ "$current" = "$version" ]; then log "already on $version"; exit 0; fi',
+    "",
+    "# An instance never converges to an older release than the one it runs: one that boots from",
+    "# a release's image after the launch template moved but before latest.json did would",
+    "# otherwise go back to the previous release. The agent records the sequence of the release it",
+    "# installed in its root-owned state dir (/var/lib/zcp/APP-KEY, KEY from the app dir's real",
+    "# path, as the agent computes it), and the baked image carries that record.",
+    'state_dir="${ZCP_STATE_DIR:-}"',
+    'if [ -z "$state_dir" ] && app_real="$(realpath -e "$APP_DIR" 2>/dev/null)"; then',
+    `  state_dir="/var/lib/zcp/${a.app}-$(printf '%s' "$app_real" | sha256sum | cut -c1-16)"`,
+    "fi",
+    'if [ -n "$current" ] && [ -n "$state_dir" ] && [ -f "$state_dir/sequence" ] && [ ! -L "$state_dir/sequence" ]; then',
+    '  ran_sequence=""; ran_version=""',
+    '  read -r ran_sequence ran_version <"$state_dir/sequence" || true',
+    '  if [[ "$ran_version" == "$current" && "$ran_sequence" =~ $sequence_re ]] && ((${sequence:-0} < ran_sequence)); then',
+    '    log "latest.json names $version (sequence ${sequence:-none}), older than $current (sequence $ran_sequence) this instance runs: keeping $current"',
+    "    exit 0",
+    "  fi",
+    "fi",
     'log "image has ${current:-no release}, latest is $version: deploying"',
     "",
     'get "$AGENT_KEY" "$work/zcp-agent.sh" || { log "cannot read s3://$BUCKET/$AGENT_KEY"; exit 1; }',
@@ -119,6 +142,7 @@ export function buildConvergeScript(a: ConvergeScriptArgs): string {
     `  ${v("ZCP_HEALTH_URL", a.healthUrl)} \\`,
     `  ${v("ZCP_HEALTH_TIMEOUT_S", a.healthTimeoutS)} \\`,
     `  ${v("ZCP_KEEP_RELEASES", a.keepReleases)} \\`,
+    '  ZCP_SEQUENCE="${sequence:-0}" \\',
     '  /bin/bash "$work/zcp-agent.sh"',
     "",
   ].join("\n");

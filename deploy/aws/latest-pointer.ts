@@ -20,6 +20,12 @@ export interface LatestPointer {
   releasedAt: string;
   /** The version this one replaced. */
   previous?: string;
+  /**
+   * The release's place in the app's release order: the previous pointer's plus one (1 for
+   * the first, or after a pointer written without one). Instances record it with the release
+   * they run, and boot converge never moves them to a pointer with a lower one.
+   */
+  sequence?: number;
 }
 
 export interface PointerRead {
@@ -47,6 +53,7 @@ export function parseLatestPointer(text: string, where: string): LatestPointer {
   const imageId = str("imageId");
   const previous = str("previous");
   const ltv = o.launchTemplateVersion;
+  const seq = o.sequence;
   return {
     version,
     key,
@@ -55,6 +62,7 @@ export function parseLatestPointer(text: string, where: string): LatestPointer {
     ...(typeof ltv === "number" && Number.isInteger(ltv) ? { launchTemplateVersion: ltv } : {}),
     releasedAt,
     ...(previous ? { previous } : {}),
+    ...(typeof seq === "number" && Number.isSafeInteger(seq) && seq > 0 ? { sequence: seq } : {}),
   };
 }
 
@@ -68,14 +76,20 @@ export function serializeLatestPointer(p: LatestPointer): string {
     ...(p.launchTemplateVersion !== undefined ? { launchTemplateVersion: p.launchTemplateVersion } : {}),
     releasedAt: p.releasedAt,
     ...(p.previous !== undefined ? { previous: p.previous } : {}),
+    ...(p.sequence !== undefined ? { sequence: p.sequence } : {}),
   };
   return `${JSON.stringify(ordered, null, 2)}\n`;
 }
 
-/** The pointer a release writes, recording what it replaced. */
-export function nextLatestPointer(current: LatestPointer | undefined, release: Omit<LatestPointer, "previous">): LatestPointer {
+/** The sequence of the release that replaces `current` (see LatestPointer.sequence). */
+export function nextSequence(current: LatestPointer | undefined): number {
+  return (current?.sequence ?? 0) + 1;
+}
+
+/** The pointer a release writes, recording what it replaced and the next sequence. */
+export function nextLatestPointer(current: LatestPointer | undefined, release: Omit<LatestPointer, "previous" | "sequence">): LatestPointer {
   const previous = current && current.version !== release.version ? current.version : current?.previous;
-  return { ...release, ...(previous ? { previous } : {}) };
+  return { ...release, ...(previous ? { previous } : {}), sequence: nextSequence(current) };
 }
 
 export async function readLatestPointer(s3: S3Client, bucket: string, app: string, pacing: Pacing = {}): Promise<PointerRead | undefined> {

@@ -5,6 +5,7 @@ import { headArtifact, s3Uri } from "../aws/artifacts.js";
 import type { SSMClient } from "@aws-sdk/client-ssm";
 import { createSendCommandClient, type AwsClients } from "../aws/clients.js";
 import { discoverFleet } from "../aws/fleet.js";
+import { nextSequence, readLatestPointer } from "../aws/latest-pointer.js";
 import { emitProgress } from "../progress.js";
 import type { AgentParams, Transport } from "../transport.js";
 import { createSsmTransport } from "../transports/ssm.js";
@@ -28,6 +29,57 @@ export function transportFor(spec: TransportSpec, clients: AwsClients, sendComma
   });
 }
 
+/** What deploying this release to some of the fleet needs: FleetDeployment's and the catch-up's. */
+export type FleetReleaseSpec = Omit<FleetDeploymentInputs, "candidateImage">;
+
+export interface FleetRun {
+  transport: Transport;
+  /** Agent parameters for a version (the release, or a release to roll back to). */
+  paramsFor(version: string, knownSha256?: string): Promise<AgentParams>;
+  /** The release latest.json named when the step started: the fleet's previous release. */
+  previousRelease?: string;
+  close(): void;
+}
+
+/**
+ * The transport and parameters of this release. latest.json, read once, gives the fleet's
+ * previous release (an instance whose own previous release is unknown is rolled back to it)
+ * and the sequences: the release's own (the pointer's plus one, what LatestPointer will write:
+ * the pointer cannot move meanwhile without failing that step's compare-and-swap) and the
+ * previous release's, so a rolled-back instance records the release it runs again.
+ */
+export async function prepareFleetRun(spec: FleetReleaseSpec, clients: AwsClients, env: StepEnv, step: string): Promise<FleetRun> {
+  const latest = await readLatestPointer(clients.s3, spec.bucket, spec.app, stepPacing(step));
+  const previous = latest?.pointer;
+  // SendCommand goes through a client without SDK retries: a retry after a lost response
+  // would start a second command; the transport looks for the first one instead.
+  let sendCommandClient: SSMClient | undefined;
+  const transport = env.transport ?? transportFor(spec.transport, clients, (sendCommandClient = createSendCommandClient({ region: spec.region })));
+  const sequenceOf = (version: string): number | undefined =>
+    version === spec.version ? nextSequence(previous) : version === previous?.version ? previous.sequence : undefined;
+  const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
+    const key = version === spec.version ? spec.artifactKey : artifactKey(spec.app, version);
+    let sha256 = spec.sha256;
+    if (version !== spec.version) {
+      const head = await headArtifact(clients.s3, spec.bucket, key, stepPacing(step)).catch((err: unknown) => {
+        if (knownSha256) return undefined; // the instances still hold the release itself
+        throw err;
+      });
+      const found = head?.sha256 ?? knownSha256;
+      if (!found) throw new ReleaseFailedError(`cannot roll back to ${version}: ${s3Uri(spec.bucket, key)} is missing`);
+      sha256 = found;
+    }
+    const sequence = sequenceOf(version);
+    return { ...spec.runtime, app: spec.app, version, artifact: s3Uri(spec.bucket, key), sha256, ...(sequence !== undefined ? { sequence } : {}) };
+  };
+  return {
+    transport,
+    paramsFor,
+    ...(previous ? { previousRelease: previous.version } : {}),
+    close: () => sendCommandClient?.destroy(),
+  };
+}
+
 export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = {}): Promise<FleetDeploymentOutputs> {
   const now = env.now ?? Date.now;
   const sleep = env.sleep ?? realSleep;
@@ -43,10 +95,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
         },
         { ...stepPacing(STEP), sleep, now },
       );
-      // SendCommand goes through a client without SDK retries: a retry after a lost response
-      // would start a second command; the transport looks for the first one instead.
-      const sendCommandClient = createSendCommandClient({ region: inputs.region });
-      const transport = env.transport ?? transportFor(inputs.transport, clients, sendCommandClient);
+      const run = await prepareFleetRun(inputs, clients, env, STEP);
       const candidate = inputs.candidateImage
         ? new CandidateImage(
             clients.ec2,
@@ -55,20 +104,6 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
             { ...stepPacing(STEP), sleep, now },
           )
         : undefined;
-      const paramsFor = async (version: string, knownSha256?: string): Promise<AgentParams> => {
-        const key = version === inputs.version ? inputs.artifactKey : artifactKey(inputs.app, version);
-        let sha256 = inputs.sha256;
-        if (version !== inputs.version) {
-          const head = await headArtifact(clients.s3, inputs.bucket, key, stepPacing(STEP)).catch((err: unknown) => {
-            if (knownSha256) return undefined; // the instances still hold the release itself
-            throw err;
-          });
-          const found = head?.sha256 ?? knownSha256;
-          if (!found) throw new ReleaseFailedError(`cannot roll back to ${version}: ${s3Uri(inputs.bucket, key)} is missing`);
-          sha256 = found;
-        }
-        return { ...inputs.runtime, app: inputs.app, version, artifact: s3Uri(inputs.bucket, key), sha256 };
-      };
       const result = await rollout(
         fleet.map((i) => i.instanceId),
         inputs.version,
@@ -80,12 +115,13 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
           commandTimeoutS: inputs.commandTimeoutS,
           ...(inputs.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: inputs.deliveryTimeoutS } : {}),
           minHealthyPercent: inputs.minHealthyPercent,
+          ...(run.previousRelease !== undefined ? { previousRelease: run.previousRelease } : {}),
         },
         {
-          transport,
+          transport: run.transport,
           traffic: trafficControllerFor(inputs.traffic, clients, stepPacing(STEP)),
           alarms: alarmGateFor(inputs.alarmNames, clients, stepPacing(STEP)),
-          paramsFor,
+          paramsFor: run.paramsFor,
           sleep,
           now,
           log: stepLog(STEP),
@@ -108,7 +144,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
       ).catch(async (err: unknown) => {
         await candidate?.retire();
         throw err;
-      }).finally(() => sendCommandClient.destroy());
+      }).finally(() => run.close());
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,

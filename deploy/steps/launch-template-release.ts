@@ -7,6 +7,7 @@ import { moveImageParameter } from "../aws/image-parameter.js";
 import { readLatestPointer } from "../aws/latest-pointer.js";
 import { PointerRaceError } from "../../shared/errors.js";
 import { stepPacing, traced, withClients } from "./context.js";
+import { catchUpNewcomers } from "./catch-up.js";
 import type { LaunchTemplateReleaseInputs, LaunchTemplateReleaseOutputs } from "./types.js";
 
 const STEP = "LaunchTemplateRelease";
@@ -14,6 +15,7 @@ const STEP = "LaunchTemplateRelease";
 export async function releaseTemplate(inputs: LaunchTemplateReleaseInputs): Promise<LaunchTemplateReleaseOutputs> {
   return traced(STEP, inputs.version, () =>
     withClients(inputs.region, async ({ s3, ssm }) => {
+      await catchUpNewcomers(inputs.catchUp, { step: STEP, imageId: inputs.imageId });
       const now = await readLatestPointer(s3, inputs.bucket, inputs.app, stepPacing(STEP));
       if ((now?.etag ?? "") !== inputs.expectedLatestEtag) {
         throw new PointerRaceError(

@@ -65,6 +65,16 @@ export interface FleetDeploymentInputs {
   alarmNames: string[];
 }
 
+/**
+ * What the steps after FleetDeployment need to give instances that joined the fleet during
+ * the release the release too (deploy/steps/catch-up.ts): the deployment's own settings and
+ * the instances it deployed to.
+ */
+export interface CatchUpSpec extends Omit<FleetDeploymentInputs, "candidateImage"> {
+  /** FleetDeployment's instance reports: the instances it deployed to. */
+  deployedInstances: Pick<InstanceReport, "instanceId">[];
+}
+
 export interface InstanceReport {
   instanceId: string;
   batch: number;
@@ -145,6 +155,8 @@ export interface LaunchTemplateReleaseInputs {
   imageParameterName: string;
   imageId: string;
   version: string;
+  /** Newcomers to the fleet get the release before the template moves. @default none */
+  catchUp?: CatchUpSpec;
 }
 export interface LaunchTemplateReleaseOutputs extends LaunchTemplateReleaseInputs {
   /** The parameter version that names the release image. */
@@ -164,6 +176,8 @@ export interface LatestPointerInputs {
   launchTemplateVersion: number;
   /** ETag of latest.json when the release started; "" when there was none. */
   expectedEtag: string;
+  /** Newcomers to the fleet get the release before the pointer moves. @default none */
+  catchUp?: CatchUpSpec;
 }
 export interface LatestPointerOutputs extends LatestPointerInputs {
   etag: string;

@@ -37,6 +37,8 @@ export const HEALTH_URL_PATTERN = "^https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(
 export const HEALTH_TIMEOUT_PATTERN = "^([1-9][0-9]{0,2}|[1-2][0-9]{3}|3[0-5][0-9]{2}|3600)$";
 /** 1..50 older releases kept besides the current and the previous one, the agent's range. */
 export const KEEP_RELEASES_PATTERN = "^([1-9]|[1-4][0-9]|50)$";
+/** The release's sequence in latest.json, 0 for none (the agent's range: up to 12 digits). */
+export const SEQUENCE_PATTERN = "^(0|[1-9][0-9]{0,11})$";
 
 /** The agent's environment variables, fixed by the agent contract. */
 export type AgentEnvName =
@@ -50,7 +52,8 @@ export type AgentEnvName =
   | "ZCP_PROCESS_MANAGER"
   | "ZCP_HEALTH_URL"
   | "ZCP_HEALTH_TIMEOUT_S"
-  | "ZCP_KEEP_RELEASES";
+  | "ZCP_KEEP_RELEASES"
+  | "ZCP_SEQUENCE";
 
 export interface DeployParameter {
   /** The document parameter (and SendCommand `Parameters` key); the script sees `SSM_<name>`. */
@@ -74,6 +77,7 @@ export const DEPLOY_PARAMETERS: readonly DeployParameter[] = [
   { name: "healthUrl", env: "ZCP_HEALTH_URL", allowedPattern: HEALTH_URL_PATTERN, description: "URL that answers 2xx when the release is healthy." },
   { name: "healthTimeoutS", env: "ZCP_HEALTH_TIMEOUT_S", allowedPattern: HEALTH_TIMEOUT_PATTERN, description: "Seconds to wait for the health check." },
   { name: "keepReleases", env: "ZCP_KEEP_RELEASES", allowedPattern: KEEP_RELEASES_PATTERN, description: "Older releases kept besides the current and the previous one." },
+  { name: "sequence", env: "ZCP_SEQUENCE", allowedPattern: SEQUENCE_PATTERN, description: "Release sequence (latest.json), 0 for none." },
 ];
 
 /**

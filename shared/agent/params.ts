@@ -18,7 +18,14 @@ export interface AgentParams {
   healthUrl: string;
   healthTimeoutS: number;
   keepReleases: number;
+  /**
+   * The release's place in the app's release order (latest.json's `sequence`). The agent
+   * records it with the version once healthy, so an instance (and an image baked from it)
+   * knows how new its release is and boot converge never moves it to an older pointer.
+   * @default none: the agent forgets any sequence it had recorded
+   */
+  sequence?: number;
 }
 
 /** The per-fleet part of AgentParams: how the app runs on an instance, the same every release. */
-export type AgentRuntime = Omit<AgentParams, "app" | "version" | "artifact" | "sha256">;
+export type AgentRuntime = Omit<AgentParams, "app" | "version" | "artifact" | "sha256" | "sequence">;

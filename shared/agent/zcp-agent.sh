@@ -36,6 +36,10 @@
 #   ZCP_INSTANCE_ID       reported as `instance` in the result (default: the host name)
 #   ZCP_LOCK_DIR          existing directory for the lock file (default below); a local fleet
 #                         keeps each instance's lock inside the instance
+#   ZCP_SEQUENCE          the release's sequence in latest.json (0..999999999999, 0 or unset
+#                         for none); recorded with the version in the state dir once the
+#                         release is healthy, so boot converge never moves this instance (or
+#                         an image baked from it) to an older pointer
 #   ZCP_LOCK_WAIT_S       how long a deploy waits when a deploy of the same version holds the
 #                         lock (default 300; 0 refuses at once, like any other version)
 #   ZCP_PYTHON            absolute path of the interpreter for Python virtual environments
@@ -221,8 +225,23 @@ report() {
   printf '%s\n' "$line"
 }
 
+# record_release_sequence: once the requested release runs healthy, the state dir says which
+# release (sequence and version) it is; boot converge (the launch template's user data) skips
+# a latest.json older than that. A deploy without a sequence forgets the old record, which
+# would otherwise describe a release that no longer runs.
+record_release_sequence() {
+  [[ -n $STATE_DIR && -d $STATE_DIR && ! -L $STATE_DIR/sequence ]] || return 0
+  if [[ ${ZCP_SEQUENCE:-0} == 0 ]]; then
+    rm -f -- "$STATE_DIR/sequence"
+  else
+    printf '%s %s\n' "$ZCP_SEQUENCE" "$ZCP_VERSION" >"$STATE_DIR/sequence.tmp" &&
+      mv -f -- "$STATE_DIR/sequence.tmp" "$STATE_DIR/sequence"
+  fi
+}
+
 # finish STATUS EXIT_CODE MESSAGE [REASON]: reports, then exits (the EXIT trap cleans up).
 finish() {
+  if [[ $2 == 0 ]]; then record_release_sequence || warn "could not record the release sequence"; fi
   report "$@"
   exit "$2"
 }
@@ -314,6 +333,9 @@ validate_inputs() {
   fi
   if [[ -n ${ZCP_LOCK_DIR:-} ]] && { ! is_sane_abs_path "$ZCP_LOCK_DIR" || [[ ! -d $ZCP_LOCK_DIR ]]; }; then
     ERRORS+=("ZCP_LOCK_DIR must be the absolute path of an existing directory")
+  fi
+  if [[ -n ${ZCP_SEQUENCE:-} && ! ${ZCP_SEQUENCE} =~ ^(0|[1-9][0-9]{0,11})$ ]]; then
+    ERRORS+=("ZCP_SEQUENCE must be a release sequence, 0..999999999999")
   fi
   if [[ -n ${ZCP_LOCK_WAIT_S:-} && ! ${ZCP_LOCK_WAIT_S} =~ ^[0-9]{1,4}$ ]]; then
     ERRORS+=("ZCP_LOCK_WAIT_S must be 0..9999 seconds")

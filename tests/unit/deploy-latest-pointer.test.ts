@@ -125,4 +125,24 @@ describe("deploy/aws/latest-pointer", function () {
     // Re-releasing the same version keeps what it replaced the first time.
     expect(nextLatestPointer(POINTER, release).previous).to.equal("v1");
   });
+
+  it("numbers releases: each pointer's sequence is the one it replaced plus one, read back as written", async function () {
+    const { previous: _p, ...release } = POINTER;
+    const first = nextLatestPointer(undefined, { ...release, version: "v1" });
+    expect(first.sequence).to.equal(1);
+    const second = nextLatestPointer(first, release);
+    expect(second.sequence).to.equal(2);
+    // A rollback is a release too: it moves forward in the sequence while going back in version.
+    expect(nextLatestPointer(second, { ...release, version: "v1" })).to.include({ version: "v1", previous: "v2", sequence: 3 });
+    // A pointer written before sequences existed counts as 0.
+    expect(nextLatestPointer({ ...POINTER, version: "v0" }, release).sequence).to.equal(1);
+
+    const s3 = offlineS3();
+    const mock = mockClient(s3);
+    mock.on(GetObjectCommand).resolves({ Body: body(serializeLatestPointer(second)), ETag: '"etag-9"' });
+    expect((await readLatestPointer(s3, "zcp-artifacts", "shop", pacing))?.pointer).to.deep.equal(second);
+    mock.on(GetObjectCommand).resolves({ Body: body(JSON.stringify({ ...second, sequence: "2; reboot" })), ETag: '"etag-9"' });
+    expect((await readLatestPointer(s3, "zcp-artifacts", "shop", pacing))?.pointer).to.not.have.property("sequence");
+    mock.restore();
+  });
 });

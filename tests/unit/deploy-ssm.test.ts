@@ -88,6 +88,7 @@ describe("deploy/commands/ssm (what SendCommand carries)", function () {
         healthUrl: ["http://127.0.0.1:8080/health"],
         healthTimeoutS: ["30"],
         keepReleases: ["5"],
+        sequence: ["0"],
         executionTimeout: ["900"],
       },
       TimeoutSeconds: 900,

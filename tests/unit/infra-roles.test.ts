@@ -78,6 +78,12 @@ describe("infra: Roles", () => {
     ]);
   });
 
+  it("gives the release role zcp:github.sessionDurationS as its longest session; the preview role keeps one hour", async () => {
+    await build("r9", rolesArgs({ sessionDurationS: 14400 }));
+    expect(mocks.get(ROLE, "r9-release").inputs).to.include({ name: "zcp-web-dev-release", maxSessionDuration: 14400 });
+    expect(mocks.get(ROLE, "r9-preview").inputs).to.include({ name: "zcp-web-dev-preview", maxSessionDuration: 3600 });
+  });
+
   it("trusts pull requests for the preview role, and only the name form without ids", async () => {
     await build("r3", rolesArgs({ withIds: false }));
     const [statement] = trustOf(mocks, "r3-preview").Statement;

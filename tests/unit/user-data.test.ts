@@ -7,7 +7,7 @@ import { sha256Hex } from "../../shared/agent/document.js";
 import { type ConvergeScriptArgs, buildConvergeScript, shellQuote } from "../../infra/user-data.js";
 import { agentObjectKey } from "../../infra/deploy-document.js";
 import { RELEASE_SHA256, stubAgentScript } from "../fixtures/infra/agent.js";
-import { repoRoot } from "../../shared/agent/document.js";
+import { readAgentScript, repoRoot } from "../../shared/agent/document.js";
 
 const BUCKET = "zcp-web-dev-abc1234";
 const FAKE_AWS = path.join(repoRoot(), "tests", "fixtures", "infra", "fake-aws.sh");
@@ -136,7 +136,7 @@ describe("launch template user data (infra/user-data.ts)", () => {
 
   it("runs the published agent on the released version when the image is older", () => {
     const b = instance({ current: "v1.4.1" });
-    publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, image: "ami-0123", time: "t" });
+    publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, image: "ami-0123", time: "t", sequence: 7 });
     const run = boot(b, { ZCP_STUB_EXIT: "0" });
     expect(run.status, run.log).to.equal(0);
     expect(run.requests).to.deep.equal([`${BUCKET}/releases/web/latest.json`, `${BUCKET}/${b.args.agentKey}`]);
@@ -154,7 +154,97 @@ describe("launch template user data (infra/user-data.ts)", () => {
       "ZCP_HEALTH_URL=http://127.0.0.1:8080/health",
       "ZCP_HEALTH_TIMEOUT_S=60",
       "ZCP_KEEP_RELEASES=3",
+      "ZCP_SEQUENCE=7",
     ]);
+  });
+
+  describe("never moves an instance to an older release", () => {
+    /** The state dir as the agent leaves it: the release it installed, with its sequence. */
+    function ranRelease(b: Boot, record: string): Record<string, string> {
+      const stateDir = path.join(b.root, "state");
+      fs.mkdirSync(stateDir, { mode: 0o700 });
+      fs.writeFileSync(path.join(stateDir, "sequence"), record);
+      return { ZCP_STATE_DIR: stateDir, ZCP_STUB_EXIT: "0" };
+    }
+
+    it("keeps the release it runs when latest.json is older (booted from a new image before the pointer moved)", () => {
+      const b = instance({ current: "v1.4.2" });
+      const env = ranRelease(b, "8 v1.4.2\n");
+      publishLatest(b, { version: "v1.4.1", key: "releases/web/v1.4.1.tar.gz", sha256: RELEASE_SHA256, sequence: 7 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("latest.json names v1.4.1 (sequence 7), older than v1.4.2 (sequence 8) this instance runs: keeping v1.4.2");
+      expect(run.log, "the agent never ran").to.not.contain("ZCP_VERSION=");
+      expect(run.requests).to.deep.equal([`${BUCKET}/releases/web/latest.json`]);
+    });
+
+    it("keeps it too when latest.json carries no sequence (written before sequences existed)", () => {
+      const b = instance({ current: "v1.4.2" });
+      const env = ranRelease(b, "1 v1.4.2\n");
+      publishLatest(b, { version: "v1.4.1", key: "releases/web/v1.4.1.tar.gz", sha256: RELEASE_SHA256 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("keeping v1.4.2");
+      expect(run.log).to.not.contain("ZCP_VERSION=");
+    });
+
+    it("converges to a newer pointer, handing the agent its sequence", () => {
+      const b = instance({ current: "v1.4.1" });
+      const env = ranRelease(b, "7 v1.4.1\n");
+      publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, sequence: 8 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("ZCP_VERSION=v1.4.2");
+      expect(run.log).to.contain("ZCP_SEQUENCE=8");
+    });
+
+    it("trusts no record that names another release than the one current points at", () => {
+      const b = instance({ current: "v1.4.1" });
+      const env = ranRelease(b, "9 v1.4.3\n");
+      publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, sequence: 8 });
+      const run = boot(b, env);
+      expect(run.status, run.log).to.equal(0);
+      expect(run.log).to.contain("ZCP_VERSION=v1.4.2");
+    });
+
+    it("looks for the record where the agent, run as root, keeps its state for this app dir", () => {
+      const b = instance({ current: "v1.4.1" });
+      const script = buildConvergeScript(b.args);
+      const userData = script.split("\n").find((l) => l.includes('state_dir="/var/lib/zcp/'));
+      const agent = readAgentScript();
+      const fn = (name: string) => new RegExp(`^${name}\\(\\) \\{[\\s\\S]*?^\\}`, "m").exec(agent)?.[0] ?? `${name}() { false; }`;
+      const both = spawnSync(
+        "bash",
+        [
+          "-c",
+          [
+            "set -eu",
+            'APP_DIR="$1"; ZCP_APP=web; APP_REAL="$(realpath -m -- "$APP_DIR")"; app_real="$(realpath -e "$APP_DIR")"',
+            fn("app_dir_key"),
+            // The agent's default as root (EUID is read-only in bash, so the test pins the branch).
+            fn("state_dir_default").replace("((EUID == 0))", "true"),
+            userData ?? "false",
+            'printf "%s\\n%s\\n" "$(state_dir_default)" "$state_dir"',
+          ].join("\n"),
+          "-",
+          b.appDir,
+        ],
+        { encoding: "utf8" },
+      );
+      const [fromAgent, fromUserData] = both.stdout.trim().split("\n");
+      expect(both.status, both.stderr).to.equal(0);
+      expect(fromAgent).to.match(/^\/var\/lib\/zcp\/web-[0-9a-f]{16}$/);
+      expect(fromUserData).to.equal(fromAgent);
+    });
+
+    it("refuses a latest.json whose sequence is not a whole number", () => {
+      const b = instance({ current: "v1.4.1" });
+      publishLatest(b, { version: "v1.4.2", key: "releases/web/v1.4.2.tar.gz", sha256: RELEASE_SHA256, sequence: "8; reboot" });
+      const run = boot(b, { ZCP_STUB_EXIT: "0" });
+      expect(run.status).to.equal(1);
+      expect(run.log).to.contain("latest.json: invalid sequence");
+      expect(run.log).to.not.contain("ZCP_VERSION=");
+    });
   });
 
   it("deploys on a fresh base image without any release, and reports the agent's failure", () => {
