@@ -42,7 +42,7 @@ export interface RolesArgs {
     /**
      * Longest release role session in seconds (`zcp:github.sessionDurationS`, 3600..43200): the
      * role's MaxSessionDuration, the same number the workflows ask for as role-duration-seconds.
-     * @default 3600
+     * @default 14400
      */
     sessionDurationS?: number;
   };
@@ -92,7 +92,7 @@ export class Roles extends pulumi.ComponentResource {
     // A release (rollout, image bake, template and pointer) must finish inside one session; the
     // runner refuses a release whose worst case does not fit in what is left of it. Previews
     // are a few reads and keep IAM's default hour.
-    const releaseSessionS = args.github.sessionDurationS ?? 3600;
+    const releaseSessionS = args.github.sessionDurationS ?? 14400;
     const scope = pulumi
       .all([args.bucketName, args.documentName])
       .apply(([bucket, documentName]): RoleScope => ({

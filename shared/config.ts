@@ -318,8 +318,11 @@ const rawSchema = z.strictObject({
       repoId: numericId("a numeric GitHub repository id").optional(),
       environment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
       // One number for both ends of a CI session: the release role's MaxSessionDuration and the
-      // workflows' role-duration-seconds (IAM accepts 3600..43200 for MaxSessionDuration).
-      sessionDurationS: wholeNumber(3600, 43200).default(3600),
+      // workflows' role-duration-seconds (IAM accepts 3600..43200 for MaxSessionDuration). The
+      // default, 4 hours, fits the planned worst case of a release with the default timeouts and
+      // an image bake on a fleet of up to about 20 instances without a load balancer; the runner
+      // refuses a release that does not fit (deploy/session-budget.ts).
+      sessionDurationS: wholeNumber(3600, 43200).default(14400),
       previewEnvironment: matching(GITHUB_ENVIRONMENT_RE, "a GitHub environment name (letters, digits, ._-)").optional(),
       releaseWorkflowRef: matching(JOB_WORKFLOW_REF_RE, "OWNER/REPO/.github/workflows/FILE.yml@refs/heads/BRANCH (or a tag or full commit SHA)").optional(),
     },

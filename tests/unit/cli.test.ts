@@ -235,7 +235,7 @@ describe("zcp command line", function () {
       expect(configured.stdout).to.equal("7200\n");
       const byDefault = await runMain(["config", "get", "zcp:github.sessionDurationS", "--env", "dev"], { ...noAws, ZCP_PROJECT_DIR: ROOT });
       expect(byDefault.code, byDefault.stderr).to.equal(ExitCode.Ok);
-      expect(byDefault.stdout).to.equal("3600\n");
+      expect(byDefault.stdout).to.equal("14400\n");
       const json = await runMain(["config", "get", "deploy.batch", "--env", "dev", "--json"], { ...noAws, ZCP_PROJECT_DIR: ROOT });
       expect(JSON.parse(json.stdout)).to.equal("50%");
     });

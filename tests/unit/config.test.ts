@@ -54,7 +54,7 @@ function stackFileRaw(stack: "dev" | "prod"): Record<string, unknown> {
 describe("config: parseConfig", () => {
   it("fills every default from a minimal config", () => {
     const c = parseConfig(minimalRawConfig(), { stack: "dev" });
-    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", environment: "dev", sessionDurationS: 3600 });
+    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", environment: "dev", sessionDurationS: 14400 });
     expect(c.aws).to.deep.equal({ accountId: DEV_ACCOUNT, region: "eu-west-1", forbiddenAccountIds: [] });
     expect(c.oidc).to.deep.equal({ mode: "create" });
     expect(c.artifacts).to.deep.equal({ retainDays: 365, noncurrentRetainDays: 30, promoteReaders: [] });
@@ -84,7 +84,7 @@ describe("config: parseConfig", () => {
 
   it("keeps every value of a full config", () => {
     const c = parseConfig(fullRawConfig(), { stack: "dev" });
-    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", ownerId: "1000001", repoId: "2000001", environment: "dev", sessionDurationS: 3600 });
+    expect(c.github).to.deep.equal({ owner: "example-org", repo: "web", ownerId: "1000001", repoId: "2000001", environment: "dev", sessionDurationS: 14400 });
     expect(c.fleet).to.deep.include({ mode: "create", minSize: 2, maxSize: 4, desiredCapacity: 3, instanceType: "t3.medium" });
     // The target group checks the same path the agent does, unless told otherwise.
     expect(c.fleet.mode === "create" && c.fleet.targetGroup).to.deep.equal({

@@ -58,7 +58,7 @@ describe("infra: Roles", () => {
   it("trusts GitHub for the release role only from the environment's jobs, in both subject forms", async () => {
     await build("r2");
     const role = mocks.get(ROLE, "r2-release").inputs;
-    expect(role).to.deep.include({ name: "zcp-web-dev-release", maxSessionDuration: 3600, tags: TAGS });
+    expect(role).to.deep.include({ name: "zcp-web-dev-release", maxSessionDuration: 14400, tags: TAGS });
     expect(trustOf(mocks, "r2-release").Statement).to.deep.equal([
       {
         Sid: "GitHubActions",

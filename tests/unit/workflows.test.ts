@@ -33,6 +33,8 @@ import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { parseArgs } from "../../deploy/cli-args.js";
 import { findRepoRoot } from "../../deploy/repo.js";
+import { parseConfig } from "../../shared/config.js";
+import { minimalRawConfig } from "../fixtures/infra/config.js";
 
 const ROOT = findRepoRoot();
 const WORKFLOW_DIR = path.join(ROOT, ".github", "workflows");
@@ -953,8 +955,21 @@ describe("GitHub workflows", function () {
       expect(all[releaseAt]?.env?.ZCP_PREBUILT).to.equal("${{ inputs.prebuilt || inputs.promote-from != '' }}");
     });
 
-    it("gives no role job more time than a session can last", () => {
-      for (const [id, j] of roleJobs) expect((j as { "timeout-minutes"?: number })["timeout-minutes"], id).to.be.at.most(75);
+    it("gives no role job more time than the default session can last", () => {
+      const defaultSessionS = parseConfig(minimalRawConfig(), { stack: "dev" }).github.sessionDurationS;
+      for (const [id, j] of roleJobs) expect((j as { "timeout-minutes"?: number })["timeout-minutes"], id).to.be.at.most(defaultSessionS / 60);
+    });
+
+    it("hands the session's expiry to every zcp release and rollback, so the runner can refuse a release that would outlive it", () => {
+      for (const [id, j] of roleJobs) {
+        const zcpSteps = steps(j).filter((s) => /\bzcp (release|rollback)\b/.test(runText(s)));
+        if (zcpSteps.length === 0) continue;
+        const creds = steps(j).find((s) => String(s.uses ?? "").startsWith("aws-actions/configure-aws-credentials@"));
+        expect(creds?.id, `${id}: the credentials step needs an id`).to.be.a("string");
+        // configure-aws-credentials sets aws-expiration only with output-credentials.
+        expect((creds?.with as Record<string, unknown> | undefined)?.["output-credentials"], id).to.equal(true);
+        for (const s of zcpSteps) expect(s.env?.AWS_CREDENTIAL_EXPIRATION, `${id}: ${s.name ?? ""}`).to.equal(`\${{ steps.${creds?.id ?? ""}.outputs.aws-expiration }}`);
+      }
     });
 
     describe("its checks, run as the runner would run them", function () {
