@@ -53,9 +53,10 @@ export interface RolloutDeps {
   /**
    * The first batch (the canary, when there is one) is healthy and has soaked: `instanceId`
    * runs the new version and may be imaged while the remaining batches roll. Called once,
-   * before the second batch starts; the rollout does not wait for what it starts.
+   * before the second batch starts; the rollout waits until it has started what it starts
+   * (not for the image), and fails and rolls back if it throws (the canary may not be imaged).
    */
-  onCanaryPassed?(instanceId: string): void;
+  onCanaryPassed?(instanceId: string): void | Promise<void>;
   /** Takes batches out of the load balancer and back. @default no load balancer */
   traffic?: TrafficController;
   /** Alarms that stop the release. @default none */
@@ -204,7 +205,13 @@ export async function rollout(
     }
     if (index === 0) {
       const healthy = batchReports.find((r) => r.status === "deployed" || r.status === "unchanged");
-      if (healthy) deps.onCanaryPassed?.(healthy.instanceId);
+      if (healthy) {
+        try {
+          await deps.onCanaryPassed?.(healthy.instanceId);
+        } catch (err) {
+          await fail(label, err instanceof Error ? err.message : String(err));
+        }
+      }
     }
   }
   const healthy = reports.find((r) => r.status === "deployed" || r.status === "unchanged");
