@@ -1115,7 +1115,10 @@ manifest_from_artifact() {
 record_manifest() {
   local file=$STATE_DIR/releases/$ZCP_VERSION.manifest base=$BASE_MANIFEST link names=""
   [[ -n $base ]] || base=$file
-  [[ -f $base && ! -L $base ]] || return 1
+  if [[ ! -f $base || -L $base ]]; then
+    warn "release $ZCP_VERSION has no manifest (extracted by an older agent); no image can be taken from it until it is deployed again"
+    return 0
+  fi
   for link in "${DEP_LINKS[@]}"; do names+="${link%%$'\t'*} "; done
   local tmp
   tmp=$(mktemp "$file.XXXXXX")
@@ -1325,13 +1328,15 @@ main() {
 
   say "deploying $ZCP_APP $ZCP_VERSION (previous: ${PREVIOUS:-none}) to $(instance_name)"
   local reuse=0
-  # A release is reused only with its manifest (one extracted by an older agent is fetched again).
-  if [[ $have_sha == "$ZCP_SHA256" && -f $STATE_DIR/releases/$ZCP_VERSION.manifest ]]; then
+  # A verified release is reused; one an older agent extracted has no manifest yet, so its
+  # artifact is fetched again when it can be (a rollback whose artifact has left the bucket
+  # still reuses it, and no image is taken from it until it is deployed again).
+  if [[ $have_sha == "$ZCP_SHA256" ]] && { [[ -f $STATE_DIR/releases/$ZCP_VERSION.manifest ]] || ! fetch_artifact; }; then
     reuse=1
     say "release $ZCP_VERSION is already on this instance and verified; reusing it"
   else
     STEP="fetching $ZCP_ARTIFACT"
-    fetch_artifact
+    [[ -n ${ARTIFACT_FILE:-} ]] || fetch_artifact
     local got
     got=$(sha256sum "$ARTIFACT_FILE" | cut -d' ' -f1)
     [[ $got == "$ZCP_SHA256" ]] ||

@@ -173,6 +173,22 @@ describe("zcp-agent: prepare-image refuses a release the app user changed (as ro
     expect(fs.readFileSync(path.join(root, "etc", "machine-id"), "utf8")).to.equal(MACHINE_ID);
   });
 
+  it("a release extracted before manifests existed is refused until it is deployed again, which fetches it anew", async () => {
+    const inst = await deployed(v1);
+    const { root } = scratchRoot();
+    // What an older agent left: the verified checksum, but no manifest.
+    fs.rmSync(path.join(instanceStateDir(inst), "releases", "1.0.0.manifest"));
+
+    const refused = await prepare(inst, v1, root, 1);
+    expect(refused.result).to.include({ status: "failed", reason: "no_manifest" });
+
+    await deployExpecting(inst, paramsFor(inst, v2), 0);
+    const back = await deployExpecting(inst, paramsFor(inst, v1), 0);
+    expect(back.stdout, "fetched again rather than reused").to.include("artifact verified");
+    const run = await prepare(inst, v1, root, 0);
+    expect(run.result).to.include({ status: "prepared", version: "1.0.0" });
+  });
+
   it("an image root that is not a private directory is rejected before anything is looked at", async () => {
     const inst = await deployed(v1);
     const { root } = scratchRoot();
