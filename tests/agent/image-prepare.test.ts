@@ -36,7 +36,11 @@ describe("zcp-agent: prepare-image refuses a release the app user changed (as ro
     }
     fleet = new FleetHarness("zcp-agent-image");
     const out = path.join(fleet.root, "artifacts");
-    v1 = buildRelease(out, { version: "1.0.0", extraFiles: { "bin/tool.sh": "#!/bin/sh\necho tool\n", "lib/helper.py": "X = 1\n" } });
+    v1 = buildRelease(out, {
+      version: "1.0.0",
+      // Names with a space, tab, backslash and newline must survive the manifest both ways.
+      extraFiles: { "bin/tool.sh": "#!/bin/sh\necho tool\n", "lib/helper.py": "X = 1\n", "lib/odd na\tme\\with\nnewline.txt": "odd\n" },
+    });
     v2 = buildRelease(out, { version: "2.0.0" });
   });
 
@@ -113,7 +117,9 @@ describe("zcp-agent: prepare-image refuses a release the app user changed (as ro
     expect(fs.existsSync(path.join(stateDir, "deploy.log")), "zcp's deploy log").to.equal(false);
     expect(fs.existsSync(path.join(inst.appDir, "releases", "1.0.0", "lib", "__pycache__")), "bytecode cache").to.equal(false);
     // The release itself and zcp's record of it stay: an instance from the image reuses it.
-    expect(fs.existsSync(path.join(stateDir, "releases", "1.0.0.manifest")), "manifest").to.equal(true);
+    const manifest = fs.readFileSync(path.join(stateDir, "releases", "1.0.0.manifest"), "utf8");
+    expect(manifest, "an odd name, escaped on one line").to.match(/^f\t644\t4\t[0-9a-f]{64}\tlib\/odd na\\tme\\\\with\\nnewline\.txt$/m);
+    expect(manifest, "the dependency link the agent made").to.match(/^l\t-\t-\t\.\.\/\.\.\/shared\/venvs\/[0-9a-f]{16}\t\.venv$/m);
     expect((await readVersion(inst))?.version).to.equal("1.0.0");
   });
 
