@@ -19,6 +19,7 @@ import { FleetDeployment } from "./providers/fleet-deployment.js";
 import { BakedImage } from "./providers/baked-image.js";
 import { LaunchTemplateRelease } from "./providers/launch-template-release.js";
 import { LatestPointer } from "./providers/latest-pointer.js";
+import { s3Uri } from "./aws/artifacts.js";
 import type { FleetDeploymentInputs } from "./steps/types.js";
 import type { ImageBakeStart } from "../shared/config.js";
 
@@ -93,6 +94,12 @@ export function releaseProgram(plan: ReleasePlan): PulumiFn {
           sha256: plan.sha256,
           sourceInstanceId: deployment.imageSourceInstanceId,
           candidateImageId: deployment.candidateImageId,
+          preparation: {
+            transport: plan.fleet.transport,
+            params: { ...plan.fleet.runtime, app: plan.app, version: plan.version, artifact: s3Uri(plan.bucket, plan.artifactKey), sha256: plan.sha256 },
+            timeoutS: plan.fleet.commandTimeoutS,
+            ...(plan.fleet.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: plan.fleet.deliveryTimeoutS } : {}),
+          },
           noReboot: plan.image.noReboot,
           retain: plan.image.retain,
           waitTimeoutMinutes: plan.image.waitTimeoutMinutes,

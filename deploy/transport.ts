@@ -9,7 +9,8 @@ export type { AgentParams, AgentRuntime } from "../shared/agent/params.js";
 
 /** The JSON line the agent prints last. */
 export interface AgentResult {
-  status: "deployed" | "unchanged" | "rolled_back" | "failed";
+  /** `prepared` answers ZCP_ACTION=prepare-image. */
+  status: "deployed" | "unchanged" | "rolled_back" | "failed" | "prepared";
   version: string;
   previous: string | null;
   duration_ms: number;
@@ -81,7 +82,18 @@ export function agentEnvironment(p: AgentParams): Record<string, string> {
     ZCP_HEALTH_TIMEOUT_S: String(p.healthTimeoutS),
     ZCP_KEEP_RELEASES: String(p.keepReleases),
     ZCP_SEQUENCE: String(p.sequence ?? 0),
+    ...(p.action && p.action !== "deploy" ? { ZCP_ACTION: p.action } : {}),
   };
+}
+
+/**
+ * Whether the agent did what it was asked on this instance: the requested version is current
+ * and healthy (a deploy), or the instance may be imaged (prepare-image).
+ */
+export function agentSucceeded(result: AgentResult | undefined, params: Pick<AgentParams, "version" | "action">): boolean {
+  if (!result || result.version !== params.version) return false;
+  if (params.action === "prepare-image") return result.status === "prepared";
+  return result.status === "deployed" || result.status === "unchanged";
 }
 
 /** Finds the agent's JSON result: the last line of output that parses as one. */

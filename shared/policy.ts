@@ -334,6 +334,10 @@ function stateBackendStatements(scope: StateBackendScope | undefined, partition:
       Resource: objectArn(partition, scope.bucket, keys),
     },
   ];
+  // A preview writes nothing to the backend: Pulumi's DIY (S3) backend locks a stack for
+  // update, import, refresh and destroy, never for a preview (pulumi/pulumi
+  // pkg/backend/diy/backend.go: Preview runs the engine as a dry run without b.Lock, and saves
+  // no checkpoint or history for one), and no environment variable turns that lock on.
   if (write) {
     statements.push({
       Sid: "StateBackendWrite",
@@ -341,17 +345,14 @@ function stateBackendStatements(scope: StateBackendScope | undefined, partition:
       Action: ["s3:PutObject", "s3:DeleteObject"],
       Resource: objectArn(partition, scope.bucket, keys),
     });
-  } else {
-    // The DIY (S3) backend takes the stack's lock file even for a preview.
-    const locks = scope.keyPrefix ? `${scope.keyPrefix}/.pulumi/locks/*` : ".pulumi/locks/*";
-    statements.push({
-      Sid: "StateBackendPreviewLock",
-      Effect: "Allow",
-      Action: ["s3:PutObject", "s3:DeleteObject"],
-      Resource: objectArn(partition, scope.bucket, locks),
-    });
   }
   if (scope.kmsKeyArn) {
+    // Decrypt stays for previews: loading a state whose secrets provider is awskms decrypts the
+    // stack's data key at once, whether or not the state holds any secret value (pulumi/pulumi
+    // pkg/secrets/cloud/manager.go, newCloudSecretsManager calls keeper.Decrypt; a preview
+    // deserializes the checkpoint with secrets.DefaultProvider, and --show-secrets only changes
+    // what is displayed). Without it neither the foundation's `pulumi preview` nor `zcp
+    // preview` of an existing release stack can run. See docs/security.md, "Known limits".
     statements.push({
       Sid: "StateSecrets",
       Effect: "Allow",
@@ -589,7 +590,7 @@ export function trafficReleasePolicy(s: TrafficScope): PolicyDocument | undefine
 
 /**
  * The preview role: what a pull request's `zcp preview` and foundation `pulumi preview` read,
- * and nothing they could change (except the state lock a preview takes).
+ * and nothing they could change: no state write, not even a lock (a preview takes none).
  */
 export function previewRolePolicy(s: RoleScope): PolicyDocument {
   const { partition: p, region, accountId } = s;

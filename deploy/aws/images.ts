@@ -180,6 +180,15 @@ export async function createImage(
   return { imageId: out.ImageId, name: input.Name ?? "" };
 }
 
+export interface CreateImageHooks {
+  /**
+   * Runs just before CreateImage, only when a new image is made; if it throws, CreateImage is
+   * not sent. The release runs prepare-image on the source instance here
+   * (deploy/steps/image-preparation.ts).
+   */
+  beforeCreate?: () => Promise<void>;
+}
+
 /**
  * The image of this version: the existing one when a previous attempt already baked it (found
  * by its zcp:app/env/version tags), else a new one. Returns immediately; the image may still
@@ -189,9 +198,11 @@ export async function findOrCreateImage(
   ec2: EC2Client,
   req: BakeImageRequest,
   pacing: Pacing = {},
+  hooks: CreateImageHooks = {},
 ): Promise<{ imageId: string; name: string; reused: boolean }> {
   const existing = await findImageForVersion(ec2, req, pacing);
   if (existing) return { imageId: existing.imageId, name: existing.name, reused: true };
+  await hooks.beforeCreate?.();
   try {
     return { ...(await createImage(ec2, req, pacing)), reused: false };
   } catch (err) {
@@ -291,9 +302,10 @@ export async function bakeImage(
   ec2: EC2Client,
   req: BakeImageRequest,
   wait: ImageWaitOptions,
+  hooks: CreateImageHooks = {},
 ): Promise<{ image: ImageSummary; reused: boolean }> {
   const pacing = wait.pacing ?? {};
-  const made = await findOrCreateImage(ec2, req, pacing);
+  const made = await findOrCreateImage(ec2, req, pacing, hooks);
   const image = await waitForImageAvailable(ec2, made.imageId, wait);
   if (req.tagSnapshotsOnCreate === false) await tagImageSnapshots(ec2, image, req, pacing);
   return { image, reused: made.reused };

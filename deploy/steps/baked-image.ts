@@ -5,6 +5,8 @@
  * healthy instance now.
  */
 import type { EC2Client } from "@aws-sdk/client-ec2";
+import type { SSMClient } from "@aws-sdk/client-ssm";
+import { createSendCommandClient } from "../aws/clients.js";
 import {
   applyImageRetention,
   bakeImage as bake,
@@ -17,6 +19,8 @@ import {
   type ImageWaitOptions,
 } from "../aws/images.js";
 import { emitProgress } from "../progress.js";
+import { transportFor } from "./fleet-deployment.js";
+import { prepareInstanceForImage } from "./image-preparation.js";
 import { stepPacing, traced, withClients, withStepClients, type StepEnv } from "./context.js";
 import type { BakedImageInputs, BakedImageOutputs } from "./types.js";
 
@@ -35,7 +39,8 @@ async function promoteCandidate(ec2: EC2Client, imageId: string, req: BakeImageR
 
 export async function bakeImage(inputs: BakedImageInputs, env: StepEnv = {}): Promise<BakedImageOutputs> {
   return traced(STEP, inputs.version, () =>
-    withStepClients(inputs.region, env, async ({ ec2, ssm }) => {
+    withStepClients(inputs.region, env, async (clients) => {
+      const { ec2, ssm } = clients;
       const pacing = { ...stepPacing(STEP), ...(env.sleep ? { sleep: env.sleep } : {}), ...(env.now ? { now: env.now } : {}) };
       const req: BakeImageRequest = {
         instanceId: inputs.sourceInstanceId,
@@ -47,9 +52,30 @@ export async function bakeImage(inputs: BakedImageInputs, env: StepEnv = {}): Pr
         tagSnapshotsOnCreate: inputs.tagSnapshotsOnCreate,
       };
       const wait: ImageWaitOptions = { timeoutMinutes: inputs.waitTimeoutMinutes, pacing };
+      // A new image from the source instance only once its agent has checked the release
+      // against its manifest and cleared the instance's identity.
+      const preparation = inputs.preparation;
+      const hooks = preparation
+        ? {
+            beforeCreate: async () => {
+              // SendCommand without SDK retries, as in FleetDeployment (deploy/aws/clients.ts).
+              let sendCommandClient: SSMClient | undefined;
+              try {
+                return await prepareInstanceForImage(
+                  env.transport ?? transportFor(preparation.transport, clients, (sendCommandClient = createSendCommandClient({ region: inputs.region }))),
+                  inputs.sourceInstanceId,
+                  preparation,
+                  (message) => emitProgress({ kind: "log", step: STEP, message }),
+                );
+              } finally {
+                sendCommandClient?.destroy();
+              }
+            },
+          }
+        : {};
       const { image, reused } = inputs.candidateImageId
         ? { image: await promoteCandidate(ec2, inputs.candidateImageId, req, wait), reused: false }
-        : await bake(ec2, req, wait);
+        : await bake(ec2, req, wait, hooks);
       if (reused) emitProgress({ kind: "log", step: STEP, message: `reusing ${image.imageId} already baked for ${inputs.version}` });
       const retention = await applyImageRetention(
         ec2,

@@ -11,6 +11,11 @@
  * The canary is imaged without a reboot only: a rebooting canary would leave the service
  * while the next batch is also out. With `image.noReboot: false` the bake waits for the
  * rollout, as before.
+ *
+ * Before CreateImage, `prepare` has the agent on the canary check its release against the
+ * manifest recorded at deploy time and clear its identity (image-preparation.ts). A refusal is
+ * not a lost overlap but a compromised canary: `start` rejects, and the rollout fails and
+ * rolls back before the next batch.
  */
 import type { EC2Client } from "@aws-sdk/client-ec2";
 import { describeError } from "../../shared/errors.js";
@@ -33,15 +38,29 @@ export class CandidateImage {
     private readonly req: CandidateRequest,
     private readonly log: (message: string) => void,
     private readonly pacing: Pacing = {},
+    /** Makes `instanceId` ready to be imaged, or throws why it may not be. @default none */
+    private readonly prepare?: (instanceId: string) => Promise<void>,
   ) {}
 
   /**
-   * Sends CreateImage for `instanceId` (or adopts this version's image) without waiting for
-   * it. A failure only costs the overlap: BakedImage then bakes after the rollout.
+   * Prepares `instanceId` and sends CreateImage for it (or adopts this version's image), without
+   * waiting for the image. Rejects only when the instance may not be imaged; a failed
+   * CreateImage only costs the overlap: BakedImage then bakes after the rollout.
    */
-  start(instanceId: string): void {
+  async start(instanceId: string): Promise<void> {
     if (this.started) return;
-    this.started = findOrCreateImage(this.ec2, { ...this.req, instanceId, stage: "candidate" }, this.pacing).then(
+    let refusal: { err: unknown } | undefined;
+    const prepare = this.prepare;
+    const hooks = prepare
+      ? {
+          beforeCreate: () =>
+            prepare(instanceId).catch((err: unknown) => {
+              refusal = { err };
+              throw err;
+            }),
+        }
+      : {};
+    this.started = findOrCreateImage(this.ec2, { ...this.req, instanceId, stage: "candidate" }, this.pacing, hooks).then(
       (made) => {
         this.log(
           made.reused
@@ -51,10 +70,12 @@ export class CandidateImage {
         return { imageId: made.imageId, reused: made.reused };
       },
       (err: unknown) => {
-        this.log(`could not start the image bake from the canary (${describeError(err)}); the image is baked after the rollout`);
+        if (!refusal) this.log(`could not start the image bake from the canary (${describeError(err)}); the image is baked after the rollout`);
         return undefined;
       },
     );
+    await this.started;
+    if (refusal) throw refusal.err;
   }
 
   /** The candidate's id once CreateImage has answered; "" when none was started or it failed. */

@@ -13,6 +13,7 @@ import { createLocalTransport } from "../transports/local.js";
 import { realSleep } from "../../shared/retry.js";
 import { rollout } from "./rollout.js";
 import { CandidateImage } from "./candidate-image.js";
+import { prepareInstanceForImage } from "./image-preparation.js";
 import { alarmGateFor, trafficControllerFor } from "../traffic/select.js";
 import { stepLog, stepPacing, traced, withStepClients, type StepEnv } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
@@ -102,6 +103,17 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
             { app: inputs.app, env: inputs.environment, version: inputs.version, sha256: inputs.sha256, ...inputs.candidateImage },
             stepLog(STEP),
             { ...stepPacing(STEP), sleep, now },
+            async (instanceId) =>
+              prepareInstanceForImage(
+                run.transport,
+                instanceId,
+                {
+                  params: await run.paramsFor(inputs.version),
+                  timeoutS: inputs.commandTimeoutS,
+                  ...(inputs.deliveryTimeoutS !== undefined ? { deliveryTimeoutS: inputs.deliveryTimeoutS } : {}),
+                },
+                stepLog(STEP),
+              ),
           )
         : undefined;
       const result = await rollout(

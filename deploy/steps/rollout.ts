@@ -53,15 +53,17 @@ export interface RolloutDeps {
   /**
    * The first batch (the canary, when there is one) is healthy and has soaked: `instanceId`
    * runs the new version and may be imaged while the remaining batches roll. Called once,
-   * before the second batch starts; the rollout does not wait for what it starts.
+   * before the second batch starts; the rollout waits until it has started what it starts
+   * (not for the image), and fails and rolls back if it throws (the canary may not be imaged).
    */
-  onCanaryPassed?(instanceId: string): void;
+  onCanaryPassed?(instanceId: string): void | Promise<void>;
   /**
    * The first batch (the canary, when there is one) is healthy and passed the alarm gate, its
    * soak not yet begun: the earliest point an instance runs the new version healthily. Called
-   * once, before the soak; the rollout does not wait for what it starts.
+   * once, before the soak; the rollout waits for the call itself (a refused image preparation
+   * fails the canary), not for what it starts.
    */
-  onCanaryHealthy?(instanceId: string): void;
+  onCanaryHealthy?(instanceId: string): void | Promise<void>;
   /** Takes batches out of the load balancer and back. @default no load balancer */
   traffic?: TrafficController;
   /** Alarms that stop the release. @default none */
@@ -205,12 +207,24 @@ export async function rollout(
     }
     await gate(label);
     const canaryHealthy = index === 0 ? batchReports.find((r) => r.status === "deployed" || r.status === "unchanged") : undefined;
-    if (canaryHealthy) deps.onCanaryHealthy?.(canaryHealthy.instanceId);
+    if (canaryHealthy) {
+      try {
+        await deps.onCanaryHealthy?.(canaryHealthy.instanceId);
+      } catch (err) {
+        await fail(label, err instanceof Error ? err.message : String(err));
+      }
+    }
     if (index === 0 && settings.canary > 0 && batches.length > 1 && settings.soakSeconds > 0) {
       deps.log(`canary healthy; soaking ${settings.soakSeconds}s before the next batch`);
       await soak(settings.soakSeconds, alarms.names.length > 0 ? (settings.alarmPollSeconds ?? 10) : settings.soakSeconds, deps, () => gate(label));
     }
-    if (canaryHealthy) deps.onCanaryPassed?.(canaryHealthy.instanceId);
+    if (canaryHealthy) {
+      try {
+        await deps.onCanaryPassed?.(canaryHealthy.instanceId);
+      } catch (err) {
+        await fail(label, err instanceof Error ? err.message : String(err));
+      }
+    }
   }
   const healthy = reports.find((r) => r.status === "deployed" || r.status === "unchanged");
   return {

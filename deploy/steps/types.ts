@@ -3,7 +3,7 @@
  * engine unchanged; nothing here is secret (credentials come from the environment of the
  * engine's provider host, never from inputs or outputs).
  */
-import type { AgentRuntime } from "../transport.js";
+import type { AgentParams, AgentRuntime } from "../transport.js";
 import type { TrafficSpec } from "../traffic/controller.js";
 import type { ImageBakeStart } from "../../shared/config.js";
 
@@ -116,6 +116,11 @@ export interface BakedImageInputs {
   sourceInstanceId: string;
   /** The image FleetDeployment started from the canary; "" to bake from `sourceInstanceId`. */
   candidateImageId: string;
+  /**
+   * How to run prepare-image on `sourceInstanceId` before a new image is taken from it
+   * (image-preparation.ts); the release program always sets it. @default no preparation
+   */
+  preparation?: { transport: TransportSpec; params: AgentParams; timeoutS: number; deliveryTimeoutS?: number };
   noReboot: boolean;
   retain: number;
   waitTimeoutMinutes: number;

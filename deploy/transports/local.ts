@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import {
   agentEnvironment,
+  agentSucceeded,
   outcomeFromAgent,
   parseAgentResult,
   type AgentParams,
@@ -29,6 +30,17 @@ export interface LocalTransportOptions {
   fleetRoot: string;
   /** At most this many agents at once. @default 16 */
   concurrency?: number;
+}
+
+/**
+ * What prepare-image treats as / on a local instance: a private directory of the instance, so
+ * that preparing a local instance for an image never clears this machine's own machine-id,
+ * SSH host keys or shell histories.
+ */
+function localImageRoot(inst: fleet.LocalInstance): string {
+  const dir = path.join(inst.dir, "image-root");
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
 }
 
 export function createLocalTransport(opts: LocalTransportOptions): Transport {
@@ -76,6 +88,7 @@ class LocalTransport implements Transport {
         ...process.env,
         PATH: [path.join(toolsDir(), "venv", "bin"), process.env.PATH ?? "/usr/bin:/bin"].join(path.delimiter),
         ...fleet.agentInstanceEnv(inst),
+        ZCP_IMAGE_ROOT: localImageRoot(inst),
         ...env,
       },
       stdio: ["ignore", fd, fd],
@@ -115,7 +128,7 @@ class LocalTransport implements Transport {
       return { instanceId, ok: false, status: "timed_out", message: `agent timed out after ${run.timeoutS}s${after}`, durationMs };
     }
     const status = outcomeFromAgent(exit.code ?? -1, result);
-    const ok = (status === "deployed" || status === "unchanged") && result?.version === params.version;
+    const ok = agentSucceeded(result, params);
     run.onProgress?.({ instanceId, phase: "done", status, elapsedMs: durationMs });
     const detail = typeof result?.message === "string" && result.message ? `: ${result.message}` : "";
     const message = result

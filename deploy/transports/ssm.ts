@@ -35,6 +35,7 @@ import {
 } from "../commands/ssm.js";
 import { awsCall, awsErrorName, describeIds, isThrottledOrTransient, pacingOptions, type Pacing } from "../aws/call.js";
 import {
+  agentSucceeded,
   outcomeFromAgent,
   parseAgentResult,
   type AgentParams,
@@ -146,6 +147,8 @@ export function outcomeFromInvocation(args: {
   stderr: string;
   exitCode?: number;
   requestedVersion: string;
+  /** What the agent was asked to do. @default "deploy" */
+  action?: AgentParams["action"];
   elapsedMs: number;
 }): InstanceOutcome {
   const { instanceId, state, requestedVersion, elapsedMs } = args;
@@ -173,7 +176,7 @@ export function outcomeFromInvocation(args: {
               : `SSM reported ${state} (exit ${exitCode}) but the agent printed no result line`;
         return fail(status, hint ? `${what}: ${hint}` : what);
       }
-      const ok = (result.status === "deployed" || result.status === "unchanged") && result.version === requestedVersion;
+      const ok = agentSucceeded(result, { version: requestedVersion, ...(args.action ? { action: args.action } : {}) });
       if (!ok && (result.status === "deployed" || result.status === "unchanged")) {
         return fail(status, `agent reports ${result.version}, expected ${requestedVersion}`);
       }
@@ -216,6 +219,8 @@ export function describeAgentResult(r: AgentResult): string {
       return reason ? `rolled back: ${reason}` : `failed and rolled back to ${r.previous ?? "the previous release"}`;
     case "failed":
       return `failed${reason ? `: ${reason}` : ""}`;
+    case "prepared":
+      return `prepared for an image: ${reason ?? r.version}`;
     default:
       return `agent status ${String(r.status)}`;
   }
@@ -602,6 +607,7 @@ class DeployRun {
       stderr,
       ...(exitCode !== undefined ? { exitCode } : {}),
       requestedVersion: this.params.version,
+      ...(this.params.action ? { action: this.params.action } : {}),
       elapsedMs: this.elapsed(),
     });
     return readError && !outcome.result ? { ...outcome, message: `${outcome.message} (${readError})` } : outcome;

@@ -91,6 +91,18 @@ export const DEFAULT_EXECUTION_TIMEOUT_S = 3600;
 /** 30..172800 seconds (up to 48 h, what aws:runShellScript accepts). */
 export const EXECUTION_TIMEOUT_PATTERN = "^([3-9][0-9]|[1-9][0-9]{2,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172800)$";
 
+/**
+ * The document parameter that chooses what the agent does: `deploy` (the default, so a sender
+ * that does not know it still deploys) or `prepare-image`, sent to the instance an image is
+ * about to be taken from (shared/agent/zcp-agent.sh: the release is checked against its
+ * root-owned manifest, then machine-id, host keys and logs are cleared). Reaches the agent as
+ * ZCP_ACTION through the environment, like every other parameter.
+ */
+export const ACTION_PARAMETER = "action";
+export const AGENT_ACTIONS = ["deploy", "prepare-image"] as const;
+export type AgentAction = (typeof AGENT_ACTIONS)[number];
+export const ACTION_PATTERN = "^(deploy|prepare-image)$";
+
 /** SSM Agent's first version with `interpolationType: ENV_VAR`. */
 export const MIN_SSM_AGENT_VERSION = "3.3.2746.0";
 
@@ -203,6 +215,7 @@ export function runCommandLines(script: string, pins?: DocumentPins): string[] {
     "fi",
     "zcp_rc=0",
     ...rootLine,
+    `  ZCP_ACTION="\${SSM_${ACTION_PARAMETER}:-deploy}" \\`,
     ...envLines,
     '  /bin/bash "$zcp_agent" || zcp_rc=$?',
     'exit "$zcp_rc"',
@@ -261,6 +274,13 @@ export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployD
   if (!new RegExp(EXECUTION_TIMEOUT_PATTERN).test(executionTimeout)) {
     throw new ConfigError("zcp:deploy.commandTimeoutS", `must be 30..172800 seconds, got ${executionTimeout}`);
   }
+  parameters[ACTION_PARAMETER] = {
+    type: "String",
+    description: "What the agent does: deploy, or prepare-image (check the current release against its manifest and clear the instance's identity before an image is taken). Passed to the agent as ZCP_ACTION.",
+    allowedPattern: ACTION_PATTERN,
+    interpolationType: "ENV_VAR",
+    default: "deploy",
+  };
   parameters[EXECUTION_TIMEOUT_PARAMETER] = {
     type: "String",
     description: "Seconds one run may take before SSM stops the agent (SIGKILL to its process group).",
@@ -293,7 +313,7 @@ export function buildDeployDocument(options: BuildDocumentOptions = {}): DeployD
  * its `allowedPattern` first, so a bad value fails here with its name rather than as an SSM
  * `InvalidParameters` error.
  */
-export function sendCommandParameters(env: Readonly<Record<AgentEnvName, string>>): Record<string, string[]> {
+export function sendCommandParameters(env: Readonly<Record<AgentEnvName, string> & { ZCP_ACTION?: string }>): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const p of DEPLOY_PARAMETERS) {
     const value = env[p.env];
@@ -301,6 +321,13 @@ export function sendCommandParameters(env: Readonly<Record<AgentEnvName, string>
       throw new ConfigError(p.env, `must match ${p.allowedPattern}, got ${JSON.stringify(value)}`);
     }
     out[p.name] = [value];
+  }
+  // Sent only when it is not the default, so deploys keep working with a document that
+  // predates the parameter.
+  const action = env.ZCP_ACTION;
+  if (action !== undefined && action !== "deploy") {
+    if (!new RegExp(ACTION_PATTERN).test(action)) throw new ConfigError("ZCP_ACTION", `must match ${ACTION_PATTERN}, got ${JSON.stringify(action)}`);
+    out[ACTION_PARAMETER] = [action];
   }
   return out;
 }

@@ -25,7 +25,13 @@ export interface AgentParams {
    * @default none: the agent forgets any sequence it had recorded
    */
   sequence?: number;
+  /**
+   * What the agent does with them: deploy the version, or (`prepare-image`) check that the
+   * current release is still exactly what was deployed and clear the instance's identity
+   * before an image is taken from it. @default "deploy"
+   */
+  action?: "deploy" | "prepare-image";
 }
 
 /** The per-fleet part of AgentParams: how the app runs on an instance, the same every release. */
-export type AgentRuntime = Omit<AgentParams, "app" | "version" | "artifact" | "sha256" | "sequence">;
+export type AgentRuntime = Omit<AgentParams, "app" | "version" | "artifact" | "sha256" | "sequence" | "action">;

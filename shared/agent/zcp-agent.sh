@@ -45,6 +45,12 @@
 #   ZCP_PYTHON            absolute path of the interpreter for Python virtual environments
 #                         (default: the first python3 of /usr/bin, /usr/local/bin, PATH)
 #   AWS_ENDPOINT_URL      honoured for s3:// artifacts (an S3-compatible endpoint or emulator)
+#   ZCP_ACTION            deploy (the default) or prepare-image: check the current release
+#                         against its manifest and clear this instance's identity before an
+#                         image is taken from it (see "release manifest" below)
+#   ZCP_IMAGE_ROOT        the directory prepare-image treats as / when it clears machine-id,
+#                         host keys and histories (default /); only tests set it, and it must
+#                         be a directory owned by the agent's user and writable by it alone
 #
 # The app user is hostile until proven otherwise: the app's code, its dependencies' install
 # scripts and anyone who gets its shell run as it. So, when the agent runs as root:
@@ -70,6 +76,8 @@
 # Layout under the state dir (zcp's own, root-owned when the agent runs as root):
 #   releases/<version>.sha256     the verified artifact checksum a release was extracted from
 #   releases/<version>.activated  when it last became current (retention keeps the newest)
+#   releases/<version>.manifest   every entry of the release as extracted from the verified
+#                                 artifact (type, mode, size, sha256, link target)
 #   envs/<venvs|node>-<key>       a dependency environment whose install completed
 #   pending                       present while a switch is not yet verified healthy; names
 #                                 the release to go back to, which the next run restores first
@@ -83,12 +91,13 @@
 # Artifacts are fetched into a temp dir outside the app dir.
 #
 # Output: a few progress lines, then one JSON line, always last, with status (deployed,
-# unchanged, rolled_back, failed), version, previous, current, duration_ms, deps (installed,
-# reused, none), app, instance, message, and reason (rejected, checksum, locked, unsafe)
-# when the deploy was refused. Command output goes to the detail log: SSM keeps only 24,000
+# unchanged, rolled_back, failed; prepared for prepare-image), version, previous, current,
+# duration_ms, deps (installed, reused, none), app, instance, message, and reason (rejected,
+# checksum, locked, unsafe; for prepare-image tampered, not_current, not_verified,
+# no_manifest, unsettled) when the deploy was refused. Command output goes to the detail log: SSM keeps only 24,000
 # characters of stdout.
-# Exit codes: 0 deployed or unchanged; 1 failed (rolled back when a previous release
-# existed); 2 rejected input, nothing touched; 3 another deploy holds the lock.
+# Exit codes: 0 deployed, unchanged or prepared; 1 failed (rolled back when a previous release
+# existed), or no image may be taken; 2 rejected input, nothing touched; 3 another deploy holds the lock.
 
 # SSM runs scripts with sh. Until the exec below, this file must stay POSIX sh; bash in
 # POSIX mode (sh on some distributions) is re-executed as well.
@@ -349,6 +358,7 @@ validate_inputs() {
   if [[ -n ${ZCP_STATE_DIR:-} ]] && ! is_sane_abs_path "$ZCP_STATE_DIR"; then
     ERRORS+=("ZCP_STATE_DIR must be an absolute path of A-Z a-z 0-9 . _ @ + - without . or .. segments")
   fi
+  validate_action
   if [[ -n ${AWS_ENDPOINT_URL:-} ]] &&
     ! [[ $AWS_ENDPOINT_URL =~ ^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$ ]]; then
     ERRORS+=("AWS_ENDPOINT_URL must be an http(s) URL without a path")
@@ -364,6 +374,25 @@ validate_inputs() {
     for e in "${ERRORS[@]}"; do warn "rejected: $e"; done
     ((${#ERRORS[@]} == 1)) || more=" (and $((${#ERRORS[@]} - 1)) more)"
     finish failed 2 "rejected: ${ERRORS[0]}$more; nothing was changed" rejected
+  fi
+}
+
+# ZCP_ACTION (deploy, the default, or prepare-image) and ZCP_IMAGE_ROOT, the directory that
+# prepare-image treats as / (tests point it at a scratch tree; the deploy document never sets it).
+validate_action() {
+  if [[ -n ${ZCP_ACTION:-} ]]; then
+    if [[ $ZCP_ACTION =~ ^(deploy|prepare-image)$ ]]; then
+      ACTION=$ZCP_ACTION
+    else
+      ERRORS+=("ZCP_ACTION must be deploy or prepare-image")
+    fi
+  fi
+  [[ -n ${ZCP_IMAGE_ROOT:-} ]] || return 0
+  local st
+  if ! is_sane_abs_path "$ZCP_IMAGE_ROOT" || [[ -L $ZCP_IMAGE_ROOT || ! -d $ZCP_IMAGE_ROOT ]]; then
+    ERRORS+=("ZCP_IMAGE_ROOT must be the absolute path of an existing directory, not a link")
+  elif st=$(stat -c '%u %a' -- "$ZCP_IMAGE_ROOT") && { ((${st% *} != EUID)) || (((8#${st#* }) & 8#022)); }; then
+    ERRORS+=("ZCP_IMAGE_ROOT must be owned by uid $EUID and writable by it alone")
   fi
 }
 
@@ -789,7 +818,8 @@ extract_release() {
   # its version's name. The app user extracts, so every file is theirs from the start and
   # tar can create nothing the app user could not.
   STAGING=$(as_app_user mktemp -d "$APP_DIR/releases/.incoming-$ZCP_VERSION.XXXXXX")
-  (cd "$STAGING" && as_app_user tar -xzf - --no-same-owner --no-same-permissions -C "$STAGING") <"$ARTIFACT_FILE" >>"$DETAIL" 2>&1 || return 1
+  # With umask 022 whatever the login defaults say: the release manifest expects these modes.
+  (cd "$STAGING" && as_app_user sh -c 'umask 022 && exec "$@"' zcp-extract tar -xzf - --no-same-owner --no-same-permissions -C "$STAGING") <"$ARTIFACT_FILE" >>"$DETAIL" 2>&1 || return 1
   # The archive's root entry carries the packager's mode (often a 0700 temp dir); setuid and
   # setgid bits are never kept, whoever packaged them.
   quiet as_app_user chmod 0755 "$STAGING"
@@ -874,6 +904,7 @@ install_python_deps() {
   fi
   quiet as_app_user rm -rf -- "$release/.venv"
   quiet as_app_user ln -s "../../shared/venvs/$key" "$release/.venv"
+  DEP_LINKS+=(".venv"$'\t'"../../shared/venvs/$key")
 }
 
 install_node_deps() {
@@ -905,6 +936,7 @@ install_node_deps() {
   fi
   quiet as_app_user rm -rf -- "$release/node_modules"
   quiet as_app_user ln -s "../../shared/node/$key/node_modules" "$release/node_modules"
+  DEP_LINKS+=("node_modules"$'\t'"../../shared/node/$key/node_modules")
 }
 
 install_dependencies() {
@@ -959,7 +991,7 @@ prune() {
   for d in "$STATE_DIR"/releases/*.sha256; do
     version=${d##*/}
     version=${version%.sha256}
-    [[ -d $APP_DIR/releases/$version ]] || rm -f -- "$d" "$STATE_DIR/releases/$version.activated"
+    [[ -d $APP_DIR/releases/$version ]] || rm -f -- "$d" "$STATE_DIR/releases/$version.activated" "$STATE_DIR/releases/$version.manifest"
   done
   # The lock is held: any staging directory or temporary link is a leftover.
   for d in "$APP_DIR"/releases/.incoming-*; do quiet as_app_user rm -rf -- "$d"; done
@@ -1026,6 +1058,268 @@ on_exit() {
   exit "$rc"
 }
 
+# --- release manifest and image preparation ------------------------------------------------
+#
+# An image baked from an instance carries whatever is on its disk, and the app user can write
+# its release tree. So, at deploy time, root records a manifest of the release (type, mode,
+# size and sha256 of every file, link targets) in the state dir, taken from the verified
+# artifact extracted again into a private directory the app user cannot reach: never from the
+# tree the app user extracted, which its processes could change while it is read. Before an
+# image is taken (ZCP_ACTION=prepare-image), root compares the current release with that
+# manifest and refuses on any difference; only then does it clear what makes this instance
+# itself (machine-id, SSH host keys, zcp's deploy logs, shell histories), so every instance
+# booted from the image gets a fresh identity.
+#
+# A manifest has one line per entry below the release dir, sorted bytewise:
+#   TYPE <tab> MODE <tab> SIZE <tab> DIGEST <tab> PATH
+# TYPE as find's %y (f file, d directory, l link, ...); MODE in octal, setuid/setgid/sticky
+# included, for everything but links; SIZE for files; DIGEST the sha256 of a file or the
+# target of a link; "-" where a field does not apply. Paths and targets are escaped (\\, \t,
+# \n), so every entry is one line.
+
+ACTION=deploy
+# The manifest of the artifact being deployed, before the agent adds its dependency links.
+BASE_MANIFEST=""
+# The links the agent puts into a release, as "NAME<tab>TARGET" (.venv, node_modules).
+DEP_LINKS=()
+ESCAPED=""
+
+manifest_escape() { # sets ESCAPED to $1 with \, tab and newline escaped
+  local s=${1//\\/\\\\}
+  s=${s//$'\t'/\\t}
+  ESCAPED=${s//$'\n'/\\n}
+}
+
+# manifest_of DIR [trusted]: the manifest of the tree below DIR, read without following a link:
+# find lists entries without following links, and a file is opened with O_NOFOLLOW, without
+# blocking (a fifo swapped in cannot hang root) and read no further than the size just listed
+# (nor can a device reached through a swapped directory). Fails if the listing fails. A
+# `trusted` tree (root's private extraction, which nobody else can change) is hashed in one
+# sha256sum run instead of one process per file.
+manifest_of() {
+  local dir=$1 trusted=${2:-}
+  local -A hashes=()
+  if [[ $trusted == trusted ]]; then
+    local line
+    # A name with a backslash or newline comes out escaped (the line starts with \): those few
+    # are read one by one below.
+    while IFS= read -r line; do
+      [[ $line == \\* ]] || hashes[${line:66}]=${line:0:64}
+    done < <(find -P "$dir" -type f -exec sha256sum -- {} + 9>&-)
+  fi
+  find -P "$dir" -mindepth 1 -printf '%y\0%m\0%s\0%P\0%l\0' 9>&- | {
+    local type mode size path target digest
+    while IFS= read -r -d '' type && IFS= read -r -d '' mode && IFS= read -r -d '' size &&
+      IFS= read -r -d '' path && IFS= read -r -d '' target; do
+      if [[ $type == f ]]; then
+        digest=${hashes[$dir/$path]:-}
+        if [[ -z $digest ]]; then
+          digest=$(dd if="$dir/$path" iflag=nofollow,nonblock,count_bytes count=$((size + 1)) bs=65536 status=none 2>/dev/null 9>&- |
+            sha256sum) || digest=unreadable
+          digest=${digest%% *}
+        fi
+      fi
+      manifest_escape "$path"
+      path=$ESCAPED
+      case $type in
+        f) printf 'f\t%s\t%s\t%s\t%s\n' "$mode" "$size" "$digest" "$path" ;;
+        d) printf 'd\t%s\t-\t-\t%s\n' "$mode" "$path" ;;
+        l)
+          manifest_escape "$target"
+          printf 'l\t-\t-\t%s\t%s\n' "$ESCAPED" "$path" ;;
+        *) printf '%s\t%s\t-\t-\t%s\n' "$type" "$mode" "$path" ;;
+      esac
+    done
+  } | LC_ALL=C sort
+}
+
+# The manifest of the verified artifact as extract_release leaves it: extracted by root into a
+# private directory with the same options and umask, setuid/setgid bits cleared.
+manifest_from_artifact() {
+  local tree=$WORK/manifest-tree
+  mkdir -m 0700 -- "$tree"
+  (umask 022 && tar -xzf "$ARTIFACT_FILE" --no-same-owner --no-same-permissions -C "$tree") >>"$DETAIL" 2>&1 9>&- || return 1
+  quiet find -P "$tree" -mindepth 1 -perm /6000 ! -type l -exec chmod ug-s {} +
+  BASE_MANIFEST=$WORK/manifest.base
+  manifest_of "$tree" trusted >"$BASE_MANIFEST"
+  rm -rf -- "$tree"
+}
+
+# Stores the manifest of the release being deployed, with the dependency links the agent just
+# made in place of whatever the artifact had under those names. A reused release starts from
+# the manifest recorded when it was extracted.
+record_manifest() {
+  local file=$STATE_DIR/releases/$ZCP_VERSION.manifest base=$BASE_MANIFEST link names=""
+  [[ -n $base ]] || base=$file
+  if [[ ! -f $base || -L $base ]]; then
+    warn "release $ZCP_VERSION has no manifest (extracted by an older agent); no image can be taken from it until it is deployed again"
+    return 0
+  fi
+  for link in "${DEP_LINKS[@]}"; do names+="${link%%$'\t'*} "; done
+  local tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  {
+    awk -F'\t' -v names="$names" '
+      BEGIN { n = split(names, skip, " ") }
+      { for (i = 1; i <= n; i++) if ($5 == skip[i] || index($5, skip[i] "/") == 1) next; print }
+    ' "$base"
+    for link in "${DEP_LINKS[@]}"; do
+      printf 'l\t-\t-\t%s\t%s\n' "${link#*$'\t'}" "${link%%$'\t'*}"
+    done
+  } | LC_ALL=C sort >"$tmp"
+  mv -f -- "$tmp" "$file"
+}
+
+manifest_has() { # manifest_has FILE TYPE PATH (PATH escaped as in a manifest)
+  awk -F'\t' -v t="$2" -v p="$3" '$1 == t && $5 == p { found = 1; exit } END { exit !found }' "$1"
+}
+
+# The differences between two manifests, one "PATH: what" line each, sorted by path.
+manifest_differences() {
+  local expected=$1 actual=$2
+  LC_ALL=C comm -23 "$expected" "$actual" >"$WORK/only-expected"
+  LC_ALL=C comm -13 "$expected" "$actual" >"$WORK/only-actual"
+  awk -F'\t' '
+    function kind(t) {
+      return t == "f" ? "file" : t == "d" ? "directory" : t == "l" ? "link" : t == "p" ? "fifo" : t == "s" ? "socket" : "special file (" t ")"
+    }
+    function what(t, target) { return t == "l" ? "a link to " target : "a " kind(t) }
+    FILENAME == ARGV[1] { want[$5] = $0; next }
+    { have[$5] = $0 }
+    END {
+      for (p in want) {
+        split(want[p], w, "\t")
+        if (!(p in have)) { print p ": " kind(w[1]) " missing"; continue }
+        split(have[p], h, "\t")
+        if (w[1] != h[1]) { print p ": was " what(w[1], w[4]) ", now " what(h[1], h[4]); continue }
+        d = ""
+        if (w[2] != h[2]) {
+          d = "mode " w[2] " -> " h[2]
+          if (h[2] ~ /^[2-7][0-7][0-7][0-7]$/ && w[2] !~ /^[2-7][0-7][0-7][0-7]$/) d = d " (setuid/setgid)"
+        }
+        if (w[1] == "l" && w[4] != h[4]) d = (d ? d ", " : "") "target " w[4] " -> " h[4]
+        else if (w[3] != h[3] || w[4] != h[4]) d = (d ? d ", " : "") "content changed"
+        print p ": " (d ? d : "changed")
+      }
+      for (p in have) if (!(p in want)) { split(have[p], h, "\t"); print p ": unexpected " what(h[1], h[4]) }
+    }
+  ' "$WORK/only-expected" "$WORK/only-actual" | LC_ALL=C sort
+}
+
+# Python writes bytecode caches next to the modules it imports. They are not part of the
+# release, and a planted .pyc whose header matches its source would run instead of it, so
+# caches the manifest does not list are removed (as the app user: the tree is theirs) before
+# the release is compared; the interpreter rebuilds them.
+drop_bytecode_caches() {
+  local release=$1 manifest=$2 p
+  while IFS= read -r -d '' p; do
+    manifest_escape "$p"
+    manifest_has "$manifest" d "$ESCAPED" || quiet as_app_user rm -rf -- "$release/$p"
+  done < <(find -P "$release" -mindepth 1 -type d -name __pycache__ -prune -printf '%P\0' 9>&-)
+}
+
+# not_for_image MESSAGE REASON: nothing to bake from here; nothing was changed.
+not_for_image() {
+  warn "refused: $1"
+  finish failed 1 "refused to prepare an image: $1; nothing was changed" "$2"
+}
+
+# What makes this instance itself, cleared so that instances booted from its image do not share
+# it. Paths are under ZCP_IMAGE_ROOT (default /), which only tests set; every one is root's
+# (or, for the app user's histories, removed as the app user), and no link is followed.
+clear_instance_identity() {
+  local root=${ZCP_IMAGE_ROOT:-/} f keys=0 logs=0 histories=0 home
+  root=${root%/}
+  CLEARED=()
+  # machine-id(5): an empty /etc/machine-id makes systemd generate a new ID at the next boot.
+  f=$root/etc/machine-id
+  if [[ -f $f && ! -L $f ]]; then
+    : >"$f"
+    CLEARED+=(machine-id)
+  fi
+  f=$root/var/lib/dbus/machine-id
+  if [[ -f $f && ! -L $f ]]; then
+    rm -f -- "$f"
+    CLEARED+=("dbus machine-id")
+  fi
+  # cloud-init (and sshd-keygen on other distributions) create new host keys at first boot.
+  for f in "$root"/etc/ssh/ssh_host_*; do
+    [[ -f $f || -L $f ]] || continue
+    rm -f -- "$f"
+    keys=$((keys + 1))
+  done
+  ((keys == 0)) || CLEARED+=("$keys SSH host key file(s)")
+  # zcp's deploy logs name this instance and what ran on it; the checksums, activation times
+  # and manifests stay: an instance from the image reuses its release.
+  for f in "$STATE_DIR/deploy.log" "$STATE_DIR/deploy-detail.log" "$STATE_DIR/deploy-detail.log.1"; do
+    [[ -f $f || -L $f ]] || continue
+    rm -f -- "$f"
+    logs=$((logs + 1))
+  done
+  ((logs == 0)) || CLEARED+=("$logs zcp deploy log(s)")
+  for f in .bash_history .zsh_history .python_history .lesshst .viminfo; do
+    [[ -f $root/root/$f || -L $root/root/$f ]] || continue
+    rm -f -- "$root/root/$f"
+    histories=$((histories + 1))
+  done
+  home=$(getent passwd "$APP_USER" | cut -d: -f6) || home=""
+  if [[ $home == /* && -d $root$home && ! -L $root$home ]]; then
+    for f in .bash_history .zsh_history .python_history .lesshst .viminfo; do
+      [[ -f $root$home/$f || -L $root$home/$f ]] || continue
+      quiet as_app_user rm -f -- "$root$home/$f" && histories=$((histories + 1))
+    done
+  fi
+  ((histories == 0)) || CLEARED+=("$histories shell history file(s)")
+  ((${#CLEARED[@]} > 0)) || CLEARED=(nothing)
+}
+CLEARED=()
+
+# ZCP_ACTION=prepare-image: the runner sends it to the instance an image is about to be taken
+# from. The current release must be the one asked for, verified against the checksum asked for,
+# and identical to the manifest recorded when it was deployed; otherwise the image is refused
+# (exit 1, reason "tampered", the first differing paths named) and nothing is cleared.
+prepare_image() {
+  local release=$APP_DIR/releases/$ZCP_VERSION manifest=$STATE_DIR/releases/$ZCP_VERSION.manifest current sha
+  STEP="checking release $ZCP_VERSION before an image is taken"
+  PREVIOUS=""
+  [[ ! -e $PENDING_FILE && ! -L $PENDING_FILE ]] || not_for_image "a deploy on this instance was interrupted before it was verified" unsettled
+  current=$(current_version)
+  [[ $current == "$ZCP_VERSION" ]] || not_for_image "the current release is ${current:-none}, not $ZCP_VERSION" not_current
+  sha=$(stored_sha "$ZCP_VERSION") || sha=""
+  [[ $sha == "$ZCP_SHA256" ]] ||
+    not_for_image "release $ZCP_VERSION here was not verified against sha256 $ZCP_SHA256" not_verified
+  [[ -f $manifest && ! -L $manifest ]] ||
+    not_for_image "no manifest was recorded for release $ZCP_VERSION (it was extracted by an older agent; deploy it again)" no_manifest
+  APP_HOME=$(getent passwd "$APP_USER" | cut -d: -f6) || true
+  [[ -n $APP_HOME && -d $APP_HOME ]] || APP_HOME=$APP_DIR/shared
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/zcp-agent.XXXXXXXX")
+  check_app_path "$APP_DIR/releases"
+  local differences="" count=0
+  if [[ ! -d $release || -L $release ]]; then
+    differences="releases/$ZCP_VERSION: is not a directory"
+  else
+    drop_bytecode_caches "$release" "$manifest"
+    if ! manifest_of "$release" >"$WORK/actual.manifest"; then
+      differences="releases/$ZCP_VERSION: changed while it was being read"
+    else
+      differences=$(manifest_differences "$manifest" "$WORK/actual.manifest")
+    fi
+  fi
+  if [[ -n $differences ]]; then
+    count=$(printf '%s\n' "$differences" | wc -l)
+    warn "release $ZCP_VERSION differs from its manifest in $count place(s):"
+    printf '%s\n' "$differences" | head -n 20 | sed 's/^/  /' >&2
+    local first
+    first=$(printf '%s\n' "$differences" | head -n 3 | paste -sd ';' - | sed 's/;/; /g')
+    finish failed 1 "refused to prepare an image: release $ZCP_VERSION differs from the manifest recorded when it was deployed, $count difference(s): $first" tampered
+  fi
+  clear_instance_identity
+  local joined
+  joined=$(printf '%s, ' "${CLEARED[@]}")
+  say "release $ZCP_VERSION matches its manifest; cleared ${joined%, }"
+  finish prepared 0 "release $ZCP_VERSION matches its manifest; cleared for the image: ${joined%, }"
+}
+
 # --- the deploy ----------------------------------------------------------------------------
 
 main() {
@@ -1037,6 +1331,7 @@ main() {
   STATE_DIR=${ZCP_STATE_DIR:-$(state_dir_default)}
   check_state_dir "$STATE_DIR"
   PENDING_FILE=$STATE_DIR/pending
+  [[ $ACTION != prepare-image ]] || prepare_image
   revert_unverified_switch
 
   PREVIOUS=$(current_version)
@@ -1069,18 +1364,23 @@ main() {
 
   say "deploying $ZCP_APP $ZCP_VERSION (previous: ${PREVIOUS:-none}) to $(instance_name)"
   local reuse=0
-  if [[ $have_sha == "$ZCP_SHA256" ]]; then
+  # A verified release is reused; one an older agent extracted has no manifest yet, so its
+  # artifact is fetched again when it can be (a rollback whose artifact has left the bucket
+  # still reuses it, and no image is taken from it until it is deployed again).
+  if [[ $have_sha == "$ZCP_SHA256" ]] && { [[ -f $STATE_DIR/releases/$ZCP_VERSION.manifest ]] || ! fetch_artifact; }; then
     reuse=1
     say "release $ZCP_VERSION is already on this instance and verified; reusing it"
   else
     STEP="fetching $ZCP_ARTIFACT"
-    fetch_artifact
+    [[ -n ${ARTIFACT_FILE:-} ]] || fetch_artifact
     local got
     got=$(sha256sum "$ARTIFACT_FILE" | cut -d' ' -f1)
     [[ $got == "$ZCP_SHA256" ]] ||
       reject "artifact sha256 is $got, expected $ZCP_SHA256" checksum
     say "artifact verified (sha256 ${got:0:12})"
     check_artifact_entries
+    STEP="recording the release manifest"
+    manifest_from_artifact
   fi
   ((!reuse)) || check_lockfiles "$release"
 
@@ -1096,6 +1396,8 @@ main() {
   STEP="installing dependencies"
   install_dependencies
   say "dependencies: $DEPS"
+  STEP="recording the release manifest"
+  record_manifest
   STEP="switching to $ZCP_VERSION"
   mark_pending "$PREVIOUS"
   SWITCHED=1

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { expect } from "chai";
 import {
+  ACTION_PARAMETER,
   AGENT_SCRIPT_PATH,
   DEPLOY_PARAMETERS,
   EXECUTION_TIMEOUT_PARAMETER,
@@ -77,7 +78,7 @@ describe("deploy document content (shared/agent/document.ts)", () => {
 
   it("declares one parameter per agent variable, each with an allowedPattern and ENV_VAR interpolation", () => {
     expect(DEPLOY_PARAMETERS.map((p) => p.env).sort()).to.deep.equal(AGENT_ENV_NAMES);
-    expect(Object.keys(doc.parameters).sort()).to.deep.equal([...DEPLOY_PARAMETERS.map((p) => p.name), EXECUTION_TIMEOUT_PARAMETER].sort());
+    expect(Object.keys(doc.parameters).sort()).to.deep.equal([...DEPLOY_PARAMETERS.map((p) => p.name), ACTION_PARAMETER, EXECUTION_TIMEOUT_PARAMETER].sort());
     for (const p of DEPLOY_PARAMETERS) {
       const declared = doc.parameters[p.name]!;
       expect(declared.type).to.equal("String");
@@ -151,6 +152,22 @@ describe("deploy document content (shared/agent/document.ts)", () => {
     expect(run.stdout).to.equal("");
   });
 
+  it("has an action parameter: deploy by default, or prepare-image, reaching the agent as ZCP_ACTION", () => {
+    const action = doc.parameters[ACTION_PARAMETER];
+    expect(action).to.include({ type: "String", default: "deploy", interpolationType: "ENV_VAR" });
+    const pattern = new RegExp(action?.allowedPattern ?? "");
+    expect(["deploy", "prepare-image"].every((v) => pattern.test(v))).to.equal(true);
+    for (const bad of ["", "Deploy", "prepare-image;reboot", "prepare-image\n", "rollback", "$(reboot)"]) expect(pattern.test(bad), JSON.stringify(bad)).to.equal(false);
+    // SSM hands the default to the command as SSM_action; an agent run without it deploys.
+    expect(runDocument(runCommand, ssmEnv(RELEASE_ENV)).stdout).to.contain("action: deploy\n");
+    expect(runDocument(runCommand, { ...ssmEnv(RELEASE_ENV), SSM_action: "prepare-image" }).stdout).to.contain("action: prepare-image\n");
+  });
+
+  it("never sets ZCP_IMAGE_ROOT, the directory only tests may point prepare-image at", () => {
+    expect(runCommand.filter((l) => l.includes("ZCP_IMAGE_ROOT"))).to.deep.equal([]);
+    expect(Object.values(doc.parameters).map((p) => p.description).join(" ")).to.not.include("ZCP_IMAGE_ROOT");
+  });
+
   it("refuses content beyond SSM's document size limit", () => {
     // Random bytes do not compress: the embedded copy is gzipped.
     const noise = crypto.randomBytes(MAX_DOCUMENT_BYTES).toString("hex");
@@ -180,6 +197,12 @@ describe("deploy document parameters (allowedPattern)", () => {
   it("sendCommandParameters builds SendCommand Parameters from the agent environment", () => {
     const params = sendCommandParameters(RELEASE_ENV);
     expect(params).to.deep.equal(Object.fromEntries(DEPLOY_PARAMETERS.map((p) => [p.name, [RELEASE_ENV[p.env]]])));
+  });
+
+  it("sendCommandParameters sends the action only when it is not a deploy, and checks it", () => {
+    expect(sendCommandParameters({ ...RELEASE_ENV, ZCP_ACTION: "deploy" })).to.not.have.property(ACTION_PARAMETER);
+    expect(sendCommandParameters({ ...RELEASE_ENV, ZCP_ACTION: "prepare-image" })[ACTION_PARAMETER]).to.deep.equal(["prepare-image"]);
+    expect(() => sendCommandParameters({ ...RELEASE_ENV, ZCP_ACTION: "prepare-image; reboot" })).to.throw(ConfigError, /^ZCP_ACTION: must match/);
   });
 
   it("sendCommandParameters names the variable a bad value was given for", () => {

@@ -195,8 +195,8 @@ describe("role permissions under an IAM engine", () => {
       { name: "look up the GitHub provider", action: "iam:GetOpenIDConnectProvider", resource: PROVIDER_ARN },
       { name: "describe instances", action: "ec2:DescribeInstances", resource: "*" },
       { name: "read release state", action: "s3:GetObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
-      { name: "take the preview lock", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/locks/release/dev/x.json", STATE_BACKEND.bucket) },
-      { name: "decrypt state secrets", action: "kms:Decrypt", resource: STATE_BACKEND.kmsKeyArn },
+      // Loading an awskms-encrypted state decrypts its data key, even for a preview.
+      { name: "decrypt the state's data key", action: "kms:Decrypt", resource: STATE_BACKEND.kmsKeyArn },
       { name: "read the image parameter", action: "ssm:GetParameter", resource: ARN.parameter(IMAGE_PARAMETER) },
     ],
     [
@@ -210,6 +210,16 @@ describe("role permissions under an IAM engine", () => {
       { name: "version the template", action: "ec2:CreateLaunchTemplateVersion", resource: ARN.template(templateId) },
       { name: "write release state", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "encrypt state secrets", action: "kms:Encrypt", resource: STATE_BACKEND.kmsKeyArn },
+      { name: "make a data key", action: "kms:GenerateDataKey", resource: STATE_BACKEND.kmsKeyArn },
+      { name: "re-encrypt under another key", action: "kms:ReEncryptFrom", resource: STATE_BACKEND.kmsKeyArn },
+      { name: "grant itself the key", action: "kms:CreateGrant", resource: STATE_BACKEND.kmsKeyArn },
+      { name: "decrypt with another KMS key", action: "kms:Decrypt", resource: `arn:aws:kms:${REGION}:${ACCOUNT}:key/ffffffff-0000-0000-0000-000000000000` },
+      // A preview takes no lock on the DIY backend: lock files are the releases' to write.
+      { name: "take the release stack's lock", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/locks/organization/zero-credential-pipeline-release/dev/x.json", STATE_BACKEND.bucket) },
+      { name: "delete the release stack's lock", action: "s3:DeleteObject", resource: ARN.object("zcp/web/.pulumi/locks/organization/zero-credential-pipeline-release/dev/x.json", STATE_BACKEND.bucket) },
+      { name: "delete a legacy-layout lock", action: "s3:DeleteObject", resource: ARN.object("zcp/web/.pulumi/locks/dev/x.json", STATE_BACKEND.bucket) },
+      { name: "take the foundation stack's lock", action: "s3:PutObject", resource: ARN.object("zcp/web/.pulumi/locks/organization/zcp/dev/x.json", STATE_BACKEND.bucket) },
+      { name: "delete release state", action: "s3:DeleteObject", resource: ARN.object("zcp/web/.pulumi/stacks/release/dev.json", STATE_BACKEND.bucket) },
       { name: "cancel a command", action: "ssm:CancelCommand", resource: "*" },
       { name: "change the GitHub provider", action: "iam:UpdateOpenIDConnectProviderThumbprint", resource: PROVIDER_ARN },
       { name: "read another app's artifacts", action: "s3:GetObject", resource: ARN.object("releases/api/v1.tar.gz") },
