@@ -23,6 +23,7 @@ import { ReleaseFailedError } from "../../shared/errors.js";
 import { fakeClock, offlineAutoScaling, offlineCloudWatch, offlineEc2, offlineElb, offlineS3, offlineSsm } from "../fixtures/aws/clients.js";
 import { ec2ImageSimulator } from "../fixtures/aws/ec2-image-simulator.js";
 import { simulateSsm, type AgentPlan, type AgentRunContext } from "../fixtures/aws/ssm-simulator.js";
+import { SHOP_RUNTIME } from "../fixtures/release/sim-release.js";
 
 const APP = "shop";
 const ENV = "prod";
@@ -46,15 +47,7 @@ function fleetInputs(overrides: Partial<FleetDeploymentInputs> = {}): FleetDeplo
     sha256: SHA.v2,
     bucket: BUCKET,
     artifactKey: `releases/${APP}/v2.tar.gz`,
-    runtime: {
-      appDir: "/srv/shop",
-      appUser: "shop",
-      service: "shop",
-      processManager: "systemd",
-      healthUrl: "http://127.0.0.1:8080/health",
-      healthTimeoutS: 60,
-      keepReleases: 3,
-    },
+    runtime: SHOP_RUNTIME,
     canary: 1,
     batch: "50%",
     soakSeconds: 30,

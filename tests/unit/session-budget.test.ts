@@ -17,21 +17,14 @@ import { release } from "../../deploy/runner.js";
 import { LOCAL_PASSPHRASE, type EnvironmentContext } from "../../deploy/environments.js";
 import type { ReleasePlan } from "../../deploy/program.js";
 import { ConfigError, ExitCode } from "../../shared/errors.js";
+import { SHOP_RUNTIME } from "../fixtures/release/sim-release.js";
 
 const NOW = Date.parse("2026-12-07T10:00:00Z");
 const inSeconds = (s: number) => new Date(NOW + s * 1000);
 
 const PLAN: Pick<ReleasePlan, "fleet" | "image"> = {
   fleet: {
-    runtime: {
-      appDir: "/srv/shop",
-      appUser: "shop",
-      service: "shop",
-      processManager: "systemd",
-      healthUrl: "http://127.0.0.1:8080/health",
-      healthTimeoutS: 60,
-      keepReleases: 3,
-    },
+    runtime: SHOP_RUNTIME,
     canary: 1,
     batch: "50%",
     soakSeconds: 60,
