@@ -2,7 +2,8 @@
 # The test command: incremental typecheck + build, then lint and the three suites side by
 # side, each in its own mocha process (Pulumi mocks are process-global, so unit tests never
 # share a process with the engine). Every *.test.ts under tests/<suite>/ is picked up by its
-# suite's .mocharc.json; the agent and integration suites run their files in parallel workers.
+# suite's mocharc; the agent and integration suites run their files in parallel workers,
+# longest file first (tests/longest-first.cjs).
 #
 #   ZCP_TEST_SUITES="unit agent"   run only these suites (default: unit agent integration)
 #   ZCP_TEST_SERIAL=1              one suite after another (easier to read when debugging)
@@ -51,7 +52,9 @@ run_suite() {
   # Agent and integration files are independent (each has its own fleet, work folder and
   # emulator); most of their time is spent waiting on processes, so they share the CPUs well.
   if [ "$suite" != unit ]; then extra=(--parallel --jobs "${ZCP_TEST_JOBS:-2}"); fi
-  run_step "$suite" npx mocha --config "tests/$suite/.mocharc.json" "${extra[@]}"
+  local config="tests/$suite/.mocharc.json"
+  [ -f "tests/$suite/.mocharc.cjs" ] && config="tests/$suite/.mocharc.cjs"
+  run_step "$suite" npx mocha --config "$config" "${extra[@]}"
 }
 
 if [ -n "${ZCP_TEST_SERIAL:-}" ]; then

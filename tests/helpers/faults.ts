@@ -5,7 +5,7 @@
  * environment started, filling an instance's disk, and a snapshot of everything a release
  * could change.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -13,7 +13,8 @@ import * as path from "node:path";
 import { S3Client, ListObjectVersionsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { EC2Client, DescribeImagesCommand } from "@aws-sdk/client-ec2";
 import type { ProgressRecord } from "../../deploy/progress.js";
-import type { ZcpHarness } from "./zcp.js";
+import { expect } from "chai";
+import { collect, type ZcpHarness, type ZcpRun } from "./zcp.js";
 
 export const LOCAL_BUCKET = "zcp-local-artifacts";
 export const LATEST_KEY = "releases/example/latest.json";
@@ -440,4 +441,79 @@ function digestTree(root: string): string[] {
       return `${path.relative(root, file)} ${crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex").slice(0, 16)}`;
     })
     .sort();
+}
+
+// ---------------------------------------------------------------- the fault suites' driver
+
+/** The fleet's one whole release, latest.json and the image parameter, before a fault. */
+export interface Steady {
+  version: string;
+  versions: Record<string, string>;
+  latest: { body: Record<string, unknown>; etag: string } | undefined;
+  template: { version: number; imageId: string };
+}
+
+/** A JavaScript stack frame in output: what an unreadable crash looks like. */
+const STACK_FRAME = /^\s+at .+:\d+:\d+\)?$/m;
+
+/** The run's stderr says all of `expected` and shows no stack trace. */
+export function expectStderr(r: ZcpRun, ...expected: RegExp[]): void {
+  for (const re of expected) expect(r.stderr, `stderr should match ${re}:\n${r.stderr}`).to.match(re);
+  expect(r.stderr, `stderr shows a stack trace:\n${r.stderr}`).not.to.match(STACK_FRAME);
+}
+
+/**
+ * What every fault case does on the shared environment `zcp`: read the steady state before a
+ * fault, check that nothing changed after it, and run a release with a hand on its progress.
+ */
+export function faultDriver(zcp: ZcpHarness) {
+  /** The fleet's whole release, latest.json and the image parameter; all instances must agree. */
+  async function steady(): Promise<Steady> {
+    const versions = await wholeReleases(zcp);
+    const distinct = [...new Set(Object.values(versions))];
+    expect(distinct, `the fleet should be on one release before a fault: ${JSON.stringify(versions)}`).to.have.length(1);
+    return { version: distinct[0] as string, versions, latest: await zcp.latest(), template: await zcp.imageParameter() };
+  }
+
+  async function expectNothingChanged(before: Steady): Promise<void> {
+    expect(await wholeReleases(zcp), "every instance back on the release it had").to.deep.equal(before.versions);
+    expect((await zcp.latest())?.etag, "latest.json untouched").to.equal(before.latest?.etag);
+    expect(await zcp.imageParameter(), "image parameter untouched").to.deep.equal(before.template);
+  }
+
+  /**
+   * Starts a release and hands it to `during` with a watcher on its progress. Whatever happens,
+   * the release is over when this returns: on an error it is killed, never left running into
+   * the next case.
+   */
+  async function releaseWith(
+    args: string[],
+    env: Record<string, string>,
+    during: (child: ChildProcess, watch: ProgressWatcher) => Promise<void>,
+    limitMs = 240000,
+  ): Promise<ZcpRun> {
+    const watch = new ProgressWatcher(zcp);
+    const child = zcp.spawn(["release", "--env", "local", ...args], env);
+    const done = collect(child);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await during(child, watch);
+      return await Promise.race([
+        done,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the release did not end within ${limitMs / 1000}s (it hangs)`)), limitMs);
+        }),
+      ]);
+    } catch (err) {
+      killRunner(child.pid);
+      await done;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      watch.close();
+      await waitRunnerGone(child.pid);
+    }
+  }
+
+  return { steady, expectNothingChanged, releaseWith };
 }

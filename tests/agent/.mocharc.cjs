@@ -1,0 +1,9 @@
+// Longest file first (see tests/longest-first.cjs); the rest follow alphabetically.
+"use strict";
+const longestFirst = require("../longest-first.cjs");
+
+module.exports = {
+  spec: longestFirst("agent", ["hostile-app", "deploy", "image-prepare", "failure", "interrupted"]),
+  timeout: 60000,
+  "enable-source-maps": true,
+};
