@@ -2,12 +2,12 @@
 # The test command: incremental typecheck + build, then lint and the three suites side by
 # side, each in its own mocha process (Pulumi mocks are process-global, so unit tests never
 # share a process with the engine). Every *.test.ts under tests/<suite>/ is picked up by its
-# suite's mocharc; the agent and integration suites run their files in parallel workers,
+# suite's mocharc (tests/<suite>/.mocharc.cjs); each suite runs its files in parallel workers,
 # longest file first (tests/longest-first.cjs).
 #
 #   ZCP_TEST_SUITES="unit agent"   run only these suites (default: unit agent integration)
 #   ZCP_TEST_SERIAL=1              one suite after another (easier to read when debugging)
-#   ZCP_TEST_JOBS=N                parallel workers of the agent and integration suites (default 2)
+#   ZCP_TEST_JOBS=N                parallel workers of each suite (default 2)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -48,13 +48,10 @@ run_lint() { run_step lint npx eslint --cache --cache-location dist/.eslintcache
 for suite in $suites; do steps+=("$suite"); done
 run_suite() {
   local suite="$1"
-  local extra=()
-  # Agent and integration files are independent (each has its own fleet, work folder and
-  # emulator); most of their time is spent waiting on processes, so they share the CPUs well.
-  if [ "$suite" != unit ]; then extra=(--parallel --jobs "${ZCP_TEST_JOBS:-2}"); fi
-  local config="tests/$suite/.mocharc.json"
-  [ -f "tests/$suite/.mocharc.cjs" ] && config="tests/$suite/.mocharc.cjs"
-  run_step "$suite" npx mocha --config "$config" "${extra[@]}"
+  # Every suite spreads its files over parallel workers (its mocharc): agent and integration
+  # files are independent (each has its own fleet, work folder and emulator) and most of their
+  # time is spent waiting on processes, so they share the CPUs well.
+  run_step "$suite" npx mocha --config "tests/$suite/.mocharc.cjs" --jobs "${ZCP_TEST_JOBS:-2}"
 }
 
 if [ -n "${ZCP_TEST_SERIAL:-}" ]; then

@@ -237,11 +237,11 @@ async function downloadWheels(
   builder: Record<string, string>,
 ): Promise<{ file: string; sha256: string }[]> {
   const python = process.env.ZCP_BUILD_PYTHON ?? "python3";
-  const version = await run(python, ["-c", "import sys; print(sys.version.split()[0])"]).catch((err: unknown) => {
+  // Both versions from one interpreter start: importing pip's package is cheap, its CLI is not.
+  const versions = await run(python, ["-c", "import sys, pip; print(sys.version.split()[0], pip.__version__)"]).catch((err: unknown) => {
     throw new ConfigError("requirements.txt", `needs python3 with pip on the build machine: ${describeError(err)}`, { cause: err });
   });
-  builder.python = version.stdout.trim();
-  builder.pip = (await run(python, ["-m", "pip", "--version"])).stdout.split(" ")[1] ?? "";
+  [builder.python = "", builder.pip = ""] = versions.stdout.trim().split(" ");
   await fsp.mkdir(dest, { recursive: true });
   const args = [
     "-m", "pip", "download",

@@ -1,5 +1,5 @@
 /**
- * The parallel suites' spec lists (tests/<suite>/.mocharc.cjs through tests/longest-first.cjs):
+ * The suites' spec lists (tests/<suite>/.mocharc.cjs through tests/longest-first.cjs):
  * every compiled test file of the suite runs exactly once, the named slow files first.
  */
 import { expect } from "chai";
@@ -17,8 +17,8 @@ function compiledTests(suite: string): string[] {
     .sort();
 }
 
-describe("the parallel suites' file order", function () {
-  for (const suite of ["agent", "integration"]) {
+describe("the suites' file order (parallel workers, longest first)", function () {
+  for (const suite of ["unit", "agent", "integration"]) {
     it(`tests/${suite}: every test file exactly once, the longest first`, function () {
       const config = require(path.join(REPO_ROOT, "tests", suite, ".mocharc.cjs")) as { spec: string[] };
       expect([...config.spec].sort(), "each compiled test file once").to.deep.equal(compiledTests(suite));
