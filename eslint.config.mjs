@@ -5,7 +5,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", ".tools/**", ".work/**", "**/*.mjs", "**/*.js"] },
+  { ignores: ["dist/**", "node_modules/**", ".tools/**", ".work/**", "**/*.mjs", "**/*.cjs", "**/*.js"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
