@@ -59,7 +59,7 @@ export interface SanitizedState {
  * (StackNotFoundError). The automation API has no public call for `stack export` without
  * `--show-secrets`, nor for `stack import` from a file of our choosing.
  */
-function runPulumi(cmd: PulumiCommand, args: string[], cwd: string, envVars: Record<string, string>): Promise<{ stdout: string }> {
+export function runPulumi(cmd: PulumiCommand, args: string[], cwd: string, envVars: Record<string, string>): Promise<{ stdout: string }> {
   return (cmd as unknown as { run(a: string[], c: string, e: Record<string, string>): Promise<{ stdout: string }> }).run(args, cwd, envVars);
 }
 

@@ -15,7 +15,7 @@ import { SSMClient, PutParameterCommand } from "@aws-sdk/client-ssm";
 import { LocalWorkspace } from "@pulumi/pulumi/automation/index.js";
 import { REPO_ROOT, sharedEmulator, type Emulator } from "../helpers/emulator.js";
 import { engineEnv } from "../helpers/stack.js";
-import { collect } from "../helpers/zcp.js";
+import { closedPort, collect } from "../helpers/zcp.js";
 import { devConfigYaml } from "../fixtures/release/foundation.js";
 
 describe("a named environment read from its foundation stack (real engine, emulator)", function () {
@@ -26,10 +26,11 @@ describe("a named environment read from its foundation stack (real engine, emula
   let launchTemplateId = "";
   const instanceIds: string[] = [];
 
-  function zcp(args: string[]) {
+  function zcp(args: string[], extra: Record<string, string> = {}) {
     const child = spawn(process.execPath, [path.join(REPO_ROOT, "bin", "zcp"), ...args], {
       env: {
         ...process.env,
+        ...extra,
         ...emu.env,
         ...engineEnv(`file://${state}`),
         CI: "true",
@@ -157,6 +158,33 @@ describe("a named environment read from its foundation stack (real engine, emula
     ]);
     expect(await bucketKeys()).to.deep.equal([]);
     expect(releaseStackFiles(), "release stack created by a preview").to.deep.equal([]);
+  });
+
+  it("preview reads the foundation without decrypting: its state's secrets provider an awskms key that cannot be reached (stand-in: an unknown key, KMS on a closed 127.0.0.1 port)", async function () {
+    const checkpoint = path.join(state, ".pulumi", "stacks", "zero-credential-pipeline", "dev.json");
+    const original = fs.readFileSync(checkpoint);
+    const chk = JSON.parse(original.toString("utf8")) as { checkpoint: { latest: { secrets_providers?: unknown } } };
+    // As the foundation's state on S3 looks (pulumi/pulumi pkg/secrets/cloud/manager.go).
+    chk.checkpoint.latest.secrets_providers = {
+      type: "cloud",
+      state: { url: "awskms://arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000dead?region=us-east-1", encryptedkey: Buffer.alloc(184, 7).toString("base64") },
+    };
+    fs.writeFileSync(checkpoint, JSON.stringify(chk));
+    const closed = await closedPort();
+    try {
+      const r = await zcp(["preview", "--env", "dev", "--version", "v1", "--source", path.join(REPO_ROOT, "examples", "app"), "--json"], {
+        AWS_ENDPOINT_URL_KMS: `http://127.0.0.1:${closed}`,
+        // Should anything ignore the KMS endpoint, it still reaches nothing beyond 127.0.0.1.
+        HTTPS_PROXY: `http://127.0.0.1:${closed}`,
+        HTTP_PROXY: `http://127.0.0.1:${closed}`,
+        NO_PROXY: "127.0.0.1,localhost",
+      });
+      expect(r.code, r.stderr).to.equal(0);
+      const p = JSON.parse(r.stdout) as { steps: { resource: string; op: string }[] };
+      expect(p.steps.map((st) => `${st.resource}:${st.op}`)).to.have.length(5);
+    } finally {
+      fs.writeFileSync(checkpoint, original);
+    }
   });
 
   it("credentials of another account than the configured one exit 2 before anything is packaged", async function () {

@@ -5,21 +5,12 @@
  */
 import { expect } from "chai";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
-import { collect, waitFor, ZcpHarness } from "../helpers/zcp.js";
+import { closedPort, collect, waitFor, ZcpHarness } from "../helpers/zcp.js";
 import { REPO_ROOT } from "../helpers/emulator.js";
+import { RELEASE_PROJECT } from "../../shared/naming.js";
 import { makeBrokenSource } from "../fixtures/release/sources.js";
 import { pulumiRecorder } from "../fixtures/release/pulumi-recorder.js";
-
-/** A 127.0.0.1 port nothing listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function allAt(versions: Record<string, string>, v: string): boolean {
   return Object.values(versions).length > 0 && Object.values(versions).every((x) => x === v);
@@ -121,7 +112,7 @@ describe("zcp release on the local environment (real engine, emulator, superviso
 
     // As a state on S3 looks: Pulumi's awskms provider ("cloud") with the data key it would
     // have to decrypt before reading anything else (pulumi/pulumi pkg/secrets/cloud/manager.go).
-    const checkpoint = path.join(zcp.workDir, "local", "pulumi-state", ".pulumi", "stacks", "zcp-release", "local.json");
+    const checkpoint = path.join(zcp.workDir, "local", "pulumi-state", ".pulumi", "stacks", RELEASE_PROJECT, "local.json");
     const original = fs.readFileSync(checkpoint);
     const state = JSON.parse(original.toString("utf8")) as { checkpoint: { latest: { secrets_providers?: unknown } } };
     state.checkpoint.latest.secrets_providers = {
