@@ -33,6 +33,7 @@ import {
   type StackSettings,
 } from "@pulumi/pulumi/automation/index.js";
 import { ConfigError } from "../shared/errors.js";
+import { LOCAL_ENV } from "./local/environment.js";
 
 /** The key and value that mark a secret in a Pulumi checkpoint (pulumi/pulumi `sdk/go/common/resource/sig`). */
 export const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -211,4 +212,62 @@ export async function makeThrowawayCopy(opts: ThrowawayCopyOptions): Promise<Thr
   await runPulumi(opts.pulumiCommand, ["stack", "import", "--stack", opts.stackName, "--file", stateFile], opts.dir, envVars);
   fs.rmSync(stateFile, { force: true });
   return { stack, backendUrl, passphraseFile, configFile: path.join(opts.dir, `Pulumi.${opts.stackName}.yaml`), placeholders };
+}
+
+// ---------------------------------------------------------------- `zcp state copy`
+
+export interface FoundationCopy {
+  stack: string;
+  /** PULUMI_BACKEND_URL for the preview of the copy. */
+  backendUrl: string;
+  /** PULUMI_CONFIG_PASSPHRASE_FILE for the preview of the copy. */
+  passphraseFile: string;
+  /** `pulumi preview --config-file` for the preview of the copy. */
+  configFile: string;
+  /** Encrypted secret values replaced by placeholders (paths in the state). */
+  placeholders: string[];
+}
+
+/**
+ * `zcp state copy --env ENV --to DIR`: a throwaway copy of foundation stack ENV (of the project
+ * in `projectDir`, from the backend the CLI is logged in to) in DIR, for CI's foundation
+ * previews. It exports the state without decrypting anything and reads `Pulumi.ENV.yaml` as
+ * text, so the KMS key that encrypts the stack's secrets is never used; a preview of the copy
+ * then needs no KMS right either.
+ */
+export async function copyFoundationState(stackName: string, projectDir: string, dir: string): Promise<FoundationCopy> {
+  if (stackName === LOCAL_ENV) throw new ConfigError("--env", "the local environment has no foundation stack to copy; name one (dev, prod, ...)");
+  const configFile = path.join(projectDir, `Pulumi.${stackName}.yaml`);
+  if (!fs.existsSync(configFile)) throw new ConfigError("--env", `unknown environment "${stackName}": no Pulumi.${stackName}.yaml in ${projectDir}`);
+  const target = path.resolve(dir);
+  if (fs.existsSync(target) && fs.readdirSync(target).length > 0) throw new ConfigError("--to", `must be a new or empty directory, and ${target} is not empty`);
+  const real = await LocalWorkspace.create({ workDir: projectDir });
+  const project = await real.projectSettings();
+  const settings = await real.stackSettings(stackName);
+  // Refused before anything is read from the backend: a secret config value cannot be copied.
+  stackConfigWithoutSecretsProvider(settings, `Pulumi.${stackName}.yaml`);
+  const exported = await exportStateWithoutDecrypting(real.pulumiCommand, projectDir, {}, stackName);
+  if (exported === undefined) throw new ConfigError("--env", `the state backend has no foundation stack "${stackName}" (project ${project.name}); check \`pulumi login\``);
+  fs.mkdirSync(target, { recursive: true, mode: 0o700 });
+  const copy = await makeThrowawayCopy({
+    stackName,
+    // Only the name matters: it keeps the copy's URNs those of the real stack.
+    projectSettings: { name: project.name, runtime: project.runtime ?? "nodejs" },
+    exported,
+    stackSettings: settings,
+    dir: target,
+    envVars: {},
+    pulumiCommand: real.pulumiCommand,
+  });
+  return { stack: stackName, backendUrl: copy.backendUrl, passphraseFile: copy.passphraseFile, configFile: copy.configFile, placeholders: copy.placeholders };
+}
+
+export function formatFoundationCopy(c: FoundationCopy): string {
+  return [
+    `copied foundation stack ${c.stack} without decrypting anything` +
+      (c.placeholders.length > 0 ? `; ${c.placeholders.length} encrypted value(s) replaced by "${SECRET_PLACEHOLDER}": ${c.placeholders.join(", ")}` : ""),
+    `preview it with:`,
+    `  PULUMI_BACKEND_URL=${c.backendUrl} PULUMI_CONFIG_PASSPHRASE_FILE=${c.passphraseFile} \\`,
+    `    pulumi preview --stack ${c.stack} --config-file ${c.configFile}`,
+  ].join("\n");
 }

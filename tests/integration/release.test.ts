@@ -117,7 +117,7 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     const state = JSON.parse(original.toString("utf8")) as { checkpoint: { latest: { secrets_providers?: unknown } } };
     state.checkpoint.latest.secrets_providers = {
       type: "cloud",
-      state: { url: "awskms://arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000dead?region=us-east-1", encryptedkey: Buffer.alloc(184, 7).toString("base64") },
+      state: { url: "awskms:///arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000dead?region=us-east-1", encryptedkey: Buffer.alloc(184, 7).toString("base64") },
     };
     const kmsOnly = Buffer.from(JSON.stringify(state));
     fs.writeFileSync(checkpoint, kmsOnly);
