@@ -17,6 +17,7 @@ import { REPO_ROOT, sharedEmulator, type Emulator } from "../helpers/emulator.js
 import { engineEnv } from "../helpers/stack.js";
 import { closedPort, collect } from "../helpers/zcp.js";
 import { devConfigYaml } from "../fixtures/release/foundation.js";
+import { SECRET_SIG_KEY, SECRET_SIG_VALUE } from "../../deploy/state-copy.js";
 
 describe("a named environment read from its foundation stack (real engine, emulator)", function () {
   let emu: Emulator;
@@ -188,15 +189,20 @@ describe("a named environment read from its foundation stack (real engine, emula
     }
   });
 
-  it("zcp state copy: a foundation whose state and Pulumi.dev.yaml name an awskms key that cannot be reached (stand-in: an unknown key, KMS on a closed 127.0.0.1 port) is copied without decrypting, and the copy previews with no changes", async function () {
+  it("zcp state copy: a foundation whose state and Pulumi.dev.yaml name an awskms key that cannot be reached (stand-in: an unknown key, KMS on a closed 127.0.0.1 port) is copied without decrypting (an encrypted value becomes a placeholder), and the copy previews its resources unchanged", async function () {
     const checkpoint = path.join(state, ".pulumi", "stacks", "zero-credential-pipeline", "dev.json");
     const configFile = path.join(project, "Pulumi.dev.yaml");
     const original = { checkpoint: fs.readFileSync(checkpoint), config: fs.readFileSync(configFile) };
     const keyUrl = "awskms:///arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000dead?region=us-east-1";
     const encryptedKey = Buffer.alloc(184, 7).toString("base64");
-    const chk = JSON.parse(original.checkpoint.toString("utf8")) as { checkpoint: { latest: { secrets_providers?: unknown } } };
+    const chk = JSON.parse(original.checkpoint.toString("utf8")) as {
+      checkpoint: { latest: { secrets_providers?: unknown; resources: { type: string; outputs?: Record<string, unknown> }[] } };
+    };
     // As `pulumi stack init --secrets-provider awskms://…` leaves them (docs/ci.md, bootstrap).
     chk.checkpoint.latest.secrets_providers = { type: "cloud", state: { url: keyUrl, encryptedkey: encryptedKey } };
+    // zcp keeps no secret in the foundation; were there one, it is encrypted with that key.
+    const root = chk.checkpoint.latest.resources.find((r) => r.type === "pulumi:pulumi:Stack");
+    root!.outputs = { ...root!.outputs, token: { [SECRET_SIG_KEY]: SECRET_SIG_VALUE, ciphertext: "AQICAHhdeadbeef" } };
     fs.writeFileSync(checkpoint, JSON.stringify(chk));
     fs.writeFileSync(configFile, `secretsprovider: ${keyUrl}\nencryptedkey: ${encryptedKey}\n${original.config.toString("utf8")}`);
     // The foundation program, as a project file: the same outputs the stack holds.
@@ -225,7 +231,8 @@ describe("a named environment read from its foundation stack (real engine, emula
       expect(r.code, r.stderr).to.equal(0);
       const copy = JSON.parse(r.stdout) as { backendUrl: string; passphraseFile: string; configFile: string; placeholders: string[] };
       expect(copy.backendUrl).to.equal(`file://${copyDir}/backend`);
-      expect(copy.placeholders).to.deep.equal([]);
+      expect(copy.placeholders).to.have.length(1);
+      expect(copy.placeholders[0]).to.match(/^deployment\.resources\[\d+\]\.outputs\.token$/);
       const copiedConfig = fs.readFileSync(copy.configFile, "utf8");
       expect(copiedConfig).to.not.match(/secretsprovider|encryptedkey/);
       expect(copiedConfig).to.match(/zcp:app: web/);
