@@ -194,8 +194,8 @@ async function previewSteps(stack: Stack, steps: PreviewSummary["steps"]): Promi
  *
  * The local environment (a passphrase, a `file://` backend) could preview its stack in place,
  * but it takes the same path: one way to preview, which every local and integration run
- * exercises as CI runs it against S3, for the price of three short CLI runs (export, init,
- * import).
+ * exercises as CI runs it against S3, for the price of one more short CLI run (export, init
+ * and import of the copy where a preview in place selects the stack).
  */
 async function releaseStackCopy(ctx: EnvironmentContext, plan: ReleasePlan, progressFile: string): Promise<{ stack: Stack; dir: string } | undefined> {
   const envVars = engineEnvFor(ctx, progressFile);
