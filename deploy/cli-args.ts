@@ -8,6 +8,7 @@
  *   zcp status   --env ENV
  *   zcp history  --env ENV
  *   zcp config get KEY --env ENV
+ *   zcp state copy --env ENV --to DIR
  *   zcp local down
  * plus `--json` on every command, `--help` on every command and `zcp --version`.
  *
@@ -42,6 +43,8 @@ export type Command =
   | { name: "history"; env: string; json: boolean }
   /** One value of a foundation stack's validated config, e.g. `github.sessionDurationS`. */
   | { name: "config-get"; env: string; key: string; json: boolean }
+  /** A throwaway copy of a foundation stack's state, for a preview that decrypts nothing. */
+  | { name: "state-copy"; env: string; to: string; json: boolean }
   | { name: "local-down"; json: boolean }
   /** `zcp --help`, `zcp help [COMMAND]`, `zcp COMMAND --help`: `topic` is the command's key. */
   | { name: "help"; topic?: string }
@@ -254,6 +257,16 @@ export const COMMANDS: readonly CommandSpec[] = [
     argument: { placeholder: "KEY", help: "the key, like github.sessionDurationS or zcp:deploy.batch", check: checkConfigKey },
     options: { env: { ...ENV, help: "the foundation stack (dev, prod, ...) whose Pulumi.ENV.yaml is read" }, json: JSON_OUTPUT },
     toCommand: (v) => ({ name: "config-get", env: str(v, "env")!, key: str(v, "KEY")!, json: bool(v, "json") }),
+  },
+  {
+    words: "state copy",
+    summary: "copy a foundation stack's state, decrypting nothing, into a throwaway file backend for a preview (CI's foundation previews)",
+    options: {
+      env: { ...ENV, help: "the foundation stack (dev, prod, ...), read from the backend `pulumi login` chose" },
+      to: { type: "string", placeholder: "DIR", required: true, help: "a new or empty directory for the copy (backend/, passphrase, Pulumi.ENV.yaml)", check: checkSource },
+      json: JSON_OUTPUT,
+    },
+    toCommand: (v) => ({ name: "state-copy", env: str(v, "env")!, to: str(v, "to")!, json: bool(v, "json") }),
   },
   {
     words: "local down",

@@ -26,6 +26,7 @@ import {
   status,
   useProjectTools,
 } from "./runner.js";
+import { copyFoundationState, formatFoundationCopy } from "./state-copy.js";
 import { cursorControlEnabled, paintFor } from "./style.js";
 import { consoleOutput } from "./view.js";
 
@@ -52,6 +53,12 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
     const config = await readStackConfig(cmd.env, process.env.ZCP_PROJECT_DIR ?? process.cwd());
     const value = configValue(config, cmd.key);
     out.result(cmd.json ? JSON.stringify(value ?? null) : formatConfigValue(value));
+    return;
+  }
+  if (cmd.name === "state-copy") {
+    // The backend is the one the Pulumi CLI is logged in to; zcp itself calls no AWS API here.
+    const copy = await copyFoundationState(cmd.env, process.env.ZCP_PROJECT_DIR ?? process.cwd(), cmd.to);
+    out.result(cmd.json ? JSON.stringify(copy, null, 2) : formatFoundationCopy(copy));
     return;
   }
   if (cmd.name === "promote") {

@@ -18,6 +18,7 @@ import { parseConfig, rawConfigFromEntries, type ImageBakeStart, type ZcpConfig 
 import type { AgentRuntime } from "./transport.js";
 import type { TransportSpec } from "./steps/types.js";
 import { findRepoRoot } from "./repo.js";
+import { runPulumi } from "./state-copy.js";
 import * as local from "./local/environment.js";
 import * as fleet from "./local/fleet.js";
 import { LB_BACKEND } from "./local/load-balancer.js";
@@ -273,15 +274,21 @@ async function resolveFoundation(name: string): Promise<EnvironmentContext> {
   } catch (err) {
     throw new ConfigError("--env", `cannot open the foundation stack "${name}": ${describeError(err)}`, { cause: err });
   }
-  const entries = Object.fromEntries(Object.entries(await stack.getAllConfig()).map(([k, v]) => [k, v.value]));
+  // Config and outputs are read without --show-secrets (the automation API's getAllConfig()
+  // and outputs() pass it): loading a state whose secrets provider is awskms:// to show its
+  // secrets decrypts the stack's data key, and the preview role may not (docs/security.md).
+  // Neither holds a secret zcp reads; a secret value reads as absent or "[secret]".
+  const cmd = stack.workspace.pulumiCommand;
+  const listed = JSON.parse((await runPulumi(cmd, ["config", "--json", "--stack", name], projectDir, {})).stdout) as Record<string, { value?: unknown }>;
+  const entries = Object.fromEntries(Object.entries(listed).map(([k, v]) => [k, v.value]));
   const raw = rawConfigFromEntries(entries);
   const config = parseConfig(raw, { stack: name });
-  const outs = await stack.outputs();
+  const outs = JSON.parse((await runPulumi(cmd, ["stack", "output", "--json", "--stack", name], projectDir, {})).stdout) as Record<string, unknown>;
   const missing = FOUNDATION_OUTPUT_KEYS.filter((k) => outs[k] === undefined);
   if (missing.length > 0) {
     throw new ConfigError("--env", `foundation stack "${name}" lacks outputs ${missing.join(", ")}; run its \`pulumi up\` first`);
   }
-  const outputs = Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, v.value])) as unknown as FoundationOutputs;
+  const outputs = outs as unknown as FoundationOutputs;
   const backendUrl =
     process.env.ZCP_RELEASE_BACKEND_URL ??
     (config.stateBackend ? `s3://${config.stateBackend.bucket}/${config.stateBackend.keyPrefix ?? "zcp-release"}` : process.env.PULUMI_BACKEND_URL);

@@ -32,6 +32,7 @@ import { PROGRESS_ENV, readProgress, type ProgressRecord } from "./progress.js";
 import { dependenciesDir, toolsDir } from "./repo.js";
 import { pulumiCommand, selectExistingStack as selectStackIfPresent, upWithoutReadBack } from "./release-engine.js";
 import { RULES, checkValue } from "../shared/rules.js";
+import { exportStateWithoutDecrypting, makeThrowawayCopy } from "./state-copy.js";
 import { checkReleaseSession } from "./session-budget.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
 import type { EnvironmentContext, SourceSpec } from "./environments.js";
@@ -113,7 +114,12 @@ export function useProjectTools(): void {
 function workspaceDir(ctx: EnvironmentContext): string {
   const dir = path.join(ctx.workDir, "release", ctx.name);
   fs.mkdirSync(dir, { recursive: true });
-  // The engine starts dynamic providers from ./node_modules of the program's folder.
+  linkDependencies(dir);
+  return dir;
+}
+
+/** The engine starts dynamic providers from ./node_modules of the program's folder. */
+function linkDependencies(dir: string): void {
   const link = path.join(dir, "node_modules");
   const target = dependenciesDir();
   let current: string | undefined;
@@ -126,7 +132,6 @@ function workspaceDir(ctx: EnvironmentContext): string {
     fs.rmSync(link, { force: true, recursive: true });
     fs.symlinkSync(target, link);
   }
-  return dir;
 }
 
 /** The release stack if it exists (undefined on a first release), repaired if a release was interrupted. */
@@ -180,15 +185,43 @@ async function previewSteps(stack: Stack, steps: PreviewSummary["steps"]): Promi
   });
 }
 
-/** The release stack with `plan`'s program, or undefined when no release made it yet. Creates nothing. */
-async function selectExistingStack(ctx: EnvironmentContext, plan: ReleasePlan, progressFile: string): Promise<Stack | undefined> {
+/**
+ * A throwaway copy of the release stack, with `plan`'s program, in a temporary folder; undefined
+ * when no release made the stack yet. The real stack's state is read once, with
+ * `pulumi stack export` and no `--show-secrets`, which decrypts nothing (deploy/state-copy.ts);
+ * nothing is written to the real backend. The copy's secrets provider is a random passphrase,
+ * so the preview needs no KMS key, and so no `kms:Decrypt` for the preview role.
+ *
+ * The local environment (a passphrase, a `file://` backend) could preview its stack in place,
+ * but it takes the same path: one way to preview, which every local and integration run
+ * exercises as CI runs it against S3, for the price of one more short CLI run (export, init
+ * and import of the copy where a preview in place selects the stack).
+ */
+async function releaseStackCopy(ctx: EnvironmentContext, plan: ReleasePlan, progressFile: string): Promise<{ stack: Stack; dir: string } | undefined> {
+  const envVars = engineEnvFor(ctx, progressFile);
+  const cmd = await pulumiCommand(cliRecordFile(ctx), envVars.PATH);
+  // Writes the project file the CLI needs to find the stack; the backend is only read.
+  const real = await LocalWorkspace.create({ workDir: workspaceDir(ctx), projectSettings: releaseProjectSettings(ctx), envVars, pulumiCommand: cmd });
+  const exported = await exportStateWithoutDecrypting(cmd, real.workDir, envVars, ctx.name);
+  if (exported === undefined) return undefined;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `zcp-preview-${ctx.name}-`));
   try {
-    return await LocalWorkspace.selectStack(
-      { stackName: ctx.name, projectName: RELEASE_PROJECT, program: releaseProgram(plan) },
-      { workDir: workspaceDir(ctx), projectSettings: releaseProjectSettings(ctx), envVars: engineEnvFor(ctx, progressFile) },
-    );
+    linkDependencies(dir);
+    // The copy has its own passphrase; the real stack's (the local one) stays out of it.
+    const { PULUMI_CONFIG_PASSPHRASE: _real, ...copyEnv } = envVars;
+    void _real;
+    const copy = await makeThrowawayCopy({
+      stackName: ctx.name,
+      projectSettings: releaseProjectSettings(ctx),
+      exported,
+      dir,
+      program: releaseProgram(plan),
+      envVars: copyEnv,
+      pulumiCommand: cmd,
+    });
+    return { stack: copy.stack, dir };
   } catch (err) {
-    if (err instanceof StackNotFoundError) return undefined;
+    fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 }
@@ -559,13 +592,17 @@ export async function preview(ctx: EnvironmentContext, req: ReleaseRequest, out:
   fs.writeFileSync(progressFile, "");
   try {
     const steps: PreviewSummary["steps"] = [];
-    const stack = await selectExistingStack(ctx, plan, progressFile);
-    if (!stack) {
+    const copy = await releaseStackCopy(ctx, plan, progressFile);
+    if (!copy) {
       // Before the first release there is no release stack, and a preview must not make one
       // (it would change the state backend): every step of the program would be created.
       steps.push(...firstReleaseSteps(plan));
     } else {
-      await previewSteps(stack, steps);
+      try {
+        await previewSteps(copy.stack, steps);
+      } finally {
+        fs.rmSync(copy.dir, { recursive: true, force: true });
+      }
     }
     const imageStep = steps.find((s) => s.resource === "BakedImage");
     const templateStep = steps.find((s) => s.resource === "LaunchTemplateRelease");

@@ -346,17 +346,16 @@ function stateBackendStatements(scope: StateBackendScope | undefined, partition:
       Resource: objectArn(partition, scope.bucket, keys),
     });
   }
-  if (scope.kmsKeyArn) {
-    // Decrypt stays for previews: loading a state whose secrets provider is awskms decrypts the
-    // stack's data key at once, whether or not the state holds any secret value (pulumi/pulumi
-    // pkg/secrets/cloud/manager.go, newCloudSecretsManager calls keeper.Decrypt; a preview
-    // deserializes the checkpoint with secrets.DefaultProvider, and --show-secrets only changes
-    // what is displayed). Without it neither the foundation's `pulumi preview` nor `zcp
-    // preview` of an existing release stack can run. See docs/security.md, "Known limits".
+  // The release role encrypts and decrypts the release stack's secrets. A preview role gets no
+  // KMS right at all, not even DescribeKey: previews run on a throwaway copy of the state, read
+  // with `pulumi stack export` (no --show-secrets), which decrypts nothing, and encrypted with a
+  // passphrase of its own (deploy/state-copy.ts), so they make no KMS call. Loading the real
+  // state would decrypt its data key at once (pulumi/pulumi pkg/secrets/cloud/manager.go).
+  if (scope.kmsKeyArn && write) {
     statements.push({
       Sid: "StateSecrets",
       Effect: "Allow",
-      Action: write ? ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"] : ["kms:Decrypt", "kms:DescribeKey"],
+      Action: ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
       Resource: scope.kmsKeyArn,
     });
   }

@@ -6,8 +6,9 @@
 import { expect } from "chai";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { collect, waitFor, ZcpHarness } from "../helpers/zcp.js";
+import { closedPort, collect, waitFor, ZcpHarness } from "../helpers/zcp.js";
 import { REPO_ROOT } from "../helpers/emulator.js";
+import { RELEASE_PROJECT } from "../../shared/naming.js";
 import { makeBrokenSource } from "../fixtures/release/sources.js";
 import { pulumiRecorder } from "../fixtures/release/pulumi-recorder.js";
 
@@ -100,6 +101,41 @@ describe("zcp release on the local environment (real engine, emulator, superviso
     // Only latest.json changed: no artifact was packaged or uploaded.
     const changed = (await zcp.objectKeys()).filter((k) => !keysBefore.includes(k));
     expect(changed.every((k) => k.startsWith("releases/example/latest.json@"))).to.equal(true);
+  });
+
+  it("preview decrypts nothing: a release stack whose secrets provider is an awskms key that cannot be reached (stand-in: an unknown key, KMS on a closed 127.0.0.1 port) previews the same steps and is not written", async function () {
+    const args = ["preview", "--env", "local", "--version", "v4", "--json"];
+    const plain = await zcp.run(args);
+    expect(plain.code, plain.stderr).to.equal(0);
+    const stepsOf = (stdout: string) => (JSON.parse(stdout) as { steps: unknown[] }).steps;
+    expect(stepsOf(plain.stdout)).to.not.deep.equal([]);
+
+    // As a state on S3 looks: Pulumi's awskms provider ("cloud") with the data key it would
+    // have to decrypt before reading anything else (pulumi/pulumi pkg/secrets/cloud/manager.go).
+    const checkpoint = path.join(zcp.workDir, "local", "pulumi-state", ".pulumi", "stacks", RELEASE_PROJECT, "local.json");
+    const original = fs.readFileSync(checkpoint);
+    const state = JSON.parse(original.toString("utf8")) as { checkpoint: { latest: { secrets_providers?: unknown } } };
+    state.checkpoint.latest.secrets_providers = {
+      type: "cloud",
+      state: { url: "awskms:///arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000dead?region=us-east-1", encryptedkey: Buffer.alloc(184, 7).toString("base64") },
+    };
+    const kmsOnly = Buffer.from(JSON.stringify(state));
+    fs.writeFileSync(checkpoint, kmsOnly);
+    const closed = await closedPort();
+    try {
+      const r = await zcp.run(args, {
+        AWS_ENDPOINT_URL_KMS: `http://127.0.0.1:${closed}`,
+        // Should anything ignore the KMS endpoint, it still reaches nothing beyond 127.0.0.1.
+        HTTPS_PROXY: `http://127.0.0.1:${closed}`,
+        HTTP_PROXY: `http://127.0.0.1:${closed}`,
+        NO_PROXY: "127.0.0.1,localhost",
+      });
+      expect(r.code, r.stderr).to.equal(0);
+      expect(stepsOf(r.stdout)).to.deep.equal(stepsOf(plain.stdout));
+      expect(fs.readFileSync(checkpoint).equals(kmsOnly), "the real stack's state was rewritten by a preview").to.equal(true);
+    } finally {
+      fs.writeFileSync(checkpoint, original);
+    }
   });
 
   it("a release of an existing stack runs one Pulumi command, `up`: no version check, stack select, outputs or history read", async function () {

@@ -16,6 +16,8 @@
  *   - every role session lasts `zcp:github.sessionDurationS`, read with `zcp config get` in the
  *     same job before the session exists (session-duration);
  *   - every foundation `pulumi preview` / `pulumi up` runs the CrossGuard policy pack (policy-pack);
+ *   - a job with a preview role previews only a throwaway copy of the state that `zcp state copy`
+ *     made (a file backend), never the S3 state, whose KMS key the role may not use (preview-copy);
  *   - prod is reached only through the reusable release workflow called at main, which checks
  *     that the commit is on the default branch before any role job runs: a tag's own workflow
  *     files are the tagger's to edit (trusted-ref).
@@ -98,6 +100,7 @@ const RULES = [
   "isolated-build",
   "session-duration",
   "policy-pack",
+  "preview-copy",
   "trusted-ref",
 ] as const;
 type Rule = (typeof RULES)[number];
@@ -113,7 +116,7 @@ interface Finding {
 // ---------------------------------------------------------------------------------------
 
 /** Commands that reach an environment's AWS account or its state backend: each needs a role session. */
-const AWS_COMMAND = /\b(?:zcp\s+(?:release|rollback|preview|status|history)|pulumi\s+(?:up|preview|refresh|destroy|import|cancel|login|stack|state|config))\b/;
+const AWS_COMMAND = /\b(?:zcp\s+(?:release|rollback|preview|status|history|state\s+copy)|pulumi\s+(?:up|preview|refresh|destroy|import|cancel|login|stack|state|config))\b/;
 /** Commands that change an environment. */
 const CHANGE_COMMAND = /\b(?:zcp\s+(?:release|rollback)|pulumi\s+(?:up|refresh|destroy|import|cancel|state))\b/;
 const CONFIGURE_AWS = "aws-actions/configure-aws-credentials@";
@@ -137,6 +140,8 @@ const SESSION_READ = /\bzcp\s+config\s+get\s+(?:zcp:)?github\.sessionDurationS\b
 const STEP_OUTPUT = /^\$\{\{\s*steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)\s*\}\}$/;
 const NEEDS_OUTPUT = /^\$\{\{\s*needs\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_-]+\s*\}\}$/;
 const FOUNDATION_PULUMI = /(?:^|[\s;&|])pulumi\s+(?:preview|up)\s+-/;
+const PULUMI_PREVIEW = /(?:^|[\s;&|])pulumi\s+preview\b/;
+const STATE_COPY = /\bzcp\s+state\s+copy\b/;
 const DEFAULT_BRANCH_CHECK = /\bgit\s+merge-base\s+--is-ancestor\b/;
 
 const steps = (job: Job): Step[] => job.steps ?? [];
@@ -217,6 +222,7 @@ function checkWorkflow(file: string, text: string): Finding[] {
     checkIsolatedBuild(id, job, add);
     checkSessionDuration(id, job, add);
     checkPolicyPack(id, job, add);
+    checkPreviewCopy(id, job, add);
     checkTrustedRefCaller(id, job, add);
     if (job.secrets !== undefined) add("stored-secrets", id, "passes secrets to a reusable workflow");
   }
@@ -466,6 +472,37 @@ function checkPolicyPack(id: string, job: Job, add: Add): void {
       if (FOUNDATION_PULUMI.test(line) && !/\s--policy-pack[=\s]+\S/.test(line)) {
         add("policy-pack", `${id} › ${s.name ?? `step ${index + 1}`}`, `\`${line.trim()}\` runs without --policy-pack`);
       }
+    }
+  });
+}
+
+/** The kind of role a job assumes (RELEASE, FOUNDATION, PREVIEW), from its role variable or input. */
+function roleKinds(job: Job): string[] {
+  return steps(job)
+    .filter((s) => usesAction(s, CONFIGURE_AWS))
+    .map((s) => {
+      const role = String(s.with?.["role-to-assume"] ?? "");
+      return ROLE_VARIABLE.exec(role)?.[2] ?? ROLE_INPUT.exec(role)?.[1]?.toUpperCase() ?? "";
+    });
+}
+
+/**
+ * preview-copy: a preview role may not use the state's KMS key, and loading the S3 state
+ * decrypts its data key; so every `pulumi preview` of such a job runs with PULUMI_BACKEND_URL
+ * set to a `file://` copy, made by an earlier `zcp state copy` step.
+ */
+function checkPreviewCopy(id: string, job: Job, add: Add): void {
+  if (!roleKinds(job).includes("PREVIEW")) return;
+  const all = steps(job);
+  all.forEach((s, index) => {
+    if (!PULUMI_PREVIEW.test(runText(s))) return;
+    const label = `${id} › ${s.name ?? `step ${index + 1}`}`;
+    const backend = String(s.env?.PULUMI_BACKEND_URL ?? "");
+    if (!backend.startsWith("file://")) {
+      add("preview-copy", label, `pulumi preview with a preview role must run on a copy of the state: set PULUMI_BACKEND_URL to the file:// backend of \`zcp state copy\`, got ${JSON.stringify(backend || null)}`);
+    }
+    if (!all.slice(0, index).some((earlier) => STATE_COPY.test(runText(earlier)))) {
+      add("preview-copy", label, "pulumi preview with a preview role needs an earlier step that runs `zcp state copy`");
     }
   });
 }
@@ -725,6 +762,7 @@ describe("GitHub workflows", function () {
       ["isolated-build.yml", "isolated-build"],
       ["session-duration.yml", "session-duration"],
       ["policy-pack.yml", "policy-pack"],
+      ["preview-copy.yml", "preview-copy"],
       ["trusted-ref.yml", "trusted-ref"],
       ["trusted-ref-reusable.yml", "trusted-ref"],
     ] as const) {
@@ -782,6 +820,17 @@ describe("GitHub workflows", function () {
         const login = steps(job).find((s) => /\bpulumi login\b/.test(runText(s)));
         expect(login?.env?.STATE_BACKEND).to.equal(`\${{ vars.ZCP_${env.toUpperCase()}_STATE_BACKEND }}`);
         expect(runsOf(job)).to.include(`pulumi preview --diff --stack ${env} --policy-pack policy`);
+        // The preview reads a copy of the state that decrypts nothing, made after the login.
+        const all = steps(job);
+        const loginAt = all.findIndex((s) => /\bpulumi login\b/.test(runText(s)));
+        const copyAt = all.findIndex((s) => runText(s) === `bin/zcp state copy --env ${env} --to "$RUNNER_TEMP/foundation-copy"`);
+        const previewAt = all.findIndex((s) => runText(s).includes(`pulumi preview --diff --stack ${env}`));
+        expect(copyAt, "zcp state copy after pulumi login").to.be.greaterThan(loginAt);
+        expect(previewAt, "the preview after zcp state copy").to.be.greaterThan(copyAt);
+        const previewStep = all[previewAt]!;
+        expect(previewStep.env?.PULUMI_BACKEND_URL).to.equal("file://${{ runner.temp }}/foundation-copy/backend");
+        expect(previewStep.env?.PULUMI_CONFIG_PASSPHRASE_FILE).to.equal("${{ runner.temp }}/foundation-copy/passphrase");
+        expect(runText(previewStep)).to.include(`--config-file "$RUNNER_TEMP/foundation-copy/Pulumi.${env}.yaml"`);
         if (env === "dev") {
           expect(environmentOf(job), "no environment: the subject stays pull_request").to.equal(undefined);
         } else {
