@@ -28,6 +28,7 @@ import {
 } from "./runner.js";
 import { cursorControlEnabled, paintFor } from "./style.js";
 import { consoleOutput } from "./view.js";
+import { mark, markProcessStart } from "./timings.js";
 
 function isLive(json: boolean): boolean {
   return !json && cursorControlEnabled(process.stderr);
@@ -79,6 +80,7 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
     return;
   }
   const ctx = await resolveEnvironment(cmd.env, log);
+  mark("runner: environment resolved");
   switch (cmd.name) {
     case "build": {
       const target = { ...(cmd.pythonPlatform ? { platform: cmd.pythonPlatform } : {}), ...(cmd.pythonVersion ? { pythonVersion: cmd.pythonVersion } : {}) };
@@ -138,6 +140,8 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  markProcessStart("runner: process start");
+  mark("runner: modules loaded");
   let cmd: Command;
   try {
     cmd = parseArgs(argv);

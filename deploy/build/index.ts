@@ -24,6 +24,7 @@ import { ConfigError, StepError, describeError } from "../../shared/errors.js";
 import { packageSource, type FileDigest, type PackageResult, type PackageSourceSpec } from "../package/index.js";
 import { findRepoRoot } from "../repo.js";
 import { checkPackageLock, checkRequirements, type NodeLock, type PythonLock } from "./lockfiles.js";
+import { mark, timed } from "../timings.js";
 
 /** Where the build's own files live in the archive; the source may not use it. */
 export const BUILD_DIR = ".zcp";
@@ -104,18 +105,19 @@ export async function buildArtifact(opts: BuildOptions): Promise<BuildResult> {
       log("package.json without package-lock.json: no Node dependencies are installed");
     }
 
+    mark("build: lockfiles read and checked");
     const deps = path.join(work, "deps");
     await fsp.mkdir(deps);
     const builder: Record<string, string> = { zcp: zcpVersion(), node: process.version, zlib: process.versions.zlib ?? "" };
     const dependencies: ArtifactManifest["dependencies"] = {};
     if (python) {
       const dir = opts.source.kind === "dir" ? path.resolve(opts.source.dir) : await materialize(opts.source, path.join(work, "source"));
-      const wheels = await downloadWheels(python, dir, path.join(deps, "wheels"), target, builder);
+      const wheels = await timed("build: python dependencies", () => downloadWheels(python, dir, path.join(deps, "wheels"), target, builder));
       dependencies.python = { wheels, target };
       log(`python dependencies: ${python.requirements.length} pinned, ${wheels.length} wheels`);
     }
     if (node) {
-      const count = await collectNpmTarballs(node, path.join(work, "npm"), path.join(deps, "npm-cache"), builder);
+      const count = await timed("build: node dependencies", () => collectNpmTarballs(node, path.join(work, "npm"), path.join(deps, "npm-cache"), builder));
       dependencies.node = { packages: count };
       log(`node dependencies: ${count} packages`);
     }
@@ -151,13 +153,13 @@ export async function buildArtifact(opts: BuildOptions): Promise<BuildResult> {
       };
       return `${JSON.stringify(rendered, null, 1)}\n`;
     };
-    const pkg = await packageSource({
+    const pkg = await timed("build: package and manifest", () => packageSource({
       source: opts.source,
       ...(opts.outDir !== undefined ? { outDir: opts.outDir } : {}),
       extraFiles: { VERSION: `${opts.version}\n` },
       reservedTree: { root: BUILD_DIR, dir: deps },
       manifest: { path: MANIFEST_PATH, render },
-    });
+    }));
     if (!rendered) throw new Error("the manifest was not written");
     return { ...pkg, manifest: rendered };
   } finally {
@@ -237,11 +239,11 @@ async function downloadWheels(
   builder: Record<string, string>,
 ): Promise<{ file: string; sha256: string }[]> {
   const python = process.env.ZCP_BUILD_PYTHON ?? "python3";
-  const version = await run(python, ["-c", "import sys; print(sys.version.split()[0])"]).catch((err: unknown) => {
+  const version = await timed("build: python version", () => run(python, ["-c", "import sys; print(sys.version.split()[0])"])).catch((err: unknown) => {
     throw new ConfigError("requirements.txt", `needs python3 with pip on the build machine: ${describeError(err)}`, { cause: err });
   });
   builder.python = version.stdout.trim();
-  builder.pip = (await run(python, ["-m", "pip", "--version"])).stdout.split(" ")[1] ?? "";
+  builder.pip = (await timed("build: pip version", () => run(python, ["-m", "pip", "--version"]))).stdout.split(" ")[1] ?? "";
   await fsp.mkdir(dest, { recursive: true });
   const args = [
     "-m", "pip", "download",
@@ -256,7 +258,7 @@ async function downloadWheels(
     ...(target.pythonVersion ? ["--python-version", target.pythonVersion] : []),
   ];
   try {
-    await run(python, args, { cwd: sourceDir });
+    await timed("build: pip download", () => run(python, args, { cwd: sourceDir }));
   } catch (err) {
     throw new StepError("Downloading the Python dependencies of", "requirements.txt", err);
   }

@@ -30,6 +30,7 @@ import type { FoundationOutputs } from "../../shared/outputs.js";
 import { toolsDir } from "../repo.js";
 import * as fleet from "./fleet.js";
 import { ensureLoadBalancer, stopLoadBalancer, type LoadBalancerState } from "./load-balancer.js";
+import { mark } from "../timings.js";
 
 export const LOCAL_ENV = "local";
 export const LOCAL_APP = "example";
@@ -209,10 +210,12 @@ export function localAppUser(): string {
  */
 export async function ensureLocalEnvironment(log: (m: string) => void): Promise<LocalEnvironment> {
   const { endpoint } = await ensureEmulator(log);
+  mark("local: emulator answers");
   const env = localAwsEnv(endpoint);
   Object.assign(process.env, env);
   const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
   const appUser = localAppUser();
+  mark("local: app user known");
   try {
     const { s3, ec2, ssm } = clients;
     try {
@@ -221,7 +224,9 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await s3.send(new CreateBucketCommand({ Bucket: LOCAL_BUCKET }));
       await s3.send(new PutBucketVersioningCommand({ Bucket: LOCAL_BUCKET, VersioningConfiguration: { Status: "Enabled" } }));
     }
+    mark("local: bucket checked");
     const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
+    mark("local: base images listed");
     const baseImage = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
     const parameterName = imageParameterName(LOCAL_APP, LOCAL_ENV);
     try {
@@ -256,6 +261,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       log(`seeded launch template ${ltName} (${launchTemplateId})`);
     }
 
+    mark("local: image parameter and launch template checked");
     const running = await ec2.send(
       new DescribeInstancesCommand({
         Filters: [
@@ -282,6 +288,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       log(`seeded ${want - (ids.length - (launched.Instances?.length ?? 0))} instance(s) in the emulator`);
     }
 
+    mark("local: instances listed");
     const state = readLocalState();
     const instances: LocalState["instances"] = [];
     for (const instanceId of ids.sort()) {
@@ -296,6 +303,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await fleet.startSupervisor(inst);
       instances.push({ instanceId, port, dir });
     }
+    mark("local: supervisors checked");
     const loadBalancer = await ensureLoadBalancer({
       dir: localRoot(),
       current: state.loadBalancer,
@@ -305,6 +313,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       log,
     });
     writeLocalState({ ...state, instances, loadBalancer });
+    mark("local: load balancer checked");
 
     return {
       endpoint,
