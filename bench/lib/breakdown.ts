@@ -70,8 +70,7 @@ export function breakdownOf(marks: readonly TimingMark[], startedAt: number, wal
   between("  emulator answers", at("runner: modules loaded"), at("local: emulator answers"), true);
   between("  app user", at("local: emulator answers"), at("local: app user known"), true);
   between("  bucket", at("local: app user known"), at("local: bucket checked"), true);
-  between("  base images (DescribeImages)", at("local: bucket checked"), at("local: base images listed"), true);
-  between("  image parameter, launch template", at("local: base images listed"), at("local: image parameter and launch template checked"), true);
+  between("  image parameter, launch template (base images when seeding)", at("local: bucket checked"), at("local: image parameter and launch template checked"), true);
   between("  instances (DescribeInstances)", at("local: image parameter and launch template checked"), at("local: instances listed"), true);
   between("  supervisords", at("local: instances listed"), at("local: supervisors checked"), true);
   between("  HAProxy", at("local: supervisors checked"), at("local: load balancer checked"), true);
@@ -83,6 +82,7 @@ export function breakdownOf(marks: readonly TimingMark[], startedAt: number, wal
   between("  build: start → lockfiles read and checked", at("runner: build: start"), at("build: lockfiles read and checked"), true);
   during("  build: python3 --version", "build: python version", true);
   during("  build: pip --version", "build: pip version", true);
+  during("  build: python and pip versions (one run)", "build: python and pip versions", true);
   during("  build: pip download (dependency resolution)", "build: pip download", true);
   during("  build: node dependencies", "build: node dependencies", true);
   during("  build: packaging and manifest", "build: package and manifest", true);

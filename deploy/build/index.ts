@@ -25,6 +25,7 @@ import { packageSource, type FileDigest, type PackageResult, type PackageSourceS
 import { findRepoRoot } from "../repo.js";
 import { checkPackageLock, checkRequirements, type NodeLock, type PythonLock } from "./lockfiles.js";
 import { mark, timed } from "../timings.js";
+import { restoreWheels, storeWheels, wheelCacheKey } from "./wheel-cache.js";
 
 /** Where the build's own files live in the archive; the source may not use it. */
 export const BUILD_DIR = ".zcp";
@@ -54,6 +55,12 @@ export interface BuildOptions {
   outDir?: string;
   /** @default silent */
   log?: (message: string) => void;
+  /**
+   * Where the wheels of a requirements.txt are kept between builds (build/wheel-cache.ts);
+   * a reused wheel is checked against the lockfile's hashes again.
+   * @default none: pip resolves every build
+   */
+  cacheDir?: string;
 }
 
 export interface ArtifactManifest {
@@ -112,7 +119,7 @@ export async function buildArtifact(opts: BuildOptions): Promise<BuildResult> {
     const dependencies: ArtifactManifest["dependencies"] = {};
     if (python) {
       const dir = opts.source.kind === "dir" ? path.resolve(opts.source.dir) : await materialize(opts.source, path.join(work, "source"));
-      const wheels = await timed("build: python dependencies", () => downloadWheels(python, dir, path.join(deps, "wheels"), target, builder));
+      const wheels = await timed("build: python dependencies", () => downloadWheels(python, dir, path.join(deps, "wheels"), target, builder, opts.cacheDir));
       dependencies.python = { wheels, target };
       log(`python dependencies: ${python.requirements.length} pinned, ${wheels.length} wheels`);
     }
@@ -237,13 +244,26 @@ async function downloadWheels(
   dest: string,
   target: PythonTarget,
   builder: Record<string, string>,
+  cacheDir: string | undefined,
 ): Promise<{ file: string; sha256: string }[]> {
   const python = process.env.ZCP_BUILD_PYTHON ?? "python3";
-  const version = await timed("build: python version", () => run(python, ["-c", "import sys; print(sys.version.split()[0])"])).catch((err: unknown) => {
+  // Both versions from one short interpreter run: `pip --version` would start pip's whole
+  // command line (about a second on a busy machine) to print the same `pip.__version__`.
+  const versions = await timed("build: python and pip versions", () =>
+    run(python, ["-c", "import sys, sysconfig, pip; print(sys.version.split()[0]); print(pip.__version__); print(sysconfig.get_platform()); print(sys.implementation.cache_tag)"]),
+  ).catch((err: unknown) => {
     throw new ConfigError("requirements.txt", `needs python3 with pip on the build machine: ${describeError(err)}`, { cause: err });
   });
-  builder.python = version.stdout.trim();
-  builder.pip = (await timed("build: pip version", () => run(python, ["-m", "pip", "--version"]))).stdout.split(" ")[1] ?? "";
+  const [pythonVersion = "", pipVersion = "", platform = "", implementation = ""] = versions.stdout.trim().split("\n").map((l) => l.trim());
+  builder.python = pythonVersion;
+  builder.pip = pipVersion;
+  const cacheKey = cacheDir
+    ? await wheelCacheKey({ lockText: lock.text, builder: { python: pythonVersion, pip: pipVersion, platform, implementation, executable: python }, target, sourceDir })
+    : undefined;
+  if (cacheDir && cacheKey) {
+    const cached = await timed("build: wheels from the cache", () => restoreWheels(cacheDir, cacheKey, lock.text, dest));
+    if (cached) return cached;
+  }
   await fsp.mkdir(dest, { recursive: true });
   const args = [
     "-m", "pip", "download",
@@ -266,6 +286,7 @@ async function downloadWheels(
   for (const file of (await fsp.readdir(dest)).sort()) {
     wheels.push({ file, sha256: sha256(await fsp.readFile(path.join(dest, file))) });
   }
+  if (cacheDir && cacheKey) await storeWheels(cacheDir, cacheKey, lock.text, dest, wheels);
   return wheels;
 }
 

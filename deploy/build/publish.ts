@@ -44,6 +44,7 @@ export async function buildAndUpload(ctx: EnvironmentContext, req: PublishReques
     source: packageSpecOf(req.source),
     ...(req.pythonTarget ? { pythonTarget: req.pythonTarget } : {}),
     log,
+    cacheDir: path.join(ctx.workDir, "build-cache", "wheels"),
   }));
   const key = artifactKey(ctx.outputs.app, req.version);
   const clients = createAwsClients({ region: ctx.outputs.region });

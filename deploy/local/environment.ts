@@ -225,16 +225,24 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await s3.send(new PutBucketVersioningCommand({ Bucket: LOCAL_BUCKET, VersioningConfiguration: { Status: "Enabled" } }));
     }
     mark("local: bucket checked");
-    const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
-    mark("local: base images listed");
-    const baseImage = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
+    // Only seeding needs the base image, and listing the emulator's catalogue of public images
+    // takes longer than the rest of this check together (about 1.5 s on a busy 2-core
+    // machine): it is asked once, when something is seeded.
+    let baseImageId: string | undefined;
+    const baseImage = async (): Promise<string> => {
+      if (baseImageId === undefined) {
+        const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
+        baseImageId = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
+      }
+      return baseImageId;
+    };
     const parameterName = imageParameterName(LOCAL_APP, LOCAL_ENV);
     try {
       await ssm.send(new GetParameterCommand({ Name: parameterName }));
     } catch {
       // As the foundation makes it: the base image until the first release moves it.
-      await ssm.send(new PutParameterCommand({ Name: parameterName, Value: baseImage, Type: "String", DataType: "aws:ec2:image" }));
-      log(`seeded image parameter ${parameterName} (${baseImage})`);
+      await ssm.send(new PutParameterCommand({ Name: parameterName, Value: await baseImage(), Type: "String", DataType: "aws:ec2:image" }));
+      log(`seeded image parameter ${parameterName} (${await baseImage()})`);
     }
     const ltName = launchTemplateName(LOCAL_APP, LOCAL_ENV);
     let launchTemplateId: string | undefined;
@@ -278,7 +286,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
         new RunInstancesCommand({
           LaunchTemplate: { LaunchTemplateId: launchTemplateId },
           // The emulator does not resolve `resolve:ssm:` at launch as EC2 does; name the image.
-          ImageId: baseImage,
+          ImageId: await baseImage(),
           MinCount: want - ids.length,
           MaxCount: want - ids.length,
           TagSpecifications: [{ ResourceType: "instance", Tags: tagPairs(baseTags(LOCAL_APP, LOCAL_ENV)) }],
