@@ -416,7 +416,11 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
       const opened = await existing;
       if ("error" in opened) throw opened.error;
       const stack = opened.stack ?? (await openStack(ctx, plan, progressFile));
-      stack.workspace.program = releaseProgram(plan);
+      const program = releaseProgram(plan);
+      stack.workspace.program = async () => {
+        mark("engine: program starts");
+        return await program();
+      };
       let engineOperations = 0;
       mark("runner: up start");
       const { value: result } = await withProgress(progressFile, view, () =>

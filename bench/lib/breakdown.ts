@@ -92,6 +92,8 @@ export function breakdownOf(marks: readonly TimingMark[], startedAt: number, wal
   during("runner: latest pointer read", "runner: latest pointer read");
   between("runner: plan, stack ready", at("runner: latest pointer read: end"), at("runner: up start"));
   between("engine: up → provider host process start", at("runner: up start"), at("host: process start"));
+  between("  Pulumi CLI start → the program runs (in the runner)", at("runner: up start"), at("engine: program starts"), true);
+  between("  program → provider host started (providers serialised, plugin start)", at("engine: program starts"), at("host: process start"), true);
   between("engine: provider host loads its modules", at("host: process start"), at("host: step modules loaded"));
   between("engine: host loaded → Artifact step starts", at("host: step modules loaded"), at("step Artifact: start"));
   between("step Artifact", at("step Artifact: start"), at("step Artifact: end"));
