@@ -226,8 +226,8 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
     }
     mark("local: bucket checked");
     // Only seeding needs the base image, and listing the emulator's catalogue of public images
-    // takes longer than the rest of this check together (about 1.5 s on a busy 2-core
-    // machine): it is asked once, when something is seeded.
+    // takes longer than the rest of this check together (0.9 s on a quiet 2-core machine,
+    // nearly 2 s on a busy one; docs/benchmarks.md): it is asked only when something is seeded.
     let baseImageId: string | undefined;
     const baseImage = async (): Promise<string> => {
       if (baseImageId === undefined) {
