@@ -18,7 +18,11 @@
  *
  * Usage: node dist/bench/release-overhead.js [--sizes 4,16,32] [--batch 25%]
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { table } from "../deploy/view.js";
+import { readMarks, TIMINGS_ENV, type TimingMark } from "../deploy/timings.js";
+import { breakdownOf, breakdownTable } from "./lib/breakdown.js";
 import { LocalZcp, type ZcpRun } from "./lib/local-zcp.js";
 import { phaseTable } from "./lib/phases.js";
 import type { ReleaseSummary } from "../deploy/runner.js";
@@ -50,6 +54,7 @@ interface Measurement {
   run: ZcpRun;
   summary: ReleaseSummary;
   boundMs: number;
+  marks: TimingMark[];
 }
 
 const s = (ms: number) => (ms / 1000).toFixed(1);
@@ -60,13 +65,16 @@ async function measure(n: number, batch: string): Promise<Measurement> {
     await env.prepare();
     const warm = await env.release("v1");
     console.log(`N=${n}: warm-up v1 in ${s(warm.run.wallMs)} s (${warm.summary.instances.length} instances, ${warm.summary.batchAgentMs.length} batches)`);
-    const { run, summary } = await env.release("v2");
+    const timings = path.join(env.workDir, "timings.jsonl");
+    const { run, summary } = await env.release("v2", [], { [TIMINGS_ENV]: timings });
+    const marks = readMarks(timings);
+    fs.rmSync(timings, { force: true });
     const bad = summary.instances.filter((i) => i.status !== "deployed");
     if (bad.length > 0 || summary.instances.length !== n) {
       throw new Error(`N=${n}: v2 reached ${summary.instances.length - bad.length}/${n} instances as deployed`);
     }
     const boundMs = summary.batchAgentMs.reduce((a, b) => a + b, 0);
-    return { n, run, summary, boundMs };
+    return { n, run, summary, boundMs, marks };
   } finally {
     await env.down();
   }
@@ -77,6 +85,10 @@ function report(m: Measurement): void {
   const batches = summary.batchAgentMs.length;
   console.log(`N=${m.n}: release v1 → v2, ${batches} batches (canary 1, then ${m.summary.instances.filter((i) => i.batch === 2).length} per batch)`);
   console.log(phaseTable(run.lines, run.wallMs));
+  if (m.marks.length > 0) {
+    console.log(`N=${m.n}: the same release from its timing marks (${TIMINGS_ENV}, exact to the millisecond):`);
+    console.log(breakdownTable(breakdownOf(m.marks, run.startedAt, run.wallMs, summary.batchAgentMs), run.wallMs));
+  }
   console.log(`  slowest agent per batch: ${summary.batchAgentMs.map((ms) => s(ms)).join(" + ")} = ${s(boundMs)} s`);
   console.log(
     `  wall ${s(run.wallMs)} s (runner's durationMs ${s(summary.durationMs)} s), FleetDeployment ${s(summary.fleetDurationMs)} s, ` +

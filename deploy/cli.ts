@@ -29,6 +29,7 @@ import {
 import { copyFoundationState, formatFoundationCopy } from "./state-copy.js";
 import { cursorControlEnabled, paintFor } from "./style.js";
 import { consoleOutput } from "./view.js";
+import { mark, markProcessStart } from "./timings.js";
 
 function isLive(json: boolean): boolean {
   return !json && cursorControlEnabled(process.stderr);
@@ -86,6 +87,7 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
     return;
   }
   const ctx = await resolveEnvironment(cmd.env, log);
+  mark("runner: environment resolved");
   switch (cmd.name) {
     case "build": {
       const target = { ...(cmd.pythonPlatform ? { platform: cmd.pythonPlatform } : {}), ...(cmd.pythonVersion ? { pythonVersion: cmd.pythonVersion } : {}) };
@@ -145,6 +147,8 @@ async function run(cmd: Exclude<Command, { name: "help" } | { name: "version" }>
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  markProcessStart("runner: process start");
+  mark("runner: modules loaded");
   let cmd: Command;
   try {
     cmd = parseArgs(argv);

@@ -37,6 +37,7 @@ import { checkReleaseSession } from "./session-budget.js";
 import { appendStepSummary, markdownTable, ProgressView, table, type Output } from "./view.js";
 import type { EnvironmentContext, SourceSpec } from "./environments.js";
 import type { InstanceReport } from "./steps/types.js";
+import { mark, timed } from "./timings.js";
 
 export interface ReleaseRequest {
   version: string;
@@ -426,8 +427,8 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
   const log = (m: string) => view.line(m);
   const kind = req.kind ?? "release";
   try {
-    await checkAccount(ctx);
-    await checkReleaseSession({ fleet: fleetSettings(ctx, req), image: { ...ctx.settings.image, enabled: ctx.settings.image.enabled && !req.skipImage } }, ctx, log);
+    await timed("runner: account check", () => checkAccount(ctx));
+    await timed("runner: session check", () => checkReleaseSession({ fleet: fleetSettings(ctx, req), image: { ...ctx.settings.image, enabled: ctx.settings.image.enabled && !req.skipImage } }, ctx, log));
     // Only an engine that died mid-update leaves pending operations, and on a file backend
     // such an engine also leaves its lock behind: no stale lock, nothing to repair.
     const staleLockRemoved = inspectFileLock(ctx, log);
@@ -436,20 +437,25 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
     fs.writeFileSync(progressFile, "");
     // Selecting an existing stack (and repairing what an interrupted release left) changes no
     // release state, so it runs while the artifact is packaged and uploaded.
-    const existing = openExistingStack(ctx, progressFile, log, mayHavePendingOperations).then(
+    const existing = timed("runner: open release stack", () => openExistingStack(ctx, progressFile, log, mayHavePendingOperations)).then(
       (stack) => ({ stack }),
       (error: unknown) => ({ error }),
     );
     try {
-      const artifact = await prepareArtifact(ctx, req, log);
-      const latest = await currentLatestEtag(ctx);
+      const artifact = await timed("runner: artifact", () => prepareArtifact(ctx, req, log));
+      const latest = await timed("runner: latest pointer read", () => currentLatestEtag(ctx));
       log(`${kind} ${latest.version ?? "(none)"} → ${req.version} on ${ctx.name}`);
       const plan = buildPlan(ctx, req, artifact, latest.etag);
       const opened = await existing;
       if ("error" in opened) throw opened.error;
       const stack = opened.stack ?? (await openStack(ctx, plan, progressFile));
-      stack.workspace.program = releaseProgram(plan);
+      const program = releaseProgram(plan);
+      stack.workspace.program = async () => {
+        mark("engine: program starts");
+        return await program();
+      };
       let engineOperations = 0;
+      mark("runner: up start");
       const { value: result } = await withProgress(progressFile, view, () =>
         upWithoutReadBack(stack, {
           message: `${kind} ${req.version}`,
@@ -459,6 +465,7 @@ export async function release(ctx: EnvironmentContext, req: ReleaseRequest, out:
           },
         }),
       );
+      mark("runner: up end");
       const o = result.outputs;
       const summary: ReleaseSummary = {
         environment: ctx.name,

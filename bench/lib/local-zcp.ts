@@ -32,6 +32,8 @@ export interface ZcpRun {
   lines: TimedLine[];
   /** From spawn to exit, as the person running the command waits for it. */
   wallMs: number;
+  /** Wall clock at spawn, ms since the epoch (to place the command's timing marks). */
+  startedAt: number;
 }
 
 export interface LocalZcpOptions {
@@ -86,6 +88,7 @@ export class LocalZcp {
 
   /** Runs `zcp` with the environment's variables, plus `extraEnv` for this command only. */
   async run(args: readonly string[], extraEnv: Record<string, string> = {}): Promise<ZcpRun> {
+    const startedAt = Date.now();
     const started = performance.now();
     const child = spawn(process.execPath, [BIN, ...args], { env: { ...this.env(), ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -104,7 +107,7 @@ export class LocalZcp {
     });
     const wallMs = performance.now() - started;
     if (partial) lines.push({ atMs: wallMs, text: partial });
-    return { args, code, stdout, lines, wallMs };
+    return { args, code, stdout, lines, wallMs, startedAt };
   }
 
   /** Starts the environment (emulator, instances) and checks that its app ports are its own. */
@@ -123,8 +126,12 @@ export class LocalZcp {
     }
   }
 
-  async release(version: string, extra: readonly string[] = []): Promise<{ run: ZcpRun; summary: ReleaseSummary }> {
-    const run = this.check(await this.run(["release", "--env", "local", "--version", version, "--json", ...extra]));
+  async release(
+    version: string,
+    extra: readonly string[] = [],
+    extraEnv: Record<string, string> = {},
+  ): Promise<{ run: ZcpRun; summary: ReleaseSummary }> {
+    const run = this.check(await this.run(["release", "--env", "local", "--version", version, "--json", ...extra], extraEnv));
     return { run, summary: JSON.parse(run.stdout) as ReleaseSummary };
   }
 

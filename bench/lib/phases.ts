@@ -12,7 +12,7 @@ import type { TimedLine } from "./local-zcp.js";
  * and a step that did not run (no image with --skip-image) leaves no phase.
  */
 const PHASES: { name: string; endsAt: RegExp | "exit" }[] = [
-  { name: "start-up, account check, packaging", endsAt: /^packaged / },
+  { name: "start-up, account check, build", endsAt: /^(packaged|built) / },
   { name: "upload", endsAt: /^(uploaded|reusing identical) / },
   { name: "latest pointer read", endsAt: /^(release|rollback) \S+ → \S+ on / },
   { name: "engine start (workspace, stack, program, providers)", endsAt: /\] (Artifact|FleetDeployment): start/ },

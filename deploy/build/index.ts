@@ -24,6 +24,8 @@ import { ConfigError, StepError, describeError } from "../../shared/errors.js";
 import { packageSource, type FileDigest, type PackageResult, type PackageSourceSpec } from "../package/index.js";
 import { findRepoRoot } from "../repo.js";
 import { checkPackageLock, checkRequirements, type NodeLock, type PythonLock } from "./lockfiles.js";
+import { mark, timed } from "../timings.js";
+import { restoreWheels, storeWheels, wheelCacheKey } from "./wheel-cache.js";
 
 /** Where the build's own files live in the archive; the source may not use it. */
 export const BUILD_DIR = ".zcp";
@@ -53,6 +55,12 @@ export interface BuildOptions {
   outDir?: string;
   /** @default silent */
   log?: (message: string) => void;
+  /**
+   * Where the wheels of a requirements.txt are kept between builds (build/wheel-cache.ts);
+   * a reused wheel is checked against the lockfile's hashes again.
+   * @default none: pip resolves every build
+   */
+  cacheDir?: string;
 }
 
 export interface ArtifactManifest {
@@ -104,18 +112,19 @@ export async function buildArtifact(opts: BuildOptions): Promise<BuildResult> {
       log("package.json without package-lock.json: no Node dependencies are installed");
     }
 
+    mark("build: lockfiles read and checked");
     const deps = path.join(work, "deps");
     await fsp.mkdir(deps);
     const builder: Record<string, string> = { zcp: zcpVersion(), node: process.version, zlib: process.versions.zlib ?? "" };
     const dependencies: ArtifactManifest["dependencies"] = {};
     if (python) {
       const dir = opts.source.kind === "dir" ? path.resolve(opts.source.dir) : await materialize(opts.source, path.join(work, "source"));
-      const wheels = await downloadWheels(python, dir, path.join(deps, "wheels"), target, builder);
+      const wheels = await timed("build: python dependencies", () => downloadWheels(python, dir, path.join(deps, "wheels"), target, builder, opts.cacheDir));
       dependencies.python = { wheels, target };
       log(`python dependencies: ${python.requirements.length} pinned, ${wheels.length} wheels`);
     }
     if (node) {
-      const count = await collectNpmTarballs(node, path.join(work, "npm"), path.join(deps, "npm-cache"), builder);
+      const count = await timed("build: node dependencies", () => collectNpmTarballs(node, path.join(work, "npm"), path.join(deps, "npm-cache"), builder));
       dependencies.node = { packages: count };
       log(`node dependencies: ${count} packages`);
     }
@@ -151,13 +160,13 @@ export async function buildArtifact(opts: BuildOptions): Promise<BuildResult> {
       };
       return `${JSON.stringify(rendered, null, 1)}\n`;
     };
-    const pkg = await packageSource({
+    const pkg = await timed("build: package and manifest", () => packageSource({
       source: opts.source,
       ...(opts.outDir !== undefined ? { outDir: opts.outDir } : {}),
       extraFiles: { VERSION: `${opts.version}\n` },
       reservedTree: { root: BUILD_DIR, dir: deps },
       manifest: { path: MANIFEST_PATH, render },
-    });
+    }));
     if (!rendered) throw new Error("the manifest was not written");
     return { ...pkg, manifest: rendered };
   } finally {
@@ -235,13 +244,26 @@ async function downloadWheels(
   dest: string,
   target: PythonTarget,
   builder: Record<string, string>,
+  cacheDir: string | undefined,
 ): Promise<{ file: string; sha256: string }[]> {
   const python = process.env.ZCP_BUILD_PYTHON ?? "python3";
-  // Both versions from one interpreter start: importing pip's package is cheap, its CLI is not.
-  const versions = await run(python, ["-c", "import sys, pip; print(sys.version.split()[0], pip.__version__)"]).catch((err: unknown) => {
+  // Both versions from one short interpreter run: `pip --version` would start pip's whole
+  // command line (about a second on a busy machine) to print the same `pip.__version__`.
+  const versions = await timed("build: python and pip versions", () =>
+    run(python, ["-c", "import sys, sysconfig, pip; print(sys.version.split()[0]); print(pip.__version__); print(sysconfig.get_platform()); print(sys.implementation.cache_tag)"]),
+  ).catch((err: unknown) => {
     throw new ConfigError("requirements.txt", `needs python3 with pip on the build machine: ${describeError(err)}`, { cause: err });
   });
-  [builder.python = "", builder.pip = ""] = versions.stdout.trim().split(" ");
+  const [pythonVersion = "", pipVersion = "", platform = "", implementation = ""] = versions.stdout.trim().split("\n").map((l) => l.trim());
+  builder.python = pythonVersion;
+  builder.pip = pipVersion;
+  const cacheKey = cacheDir
+    ? await wheelCacheKey({ lockText: lock.text, builder: { python: pythonVersion, pip: pipVersion, platform, implementation, executable: python }, target, sourceDir })
+    : undefined;
+  if (cacheDir && cacheKey) {
+    const cached = await timed("build: wheels from the cache", () => restoreWheels(cacheDir, cacheKey, lock.text, dest));
+    if (cached) return cached;
+  }
   await fsp.mkdir(dest, { recursive: true });
   const args = [
     "-m", "pip", "download",
@@ -256,7 +278,7 @@ async function downloadWheels(
     ...(target.pythonVersion ? ["--python-version", target.pythonVersion] : []),
   ];
   try {
-    await run(python, args, { cwd: sourceDir });
+    await timed("build: pip download", () => run(python, args, { cwd: sourceDir }));
   } catch (err) {
     throw new StepError("Downloading the Python dependencies of", "requirements.txt", err);
   }
@@ -264,6 +286,7 @@ async function downloadWheels(
   for (const file of (await fsp.readdir(dest)).sort()) {
     wheels.push({ file, sha256: sha256(await fsp.readFile(path.join(dest, file))) });
   }
+  if (cacheDir && cacheKey) await storeWheels(cacheDir, cacheKey, lock.text, dest, wheels);
   return wheels;
 }
 

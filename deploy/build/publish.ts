@@ -10,6 +10,7 @@ import { s3Uri, uploadArtifact } from "../aws/artifacts.js";
 import { createAwsClients, destroyAwsClients } from "../aws/clients.js";
 import type { EnvironmentContext, SourceSpec } from "../environments.js";
 import { buildArtifact, type BuildResult, type PythonTarget } from "./index.js";
+import { timed } from "../timings.js";
 
 export interface PublishRequest {
   version: string;
@@ -38,23 +39,24 @@ export function packageSpecOf(source: SourceSpec): SourceSpec {
 
 /** Builds `req.version` and uploads it; returns what is in the bucket. */
 export async function buildAndUpload(ctx: EnvironmentContext, req: PublishRequest, log: (m: string) => void): Promise<PublishedArtifact> {
-  const built: BuildResult = await buildArtifact({
+  const built: BuildResult = await timed("runner: build", () => buildArtifact({
     version: req.version,
     source: packageSpecOf(req.source),
     ...(req.pythonTarget ? { pythonTarget: req.pythonTarget } : {}),
     log,
-  });
+    cacheDir: path.join(ctx.workDir, "build-cache", "wheels"),
+  }));
   const key = artifactKey(ctx.outputs.app, req.version);
   const clients = createAwsClients({ region: ctx.outputs.region });
   try {
     log(`built ${req.version}: ${built.files} files, ${(built.bytes / 1024).toFixed(0)} KiB, sha256 ${built.sha256.slice(0, 12)}…`);
-    const up = await uploadArtifact(clients.s3, {
+    const up = await timed("runner: upload", () => uploadArtifact(clients.s3, {
       bucket: ctx.outputs.bucket,
       key,
       body: built.path,
       sha256: built.sha256,
       metadata: { ...(built.commit ? { commit: built.commit } : {}), createdAt: new Date().toISOString() },
-    });
+    }));
     log(up.uploaded ? `uploaded ${s3Uri(ctx.outputs.bucket, key)}` : `reusing identical ${s3Uri(ctx.outputs.bucket, key)}`);
     return {
       environment: ctx.name,

@@ -30,6 +30,7 @@ import type { FoundationOutputs } from "../../shared/outputs.js";
 import { toolsDir } from "../repo.js";
 import * as fleet from "./fleet.js";
 import { ensureLoadBalancer, stopLoadBalancer, type LoadBalancerState } from "./load-balancer.js";
+import { mark } from "../timings.js";
 
 export const LOCAL_ENV = "local";
 export const LOCAL_APP = "example";
@@ -209,10 +210,12 @@ export function localAppUser(): string {
  */
 export async function ensureLocalEnvironment(log: (m: string) => void): Promise<LocalEnvironment> {
   const { endpoint } = await ensureEmulator(log);
+  mark("local: emulator answers");
   const env = localAwsEnv(endpoint);
   Object.assign(process.env, env);
   const clients = createAwsClients({ region: LOCAL_REGION, endpoint });
   const appUser = localAppUser();
+  mark("local: app user known");
   try {
     const { s3, ec2, ssm } = clients;
     try {
@@ -221,15 +224,25 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await s3.send(new CreateBucketCommand({ Bucket: LOCAL_BUCKET }));
       await s3.send(new PutBucketVersioningCommand({ Bucket: LOCAL_BUCKET, VersioningConfiguration: { Status: "Enabled" } }));
     }
-    const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
-    const baseImage = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
+    mark("local: bucket checked");
+    // Only seeding needs the base image, and listing the emulator's catalogue of public images
+    // takes longer than the rest of this check together (0.9 s on a quiet 2-core machine,
+    // nearly 2 s on a busy one; docs/benchmarks.md): it is asked only when something is seeded.
+    let baseImageId: string | undefined;
+    const baseImage = async (): Promise<string> => {
+      if (baseImageId === undefined) {
+        const images = await ec2.send(new DescribeImagesCommand({ Owners: ["amazon"] }));
+        baseImageId = images.Images?.find((i) => i.ImageId)?.ImageId ?? "ami-12c6146b";
+      }
+      return baseImageId;
+    };
     const parameterName = imageParameterName(LOCAL_APP, LOCAL_ENV);
     try {
       await ssm.send(new GetParameterCommand({ Name: parameterName }));
     } catch {
       // As the foundation makes it: the base image until the first release moves it.
-      await ssm.send(new PutParameterCommand({ Name: parameterName, Value: baseImage, Type: "String", DataType: "aws:ec2:image" }));
-      log(`seeded image parameter ${parameterName} (${baseImage})`);
+      await ssm.send(new PutParameterCommand({ Name: parameterName, Value: await baseImage(), Type: "String", DataType: "aws:ec2:image" }));
+      log(`seeded image parameter ${parameterName} (${await baseImage()})`);
     }
     const ltName = launchTemplateName(LOCAL_APP, LOCAL_ENV);
     let launchTemplateId: string | undefined;
@@ -256,6 +269,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       log(`seeded launch template ${ltName} (${launchTemplateId})`);
     }
 
+    mark("local: image parameter and launch template checked");
     const running = await ec2.send(
       new DescribeInstancesCommand({
         Filters: [
@@ -272,7 +286,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
         new RunInstancesCommand({
           LaunchTemplate: { LaunchTemplateId: launchTemplateId },
           // The emulator does not resolve `resolve:ssm:` at launch as EC2 does; name the image.
-          ImageId: baseImage,
+          ImageId: await baseImage(),
           MinCount: want - ids.length,
           MaxCount: want - ids.length,
           TagSpecifications: [{ ResourceType: "instance", Tags: tagPairs(baseTags(LOCAL_APP, LOCAL_ENV)) }],
@@ -282,6 +296,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       log(`seeded ${want - (ids.length - (launched.Instances?.length ?? 0))} instance(s) in the emulator`);
     }
 
+    mark("local: instances listed");
     const state = readLocalState();
     const instances: LocalState["instances"] = [];
     for (const instanceId of ids.sort()) {
@@ -296,6 +311,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       await fleet.startSupervisor(inst);
       instances.push({ instanceId, port, dir });
     }
+    mark("local: supervisors checked");
     const loadBalancer = await ensureLoadBalancer({
       dir: localRoot(),
       current: state.loadBalancer,
@@ -305,6 +321,7 @@ export async function ensureLocalEnvironment(log: (m: string) => void): Promise<
       log,
     });
     writeLocalState({ ...state, instances, loadBalancer });
+    mark("local: load balancer checked");
 
     return {
       endpoint,

@@ -7,6 +7,10 @@ import { createAwsClients, destroyAwsClients, type AwsClients } from "../aws/cli
 import type { Pacing } from "../aws/call.js";
 import { emitProgress } from "../progress.js";
 import type { Transport } from "../transport.js";
+import { mark, markProcessStart } from "../timings.js";
+
+markProcessStart("host: process start");
+mark("host: step modules loaded");
 
 /**
  * What a step may be handed instead of the real thing: clients (the benchmark's simulators),
@@ -61,8 +65,10 @@ setInterval(() => {
 /** Runs a step with start/done/failed records around it. */
 export async function traced<T>(step: string, detail: string, fn: () => Promise<T>): Promise<T> {
   emitProgress({ kind: "step", step, state: "start", detail });
+  mark(`step ${step}: start`);
   try {
     const out = await fn();
+    mark(`step ${step}: end`);
     emitProgress({ kind: "step", step, state: "done", detail });
     return out;
   } catch (err) {

@@ -17,6 +17,8 @@ import { prepareInstanceForImage } from "./image-preparation.js";
 import { alarmGateFor, trafficControllerFor } from "../traffic/select.js";
 import { stepLog, stepPacing, traced, withStepClients, type StepEnv } from "./context.js";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs, TransportSpec } from "./types.js";
+import { mark, timed } from "../timings.js";
+import type { TrafficController } from "../traffic/controller.js";
 
 const STEP = "FleetDeployment";
 
@@ -81,6 +83,24 @@ export async function prepareFleetRun(spec: FleetReleaseSpec, clients: AwsClient
   };
 }
 
+/** The transport with a timing mark around each batch's agents (deploy/timings.ts). */
+function timedTransport(transport: Transport): Transport {
+  return {
+    kind: transport.kind,
+    runAgent: (ids, params, opts) => timed(`fleet: agents ${params.action ?? "deploy"} ×${ids.length}`, () => transport.runAgent(ids, params, opts)),
+  };
+}
+
+/** The traffic controller with timing marks around each drain and restore. */
+function timedTraffic(traffic: TrafficController): TrafficController {
+  return {
+    kind: traffic.kind,
+    healthyCount: (ids) => traffic.healthyCount(ids),
+    drain: (ids) => timed(`fleet: traffic drain ×${ids.length}`, () => traffic.drain(ids)),
+    restore: (ids) => timed(`fleet: traffic restore ×${ids.length}`, () => traffic.restore(ids)),
+  };
+}
+
 export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = {}): Promise<FleetDeploymentOutputs> {
   const now = env.now ?? Date.now;
   const sleep = env.sleep ?? realSleep;
@@ -96,7 +116,10 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
         },
         { ...stepPacing(STEP), sleep, now },
       );
+      mark("fleet: discovered");
       const run = await prepareFleetRun(inputs, clients, env, STEP);
+      mark("fleet: transport and parameters ready");
+      const transport = timedTransport(run.transport);
       const candidate = inputs.candidateImage
         ? new CandidateImage(
             clients.ec2,
@@ -105,7 +128,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
             { ...stepPacing(STEP), sleep, now },
             async (instanceId) =>
               prepareInstanceForImage(
-                run.transport,
+                transport,
                 instanceId,
                 {
                   params: await run.paramsFor(inputs.version),
@@ -130,8 +153,8 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
           ...(run.previousRelease !== undefined ? { previousRelease: run.previousRelease } : {}),
         },
         {
-          transport: run.transport,
-          traffic: trafficControllerFor(inputs.traffic, clients, stepPacing(STEP)),
+          transport,
+          traffic: timedTraffic(trafficControllerFor(inputs.traffic, clients, stepPacing(STEP))),
           alarms: alarmGateFor(inputs.alarmNames, clients, stepPacing(STEP)),
           paramsFor: run.paramsFor,
           sleep,
@@ -139,8 +162,8 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
           log: stepLog(STEP),
           // The bake starts from the canary once it is healthy (alongside its soak), or once it
           // has soaked, as zcp:image.bakeStart says; either way the image stays a candidate.
-          ...(candidate && inputs.candidateImage?.start === "soak" ? { onCanaryPassed: (id: string) => candidate.start(id) } : {}),
-          ...(candidate && inputs.candidateImage?.start !== "soak" ? { onCanaryHealthy: (id: string) => candidate.start(id) } : {}),
+          ...(candidate && inputs.candidateImage?.start === "soak" ? { onCanaryPassed: (id: string) => timed("fleet: canary hook (bake start)", () => candidate.start(id)) } : {}),
+          ...(candidate && inputs.candidateImage?.start !== "soak" ? { onCanaryHealthy: (id: string) => timed("fleet: canary hook (bake start)", () => candidate.start(id)) } : {}),
           onInstance: (r, batches) =>
             emitProgress({
               kind: "instance",
@@ -157,6 +180,7 @@ export async function deployFleet(inputs: FleetDeploymentInputs, env: StepEnv = 
         await candidate?.retire();
         throw err;
       }).finally(() => run.close());
+      mark("fleet: rollout returned");
       const out: FleetDeploymentOutputs = {
         version: inputs.version,
         sha256: inputs.sha256,

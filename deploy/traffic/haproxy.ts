@@ -105,12 +105,14 @@ export function createHaproxyController(spec: HaproxySpec, opts: HaproxyControll
       if (answer !== "") throw new Error(`HAProxy refused "set server ${spec.backend}/${id} state ${state}": ${answer}`);
     }
   };
+  // A `show stat` on the local socket costs about a millisecond, and every poll's overshoot
+  // adds to each batch (HAProxy itself checks a server every 250 ms): poll often.
   const pollOpts = (label: string, timeoutS: number) => ({
     label,
     maxAttempts: 100_000,
     deadlineMs: timeoutS * 1000,
-    initialDelayMs: 50,
-    maxDelayMs: 250,
+    initialDelayMs: 20,
+    maxDelayMs: 40,
     sleep,
     now,
     log: () => undefined,

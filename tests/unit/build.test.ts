@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { buildArtifact, cacachePath, MANIFEST_PATH, type ArtifactManifest } from "../../deploy/build/index.js";
 import { checkPackageLock, checkRequirements } from "../../deploy/build/lockfiles.js";
 import { exampleAppDir } from "../../deploy/local/fleet.js";
-import { ConfigError } from "../../shared/errors.js";
+import { ConfigError, StepError } from "../../shared/errors.js";
 import { seedNodeDependency } from "../fixtures/build/node.js";
 import { extractArchive, listArchive, tempDir } from "../fixtures/package/trees.js";
 
@@ -115,6 +115,85 @@ describe("zcp build: the artifact", function () {
     const onDisk = names.filter((n) => !n.endsWith("/") && n !== MANIFEST_PATH);
     expect(listed).to.deep.equal(onDisk);
     for (const f of manifest.files) expect(f.sha256, f.path).to.equal(sha(fs.readFileSync(path.join(into, f.path))));
+  });
+
+  /**
+   * A python3 that records every `pip download` it runs (in `log`), then is the real one: the
+   * count tells a build that resolved from one that reused the cache.
+   */
+  const countingPython = (): { python: string; downloads: () => number } => {
+    const dir = scratch("build-python");
+    const log = path.join(dir, "calls");
+    fs.writeFileSync(log, "");
+    const python = path.join(dir, "python3");
+    fs.writeFileSync(python, `#!/bin/sh\ncase " $* " in *" pip download "*) echo download >>"${log}" ;; esac\nexec python3 "$@"\n`, { mode: 0o755 });
+    return { python, downloads: () => fs.readFileSync(log, "utf8").split("\n").filter(Boolean).length };
+  };
+  const withPython = async <T>(python: string, fn: () => Promise<T>): Promise<T> => {
+    const saved = process.env.ZCP_BUILD_PYTHON;
+    process.env.ZCP_BUILD_PYTHON = python;
+    try {
+      return await fn();
+    } finally {
+      if (saved === undefined) delete process.env.ZCP_BUILD_PYTHON;
+      else process.env.ZCP_BUILD_PYTHON = saved;
+    }
+  };
+
+  it("reuses the wheels of an unchanged lockfile from its cache: the same bytes as a build without it, and no second pip run", async function () {
+    const src = appCopy();
+    const cacheDir = path.join(scratch("build-cache"), "wheels");
+    const { python, downloads } = countingPython();
+    const build = (cache?: string) =>
+      withPython(python, () => buildArtifact({ version: "1.2.3", source: { kind: "dir", dir: src }, outDir: scratch("build-out"), ...(cache ? { cacheDir: cache } : {}) }));
+    const uncached = await build();
+    const cold = await build(cacheDir);
+    expect(downloads()).to.equal(2);
+    const warm = await build(cacheDir);
+    expect(downloads(), "pip ran again for an unchanged lockfile").to.equal(2);
+    expect(warm.sha256).to.equal(uncached.sha256);
+    expect(cold.sha256).to.equal(uncached.sha256);
+    expect(warm.manifest).to.deep.equal(uncached.manifest);
+    // A changed lockfile is another entry: pip resolves it.
+    fs.appendFileSync(path.join(src, "requirements.txt"), "# changed\n");
+    await build(cacheDir);
+    expect(downloads()).to.equal(3);
+  });
+
+  it("never ships a cached wheel the lockfile does not pin (a poisoned cache): pip resolves again and the entry is replaced", async function () {
+    const src = appCopy();
+    const cacheDir = path.join(scratch("build-cache"), "wheels");
+    const { python, downloads } = countingPython();
+    const build = () => withPython(python, () => buildArtifact({ version: "1.2.3", source: { kind: "dir", dir: src }, outDir: scratch("build-out"), cacheDir }));
+    const clean = await build();
+    const [entry] = fs.readdirSync(cacheDir).filter((n) => !n.startsWith("."));
+    if (!entry) return expect.fail("no cache entry was written");
+    // The attacker swaps the cached wheel and rewrites the entry's index to match it.
+    const wheel = path.join(cacheDir, entry, "zcp_example_dep-1.0.0-py3-none-any.whl");
+    const poisoned = Buffer.concat([fs.readFileSync(wheel), Buffer.from("# planted\n")]);
+    fs.writeFileSync(wheel, poisoned);
+    const index = path.join(cacheDir, entry, "wheels.json");
+    fs.writeFileSync(index, JSON.stringify([{ file: path.basename(wheel), sha256: createHash("sha256").update(poisoned).digest("hex") }]));
+    const again = await build();
+    expect(downloads(), "the poisoned entry was used instead of pip").to.equal(2);
+    expect(again.sha256).to.equal(clean.sha256);
+    expect(again.manifest.dependencies.python?.wheels).to.deep.equal([{ file: path.basename(wheel), sha256: HASH }]);
+    expect(createHash("sha256").update(fs.readFileSync(wheel)).digest("hex")).to.equal(HASH);
+  });
+
+  it("does not hide a changed vendored wheel behind the cache: pip refuses it as without a cache", async function () {
+    const src = appCopy();
+    const cacheDir = path.join(scratch("build-cache"), "wheels");
+    await buildArtifact({ version: "1.2.3", source: { kind: "dir", dir: src }, outDir: scratch("build-out"), cacheDir });
+    const vendored = path.join(src, "vendor", "zcp_example_dep-1.0.0-py3-none-any.whl");
+    fs.appendFileSync(vendored, "# changed\n");
+    try {
+      await buildArtifact({ version: "1.2.3", source: { kind: "dir", dir: src }, outDir: scratch("build-out"), cacheDir });
+      expect.fail("a wheel that no longer matches its --hash was built");
+    } catch (err) {
+      expect(err).to.be.instanceOf(StepError);
+      expect((err as Error).message).to.match(/Downloading the Python dependencies of requirements\.txt/);
+    }
   });
 
   it("refuses a requirements.txt without hashes before downloading anything, and writes nothing", async function () {
