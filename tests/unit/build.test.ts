@@ -13,18 +13,9 @@ import { exampleAppDir } from "../../deploy/local/fleet.js";
 import { ConfigError, StepError } from "../../shared/errors.js";
 import { seedNodeDependency } from "../fixtures/build/node.js";
 import { extractArchive, listArchive, tempDir } from "../fixtures/package/trees.js";
+import { configErrorOf } from "./support/config-error.js";
 
 const HASH = "b4a176135eb862c3d0ee271ca47fb9c209fd682225bc5c4ec5d951cc4da2bbb4";
-
-function refusal(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  return expect.fail("expected a ConfigError");
-}
 
 async function rejection(p: Promise<unknown>): Promise<ConfigError> {
   try {
@@ -43,28 +34,28 @@ describe("zcp build: lockfile rules", function () {
   });
 
   it("refuses a requirement without a hash, naming the file and the line", function () {
-    const err = refusal(() => checkRequirements(`flask==3.0.0 --hash=sha256:${HASH}\n\nrequests==2.31.0\n`));
+    const err = configErrorOf(() => checkRequirements(`flask==3.0.0 --hash=sha256:${HASH}\n\nrequests==2.31.0\n`));
     expect(err.field).to.equal("requirements.txt: line 3");
     expect(err.message).to.match(/"requests==2\.31\.0" has no --hash=sha256:…; a lockfile without hashes is refused/);
   });
 
   it("refuses unpinned requirements, direct references, indexes, remote find-links and includes", function () {
-    expect(refusal(() => checkRequirements(`flask>=3 --hash=sha256:${HASH}\n`)).message).to.match(/not pinned with ==/);
-    expect(refusal(() => checkRequirements(`flask @ https://example.com/flask.whl --hash=sha256:${HASH}\n`)).message).to.match(/direct reference/);
-    expect(refusal(() => checkRequirements("--index-url https://pypi.example.com/simple\n")).field).to.equal("requirements.txt: line 1");
-    expect(refusal(() => checkRequirements("--extra-index-url=https://pypi.example.com/simple\n")).message).to.match(/package index/);
-    expect(refusal(() => checkRequirements("-f https://example.com/wheels/\n")).message).to.match(/reach the network on the instance|would make the instance reach the network/);
-    expect(refusal(() => checkRequirements("-r base.txt\n")).message).to.match(/not supported in a hermetic build/);
+    expect(configErrorOf(() => checkRequirements(`flask>=3 --hash=sha256:${HASH}\n`)).message).to.match(/not pinned with ==/);
+    expect(configErrorOf(() => checkRequirements(`flask @ https://example.com/flask.whl --hash=sha256:${HASH}\n`)).message).to.match(/direct reference/);
+    expect(configErrorOf(() => checkRequirements("--index-url https://pypi.example.com/simple\n")).field).to.equal("requirements.txt: line 1");
+    expect(configErrorOf(() => checkRequirements("--extra-index-url=https://pypi.example.com/simple\n")).message).to.match(/package index/);
+    expect(configErrorOf(() => checkRequirements("-f https://example.com/wheels/\n")).message).to.match(/reach the network on the instance|would make the instance reach the network/);
+    expect(configErrorOf(() => checkRequirements("-r base.txt\n")).message).to.match(/not supported in a hermetic build/);
   });
 
   it("refuses a package-lock entry without integrity, naming the file and the package", function () {
     const lock = (entry: object) =>
       JSON.stringify({ lockfileVersion: 3, packages: { "": { name: "app" }, "node_modules/left-pad": { version: "1.3.0", ...entry } } });
-    const err = refusal(() => checkPackageLock(lock({ resolved: "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz" }), "{}"));
+    const err = configErrorOf(() => checkPackageLock(lock({ resolved: "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz" }), "{}"));
     expect(err.field).to.equal('package-lock.json: "node_modules/left-pad"');
     expect(err.message).to.match(/no integrity hash; a lockfile without hashes is refused/);
-    expect(refusal(() => checkPackageLock(JSON.stringify({ lockfileVersion: 1, dependencies: {} }), "{}")).message).to.match(/lockfileVersion must be 2 or 3/);
-    expect(refusal(() => checkPackageLock(lock({}), undefined)).message).to.match(/no package.json beside it/);
+    expect(configErrorOf(() => checkPackageLock(JSON.stringify({ lockfileVersion: 1, dependencies: {} }), "{}")).message).to.match(/lockfileVersion must be 2 or 3/);
+    expect(configErrorOf(() => checkPackageLock(lock({}), undefined)).message).to.match(/no package.json beside it/);
     // Dev dependencies are never installed on an instance: they need no hash.
     expect(checkPackageLock(lock({ dev: true }), "{}").packages).to.deep.equal([]);
   });

@@ -11,20 +11,9 @@ import {
   parseConfig,
   rawConfigFromEntries,
 } from "../../shared/config.js";
-import { ConfigError } from "../../shared/errors.js";
 import { DEV_ACCOUNT, PROD_ACCOUNT, fullRawConfig, minimalRawConfig } from "../fixtures/infra/config.js";
 import { useMocks } from "../helpers/pulumi-mocks.js";
-
-/** Runs `fn`, expecting a ConfigError, and returns it. */
-function configErrorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  expect.fail("expected a ConfigError");
-}
+import { configErrorOf } from "./support/config-error.js";
 
 /**
  * The fixture with edits applied: keys are dotted paths, an `undefined` value deletes.

@@ -4,20 +4,10 @@
  */
 import { expect } from "chai";
 import { LOCAL_PASSPHRASE, releaseSecrets } from "../../deploy/environments.js";
-import { ConfigError } from "../../shared/errors.js";
+import { configErrorOf } from "./support/config-error.js";
 
 const KEY = "arn:aws:kms:eu-west-1:111111111111:key/00000000-0000-0000-0000-000000000001";
 const S3 = "s3://example-org-pulumi-state/zcp/web";
-
-function configErrorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  return expect.fail("expected a ConfigError");
-}
 
 describe("release stack secrets (deploy/environments.ts releaseSecrets)", () => {
   it("encrypts with the configured KMS key on an S3 backend, in the key's region", () => {

@@ -6,7 +6,7 @@
  */
 import { expect } from "chai";
 import { SECRET_PLACEHOLDER, SECRET_SIG_KEY, SECRET_SIG_VALUE, sanitizeExportedState, stackConfigWithoutSecretsProvider } from "../../deploy/state-copy.js";
-import { ConfigError } from "../../shared/errors.js";
+import { configErrorOf } from "./support/config-error.js";
 
 const KMS_PROVIDER = {
   type: "cloud",
@@ -33,16 +33,6 @@ function exported() {
       ],
     },
   };
-}
-
-function configErrorOf(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  return expect.fail("expected a ConfigError");
 }
 
 describe("preview copies of a stack (deploy/state-copy.ts)", () => {
