@@ -156,24 +156,19 @@ export function githubTrustPolicy(providerArn: string, subjects: readonly string
   const { exact, patterns = [] } = Array.isArray(subjects) ? { exact: subjects as readonly string[] } : (subjects as GitHubTrustSubjects);
   if (exact.length === 0 && patterns.length === 0) throw new Error("a GitHub trust policy needs at least one subject");
   const one = (list: readonly string[]) => (list.length === 1 ? list[0]! : [...list]);
+  const assume = (Sid: string, Condition: ConditionBlock): PolicyStatement => ({
+    Sid,
+    Effect: "Allow",
+    Principal: { Federated: providerArn },
+    Action: "sts:AssumeRoleWithWebIdentity",
+    Condition,
+  });
   const statements: PolicyStatement[] = [];
   if (exact.length > 0) {
-    statements.push({
-      Sid: "GitHubActions",
-      Effect: "Allow",
-      Principal: { Federated: providerArn },
-      Action: "sts:AssumeRoleWithWebIdentity",
-      Condition: { StringEquals: { [GITHUB_AUD_KEY]: STS_AUDIENCE, [GITHUB_SUB_KEY]: one(exact) } },
-    });
+    statements.push(assume("GitHubActions", { StringEquals: { [GITHUB_AUD_KEY]: STS_AUDIENCE, [GITHUB_SUB_KEY]: one(exact) } }));
   }
   if (patterns.length > 0) {
-    statements.push({
-      Sid: "GitHubPullRequests",
-      Effect: "Allow",
-      Principal: { Federated: providerArn },
-      Action: "sts:AssumeRoleWithWebIdentity",
-      Condition: { StringEquals: { [GITHUB_AUD_KEY]: STS_AUDIENCE }, StringLike: { [GITHUB_SUB_KEY]: one(patterns) } },
-    });
+    statements.push(assume("GitHubPullRequests", { StringEquals: { [GITHUB_AUD_KEY]: STS_AUDIENCE }, StringLike: { [GITHUB_SUB_KEY]: one(patterns) } }));
   }
   return policyDocument(statements);
 }
@@ -491,37 +486,25 @@ function promoteFromStatements(s: RoleScope): PolicyStatement[] {
  * later (IAM checks `iam:PassRole` when an instance launches, not when a template version is
  * created); a parameter of data type `aws:ec2:image` only ever holds an AMI id.
  */
-export function imageParameterReleasePolicy(s: {
-  partition: string;
-  region: string;
-  accountId: string;
-  parameterName: string;
-}): PolicyDocument {
-  return policyDocument([
-    {
-      Sid: "ReleaseImageParameter",
-      Effect: "Allow",
-      Action: ["ssm:PutParameter", "ssm:GetParameter", "ssm:GetParameterHistory"],
-      Resource: ssmParameterArn(s.partition, s.region, s.accountId, s.parameterName),
-    },
-  ]);
+export function imageParameterReleasePolicy(s: ImageParameterScope): PolicyDocument {
+  return imageParameterPolicy(s, "ReleaseImageParameter", ["ssm:PutParameter", "ssm:GetParameter", "ssm:GetParameterHistory"]);
 }
 
 /** What a preview reads of the image parameter: its current value, which AMI new instances boot. */
-export function imageParameterPreviewPolicy(s: {
+export function imageParameterPreviewPolicy(s: ImageParameterScope): PolicyDocument {
+  return imageParameterPolicy(s, "ReadImageParameter", ["ssm:GetParameter"]);
+}
+
+/** The image parameter of one fleet, named by its ARN parts. */
+export interface ImageParameterScope {
   partition: string;
   region: string;
   accountId: string;
   parameterName: string;
-}): PolicyDocument {
-  return policyDocument([
-    {
-      Sid: "ReadImageParameter",
-      Effect: "Allow",
-      Action: ["ssm:GetParameter"],
-      Resource: ssmParameterArn(s.partition, s.region, s.accountId, s.parameterName),
-    },
-  ]);
+}
+
+function imageParameterPolicy(s: ImageParameterScope, Sid: string, Action: string[]): PolicyDocument {
+  return policyDocument([{ Sid, Effect: "Allow", Action, Resource: ssmParameterArn(s.partition, s.region, s.accountId, s.parameterName) }]);
 }
 
 /** What a release's traffic control and alarm gates touch (see deploy/traffic/). */

@@ -6,27 +6,22 @@ import { expect } from "chai";
 import * as path from "node:path";
 import { readVersion } from "../../deploy/local/fleet.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
-import { currentTarget, deployExpecting, deployLog, FleetHarness, paramsFor } from "../helpers/supervisor.js";
+import { currentTarget, deployExpecting, deployLog, fleetForSuite, paramsFor } from "../helpers/supervisor.js";
 
 describe("zcp-agent: concurrent deploys", function () {
   this.timeout(120000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-lock");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let v3: BuiltRelease;
 
   before(() => {
-    fleet = new FleetHarness("zcp-agent-lock");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
     v3 = buildRelease(out, { version: "3.0.0" });
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   it("a second deploy while one runs exits 3 and touches nothing", async () => {
     const inst = await fleet.add();

@@ -14,7 +14,7 @@ import {
   currentTarget,
   deployExpecting,
   deployLog,
-  FleetHarness,
+  fleetForSuite,
   paramsFor,
   pathsNotOwnedBy,
   releasesOn,
@@ -36,7 +36,7 @@ function commandExists(cmd: string): boolean {
 describe("zcp-agent: deploying", function () {
   this.timeout(120000);
   let emu: Emulator;
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-deploy");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let v3: BuiltRelease;
@@ -45,7 +45,6 @@ describe("zcp-agent: deploying", function () {
 
   before(async () => {
     emu = await sharedEmulator();
-    fleet = new FleetHarness("zcp-agent-deploy");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
@@ -55,9 +54,7 @@ describe("zcp-agent: deploying", function () {
   });
 
   after(async () => {
-    await fleet?.stopAll();
     await emu?.stop();
-    fleet?.remove();
   });
 
   async function deployed(inst: LocalInstance, release: BuiltRelease, keepReleases = 3) {

@@ -13,7 +13,7 @@ import {
   currentTarget,
   deployExpecting,
   deployLog,
-  FleetHarness,
+  fleetForSuite,
   paramsFor,
   snapshotTree,
   uploadArtifact,
@@ -25,7 +25,7 @@ const BROKEN_HEALTH_TIMEOUT_S = 4;
 describe("zcp-agent: failures", function () {
   this.timeout(120000);
   let emu: Emulator;
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-failure");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let broken: BuiltRelease;
@@ -33,7 +33,6 @@ describe("zcp-agent: failures", function () {
 
   before(async () => {
     emu = await sharedEmulator();
-    fleet = new FleetHarness("zcp-agent-failure");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
@@ -46,9 +45,7 @@ describe("zcp-agent: failures", function () {
   });
 
   after(async () => {
-    await fleet?.stopAll();
     await emu?.stop();
-    fleet?.remove();
   });
 
   it("rolls back a release that fails its health check; the old version answers again", async () => {

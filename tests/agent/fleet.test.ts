@@ -14,25 +14,20 @@ import {
   supervisorPid,
 } from "../../deploy/local/fleet.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
-import { deployExpecting, FleetHarness, paramsFor } from "../helpers/supervisor.js";
+import { deployExpecting, fleetForSuite, paramsFor } from "../helpers/supervisor.js";
 
 describe("local fleet", function () {
   this.timeout(120000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-fleet");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
 
   before(() => {
-    fleet = new FleetHarness("zcp-fleet");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   it("deploys instances in parallel, each to its own port and app dir", async () => {
     const a = await fleet.add("i-0aaaaaaaaaaaaaaa1");

@@ -20,7 +20,7 @@ import {
   currentTarget,
   deployExpecting,
   deployLog,
-  FleetHarness,
+  fleetForSuite,
   isRoot,
   paramsFor,
   snapshotTree,
@@ -30,7 +30,7 @@ const SUDO_USER = "zcp-sudoer";
 
 describe("zcp-agent: a hostile app user (as root)", function () {
   this.timeout(240000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-hostile");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let v3: BuiltRelease;
@@ -42,7 +42,6 @@ describe("zcp-agent: a hostile app user (as root)", function () {
       // Without root the agent is the app user: there is no privilege to defend.
       this.skip();
     }
-    fleet = new FleetHarness("zcp-agent-hostile");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
@@ -50,10 +49,6 @@ describe("zcp-agent: a hostile app user (as root)", function () {
     newDep = buildRelease(out, { version: "5.0.0", dependencyVersion: "1.1.0" });
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   /** Runs a command as the app user; returns whether it succeeded. */
   function asAppUser(...cmd: string[]): boolean {

@@ -17,14 +17,14 @@ import { expect } from "chai";
 import { instanceStateDir, readVersion, type AgentRun, type LocalInstance } from "../../deploy/local/fleet.js";
 import { makeVictim, ROOT_SECRET } from "../fixtures/agent/hostile-app.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
-import { deployExpecting, FleetHarness, isRoot, paramsFor, snapshotTree, uidOf } from "../helpers/supervisor.js";
+import { deployExpecting, fleetForSuite, isRoot, paramsFor, snapshotTree, uidOf } from "../helpers/supervisor.js";
 
 const MACHINE_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0\n";
 const HOST_KEYS = ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key"];
 
 describe("zcp-agent: prepare-image refuses a release the app user changed (as root)", function () {
   this.timeout(240000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-image");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let scratchCount = 0;
@@ -34,7 +34,6 @@ describe("zcp-agent: prepare-image refuses a release the app user changed (as ro
       // Without root the agent is the app user: there is no privilege to defend.
       this.skip();
     }
-    fleet = new FleetHarness("zcp-agent-image");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, {
       version: "1.0.0",
@@ -44,10 +43,6 @@ describe("zcp-agent: prepare-image refuses a release the app user changed (as ro
     v2 = buildRelease(out, { version: "2.0.0" });
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   function asAppUser(...cmd: string[]): void {
     const r = spawnSync("runuser", ["-u", fleet.appUser, "--", ...cmd], { encoding: "utf8" });

@@ -10,27 +10,22 @@ import * as path from "node:path";
 import { expect } from "chai";
 import { instanceStateDir, readVersion, type LocalInstance } from "../../deploy/local/fleet.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
-import { currentTarget, deployExpecting, FleetHarness, killAgentAfterSwitch, paramsFor } from "../helpers/supervisor.js";
+import { currentTarget, deployExpecting, fleetForSuite, killAgentAfterSwitch, paramsFor } from "../helpers/supervisor.js";
 
 describe("zcp-agent: SIGKILL between switch and health check", function () {
   this.timeout(180000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-kill");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let broken: BuiltRelease;
 
   before(() => {
-    fleet = new FleetHarness("zcp-agent-kill");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
     broken = buildRelease(out, { version: "3.0.0", broken: true });
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   it("a run killed after the switch leaves a pending marker; the next run of the same version reverts first and rolls the unhealthy release back", async () => {
     const inst = await fleet.add();

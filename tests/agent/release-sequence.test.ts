@@ -9,27 +9,22 @@ import * as path from "node:path";
 import { expect } from "chai";
 import { instanceStateDir, type LocalInstance } from "../../deploy/local/fleet.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
-import { deployExpecting, FleetHarness, paramsFor } from "../helpers/supervisor.js";
+import { deployExpecting, fleetForSuite, paramsFor } from "../helpers/supervisor.js";
 
 describe("zcp-agent: the release sequence", function () {
   this.timeout(180000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-seq");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let broken: BuiltRelease;
 
   before(() => {
-    fleet = new FleetHarness("zcp-agent-seq");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
     broken = buildRelease(out, { version: "3.0.0", broken: true });
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   const record = (inst: LocalInstance) => {
     const file = path.join(instanceStateDir(inst), "sequence");

@@ -9,11 +9,11 @@ import { readVersion, runAgent, servicePid, type LocalInstance } from "../../dep
 import { agentEnvironment } from "../../deploy/transport.js";
 import { HOSTILE_INPUTS, type HostileInput } from "../fixtures/agent/hostile-inputs.js";
 import { buildRelease, type BuiltRelease } from "../helpers/releases.js";
-import { deployExpecting, FleetHarness, paramsFor, snapshotTree } from "../helpers/supervisor.js";
+import { deployExpecting, fleetForSuite, paramsFor, snapshotTree } from "../helpers/supervisor.js";
 
 describe("zcp-agent: input validation", function () {
   this.timeout(60000);
-  let fleet: FleetHarness;
+  const fleet = fleetForSuite("zcp-agent-validation");
   let v1: BuiltRelease;
   let v2: BuiltRelease;
   let deployed: LocalInstance;
@@ -21,7 +21,6 @@ describe("zcp-agent: input validation", function () {
   let marker: string;
 
   before(async () => {
-    fleet = new FleetHarness("zcp-agent-validation");
     const out = path.join(fleet.root, "artifacts");
     v1 = buildRelease(out, { version: "1.0.0" });
     v2 = buildRelease(out, { version: "2.0.0" });
@@ -31,10 +30,6 @@ describe("zcp-agent: input validation", function () {
     fresh = await fleet.add();
   });
 
-  after(async () => {
-    await fleet?.stopAll();
-    fleet?.remove();
-  });
 
   function hostileEnv(inst: LocalInstance, input: HostileInput): Record<string, string> {
     const env: Record<string, string> = { ...agentEnvironment(paramsFor(inst, v2)), ZCP_SUPERVISOR_CONF: inst.supervisorConf };

@@ -95,6 +95,19 @@ export class FleetHarness {
   }
 }
 
+/**
+ * A FleetHarness for the enclosing `describe`: made when the suite is defined, its instances
+ * stopped and its folder removed after the suite's last test (skipped suites included).
+ */
+export function fleetForSuite(prefix: string): FleetHarness {
+  const fleet = new FleetHarness(prefix);
+  after(async () => {
+    await fleet.stopAll();
+    fleet.remove();
+  });
+  return fleet;
+}
+
 /** Agent parameters for deploying `release` (a file artifact unless `artifact` is given). */
 export function paramsFor(
   inst: LocalInstance,
