@@ -1,6 +1,8 @@
 /**
  * `zcp`: the release runner's command line. The single place where errors become exit codes.
  */
+// First: it defers modules the Pulumi SDK loads but a release never uses (sdk-preload.ts).
+import "./sdk-preload.js";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, ExitCode, ReleaseFailedError, ZcpError, exitCodeFor } from "../shared/errors.js";

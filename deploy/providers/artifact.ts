@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { ArtifactInputs, ArtifactOutputs } from "../steps/types.js";
-import { changedKeys, stepModulePath } from "./common.js";
+import { StepResource, changedKeys, stepModulePath } from "./common.js";
 
 const IMPL = stepModulePath("artifact");
 type Impl = typeof import("../steps/artifact.js");
@@ -29,13 +29,13 @@ export const artifactProvider: pulumi.dynamic.ResourceProvider<ArtifactInputs, A
   },
 };
 
-export class Artifact extends pulumi.dynamic.Resource {
+export class Artifact extends StepResource {
   declare readonly uri: pulumi.Output<string>;
   declare readonly sha256: pulumi.Output<string>;
   declare readonly version: pulumi.Output<string>;
   declare readonly key: pulumi.Output<string>;
   declare readonly bytes: pulumi.Output<number>;
   constructor(name: string, args: { [K in keyof ArtifactInputs]: pulumi.Input<ArtifactInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-    super(artifactProvider, name, { ...args, uri: undefined, bytes: undefined }, opts, "zcp", "Artifact");
+    super(__filename, "artifactProvider", "Artifact", name, { ...args, uri: undefined, bytes: undefined }, opts);
   }
 }

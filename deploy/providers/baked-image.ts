@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { BakedImageInputs, BakedImageOutputs } from "../steps/types.js";
-import { changedKeys, stepModulePath } from "./common.js";
+import { StepResource, changedKeys, stepModulePath } from "./common.js";
 
 const IMPL = stepModulePath("baked-image");
 type Impl = typeof import("../steps/baked-image.js");
@@ -34,11 +34,11 @@ export const bakedImageProvider: pulumi.dynamic.ResourceProvider<BakedImageInput
 
 type Args = { [K in keyof BakedImageInputs]: pulumi.Input<BakedImageInputs[K]> };
 
-export class BakedImage extends pulumi.dynamic.Resource {
+export class BakedImage extends StepResource {
   declare readonly imageId: pulumi.Output<string>;
   declare readonly imageName: pulumi.Output<string>;
   declare readonly reused: pulumi.Output<boolean>;
   constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-    super(bakedImageProvider, name, { ...args, imageId: undefined, imageName: undefined, reused: undefined, removedImages: undefined }, opts, "zcp", "BakedImage");
+    super(__filename, "bakedImageProvider", "BakedImage", name, { ...args, imageId: undefined, imageName: undefined, reused: undefined, removedImages: undefined }, opts);
   }
 }

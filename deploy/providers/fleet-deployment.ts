@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { FleetDeploymentInputs, FleetDeploymentOutputs } from "../steps/types.js";
-import { changedKeys, stepModulePath } from "./common.js";
+import { StepResource, changedKeys, stepModulePath } from "./common.js";
 
 const IMPL = stepModulePath("fleet-deployment");
 type Impl = typeof import("../steps/fleet-deployment.js");
@@ -32,7 +32,7 @@ export const fleetDeploymentProvider: pulumi.dynamic.ResourceProvider<FleetDeplo
 
 type Args = { [K in keyof FleetDeploymentInputs]: pulumi.Input<FleetDeploymentInputs[K]> };
 
-export class FleetDeployment extends pulumi.dynamic.Resource {
+export class FleetDeployment extends StepResource {
   declare readonly version: pulumi.Output<string>;
   declare readonly imageSourceInstanceId: pulumi.Output<string>;
   declare readonly instances: pulumi.Output<FleetDeploymentOutputs["instances"]>;
@@ -42,13 +42,6 @@ export class FleetDeployment extends pulumi.dynamic.Resource {
   declare readonly candidateImageId: pulumi.Output<string>;
   declare readonly batchDrainMs: pulumi.Output<number[]>;
   constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-    super(
-      fleetDeploymentProvider,
-      name,
-      { ...args, instances: undefined, imageSourceInstanceId: undefined, batches: undefined, durationMs: undefined, batchAgentMs: undefined, candidateImageId: undefined, batchDrainMs: undefined },
-      opts,
-      "zcp",
-      "FleetDeployment",
-    );
+    super(__filename, "fleetDeploymentProvider", "FleetDeployment", name, { ...args, instances: undefined, imageSourceInstanceId: undefined, batches: undefined, durationMs: undefined, batchAgentMs: undefined, candidateImageId: undefined, batchDrainMs: undefined }, opts);
   }
 }

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { LatestPointerInputs, LatestPointerOutputs } from "../steps/types.js";
-import { changedKeys, stepModulePath } from "./common.js";
+import { StepResource, changedKeys, stepModulePath } from "./common.js";
 
 const IMPL = stepModulePath("latest-pointer");
 type Impl = typeof import("../steps/latest-pointer.js");
@@ -31,11 +31,11 @@ export const latestPointerProvider: pulumi.dynamic.ResourceProvider<LatestPointe
 
 type Args = { [K in keyof LatestPointerInputs]: pulumi.Input<LatestPointerInputs[K]> };
 
-export class LatestPointer extends pulumi.dynamic.Resource {
+export class LatestPointer extends StepResource {
   declare readonly etag: pulumi.Output<string>;
   declare readonly releasedAt: pulumi.Output<string>;
   declare readonly previousVersion: pulumi.Output<string | null>;
   constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-    super(latestPointerProvider, name, { ...args, etag: undefined, releasedAt: undefined, previousVersion: undefined }, opts, "zcp", "LatestPointer");
+    super(__filename, "latestPointerProvider", "LatestPointer", name, { ...args, etag: undefined, releasedAt: undefined, previousVersion: undefined }, opts);
   }
 }

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { LaunchTemplateReleaseInputs, LaunchTemplateReleaseOutputs } from "../steps/types.js";
-import { changedKeys, stepModulePath } from "./common.js";
+import { StepResource, changedKeys, stepModulePath } from "./common.js";
 
 const IMPL = stepModulePath("launch-template-release");
 type Impl = typeof import("../steps/launch-template-release.js");
@@ -32,10 +32,10 @@ export const launchTemplateReleaseProvider: pulumi.dynamic.ResourceProvider<Laun
 
 type Args = { [K in keyof LaunchTemplateReleaseInputs]: pulumi.Input<LaunchTemplateReleaseInputs[K]> };
 
-export class LaunchTemplateRelease extends pulumi.dynamic.Resource {
+export class LaunchTemplateRelease extends StepResource {
   declare readonly parameterVersion: pulumi.Output<number>;
   declare readonly previousImageId: pulumi.Output<string>;
   constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-    super(launchTemplateReleaseProvider, name, { ...args, parameterVersion: undefined, previousImageId: undefined }, opts, "zcp", "LaunchTemplateRelease");
+    super(__filename, "launchTemplateReleaseProvider", "LaunchTemplateRelease", name, { ...args, parameterVersion: undefined, previousImageId: undefined }, opts);
   }
 }

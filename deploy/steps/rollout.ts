@@ -58,10 +58,12 @@ export interface RolloutDeps {
    */
   onCanaryPassed?(instanceId: string): void | Promise<void>;
   /**
-   * The first batch (the canary, when there is one) is healthy and passed the alarm gate, its
-   * soak not yet begun: the earliest point an instance runs the new version healthily. Called
-   * once, before the soak; the rollout waits for the call itself (a refused image preparation
-   * fails the canary), not for what it starts.
+   * The first batch (the canary, when there is one) has reported healthy on the new version:
+   * the earliest point an instance runs it healthily. Called once, as soon as the agents have
+   * answered; the call runs alongside the batch's return to the load balancer, the alarm gate
+   * and the soak, and the next batch waits for it (a refused image preparation fails the
+   * canary before the next batch leaves), not for what it starts. A rollback never starts
+   * while the call runs: both would act on the canary.
    */
   onCanaryHealthy?(instanceId: string): void | Promise<void>;
   /** Takes batches out of the load balancer and back. @default no load balancer */
@@ -152,7 +154,10 @@ export async function rollout(
   const outOfTraffic = new Set<string>();
   deps.log(`deploying ${version} to ${instanceIds.length} instance(s) in ${batches.length} batch(es)`);
 
+  /** The canary's onCanaryHealthy call while it runs; settles with what it threw, if anything. */
+  let canaryCall: Promise<{ threw: false } | { threw: true; err: unknown }> | undefined;
   const fail = async (label: string, why: string): Promise<never> => {
+    await canaryCall;
     deps.log(`${label}: ${why}; rolling back`);
     const rolledBack = await rollBackUnconfirmed(reports, version, settings, deps, {
       traffic,
@@ -197,6 +202,14 @@ export async function rollout(
     if (failed.length > settings.maxErrors) {
       await fail(label, `${failed.length} instance(s) unhealthy (max errors ${settings.maxErrors}) on ${failed.map((f) => f.instanceId).join(", ")}`);
     }
+    const canaryHealthy = index === 0 ? batchReports.find((r) => r.status === "deployed" || r.status === "unchanged") : undefined;
+    if (canaryHealthy && deps.onCanaryHealthy) {
+      const call = deps.onCanaryHealthy.bind(deps);
+      canaryCall = (async () => call(canaryHealthy.instanceId))().then(
+        () => ({ threw: false as const }),
+        (err: unknown) => ({ threw: true as const, err }),
+      );
+    }
     if (traffic.kind !== "none") {
       try {
         await traffic.restore(ids);
@@ -206,17 +219,14 @@ export async function rollout(
       for (const id of ids) outOfTraffic.delete(id);
     }
     await gate(label);
-    const canaryHealthy = index === 0 ? batchReports.find((r) => r.status === "deployed" || r.status === "unchanged") : undefined;
-    if (canaryHealthy) {
-      try {
-        await deps.onCanaryHealthy?.(canaryHealthy.instanceId);
-      } catch (err) {
-        await fail(label, err instanceof Error ? err.message : String(err));
-      }
-    }
     if (index === 0 && settings.canary > 0 && batches.length > 1 && settings.soakSeconds > 0) {
       deps.log(`canary healthy; soaking ${settings.soakSeconds}s before the next batch`);
       await soak(settings.soakSeconds, alarms.names.length > 0 ? (settings.alarmPollSeconds ?? 10) : settings.soakSeconds, deps, () => gate(label));
+    }
+    if (canaryCall) {
+      const outcome = await canaryCall;
+      canaryCall = undefined;
+      if (outcome.threw) await fail(label, outcome.err instanceof Error ? outcome.err.message : String(outcome.err));
     }
     if (canaryHealthy) {
       try {

@@ -106,7 +106,7 @@ export function createHaproxyController(spec: HaproxySpec, opts: HaproxyControll
     }
   };
   // A `show stat` on the local socket costs about a millisecond, and every poll's overshoot
-  // adds to each batch (HAProxy itself checks a server every 250 ms): poll often.
+  // adds to each batch (the local HAProxy checks a server every 100 ms): poll often.
   const pollOpts = (label: string, timeoutS: number) => ({
     label,
     maxAttempts: 100_000,

@@ -44,6 +44,28 @@ describe("image bake start (zcp:image.bakeStart; simulated EC2 images)", functio
     expect(r.totalMs).to.be.below(90_000 + 10 * MIN);
   });
 
+  it("prepares the canary for its image alongside its soak; the next batch waits for whichever ends last", async function () {
+    // prepare-image takes 20 s on the canary (an SSM round trip and one release tree hashed).
+    const soaked = await simulateRelease({ instances: 8, overlap: true, bakeMs: 5 * MIN, agentMs: 30_000, soakSeconds: 60, prepareMs: 20_000 });
+    expect(soaked.error).to.equal(undefined);
+    // Canary healthy at 30 s; the preparation (30..50 s) runs inside the soak (30..90 s), and
+    // CreateImage follows it at once. One after the other, batch 2 would start at 110 s.
+    expect(soaked.createImageAt).to.equal(50_000);
+    expect(soaked.batchStarts[1]).to.equal(90_000);
+    // Without a soak the next batch still waits for the preparation: a refusal must stop it.
+    const unsoaked = await simulateRelease({ instances: 8, overlap: true, bakeMs: 5 * MIN, agentMs: 30_000, soakSeconds: 0, prepareMs: 20_000 });
+    expect(unsoaked.error).to.equal(undefined);
+    expect(unsoaked.batchStarts[1]).to.equal(50_000);
+  });
+
+  it("a refused preparation that ends after the soak still stops the release before the next batch", async function () {
+    const ids = simInstanceIds(8);
+    const r = await simulateRelease({ instances: 8, overlap: true, bakeMs: 5 * MIN, agentMs: 30_000, soakSeconds: 10, prepareMs: 20_000, tampered: [ids[0] ?? ""] });
+    expect(String(r.error)).to.match(/failed in canary: .*differs from the manifest/);
+    expect(r.batchStarts, "no batch after the canary").to.have.length(1);
+    expect(r.sim.calls.filter((c) => c.name === "CreateImage")).to.deep.equal([]);
+  });
+
   it("retires the candidate started at the canary when an alarm fails the soak; nothing is promoted", async function () {
     const r = await simulateRelease({ instances: 8, overlap: true, bakeMs: 10 * MIN, agentMs: 30_000, soakSeconds: 60, alarmAfterMs: 50_000 });
     expect(String(r.error)).to.match(/failed in canary: alarm shop-prod-5xx is in ALARM/);
