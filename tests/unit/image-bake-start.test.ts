@@ -66,6 +66,16 @@ describe("image bake start (zcp:image.bakeStart; simulated EC2 images)", functio
     expect(r.sim.calls.filter((c) => c.name === "CreateImage")).to.deep.equal([]);
   });
 
+  it("an alarm during the soak rolls the canary back only once its preparation has answered", async function () {
+    // Canary healthy at 30 s; its preparation runs 30..50 s; the alarm is seen at the soak's
+    // 10 s check (40 s). The rollback must not act on the canary while the agent prepares it.
+    const r = await simulateRelease({ instances: 8, overlap: true, bakeMs: 5 * MIN, agentMs: 30_000, soakSeconds: 60, prepareMs: 20_000, alarmAfterMs: 35_000 });
+    expect(String(r.error)).to.match(/failed in canary: alarm shop-prod-5xx is in ALARM/);
+    expect(r.batchStarts, "no batch after the canary").to.have.length(1);
+    expect(r.rollbackStarts).to.have.length.greaterThan(0);
+    expect(r.rollbackStarts[0]).to.be.at.least(50_000);
+  });
+
   it("retires the candidate started at the canary when an alarm fails the soak; nothing is promoted", async function () {
     const r = await simulateRelease({ instances: 8, overlap: true, bakeMs: 10 * MIN, agentMs: 30_000, soakSeconds: 60, alarmAfterMs: 50_000 });
     expect(String(r.error)).to.match(/failed in canary: alarm shop-prod-5xx is in ALARM/);
