@@ -4,8 +4,8 @@
  * starts (the dynamic-provider host; runner.ts, engineEnvFor).
  *
  * Any part of the SDK loads its runtime index, and that index loads the closure serializer
- * with TypeScript and npm's Arborist (for the code paths of serialized functions): 0.3 s of
- * every such process's start, with Node's compile cache (docs/benchmarks.md). A release uses
+ * with TypeScript and npm's Arborist (for the code paths of serialized functions): about 0.2 s
+ * of every such process's start, with Node's compile cache (docs/benchmarks.md). A release uses
  * neither: its providers are loaded by path (providers/common.ts) and nothing else serializes
  * a function. So both modules are put in the module cache as stand-ins that load the real
  * module the first time one of its properties is read. Code that uses them gets them, later.
@@ -59,17 +59,16 @@ function standIn(file: string, importedAs: "value" | "namespace"): CachedModule 
 
 /**
  * Puts the stand-ins in the module cache, for the copies of the modules that the
- * @pulumi/pulumi resolved from `fromDir` would load. Does nothing when the SDK, or a module,
- * is not found there, or the module is loaded already. Returns the files deferred.
+ * @pulumi/pulumi next to zcp would load. Does nothing when the SDK, or a module, is not found
+ * there, or the module is loaded already.
  */
-export function deferSdkOnlyModules(fromDir: string = __dirname): string[] {
+function deferSdkOnlyModules(): void {
   let sdkDir: string;
   try {
-    sdkDir = path.dirname(require.resolve("@pulumi/pulumi/package.json", { paths: [fromDir] }));
+    sdkDir = path.dirname(require.resolve("@pulumi/pulumi/package.json", { paths: [__dirname] }));
   } catch {
-    return [];
+    return;
   }
-  const deferred: string[] = [];
   for (const { request, importedAs } of DEFERRED) {
     let file: string;
     try {
@@ -80,9 +79,7 @@ export function deferSdkOnlyModules(fromDir: string = __dirname): string[] {
     if (require.cache[file]) continue;
     require.cache[file] = standIn(file, importedAs);
     pending.add(file);
-    deferred.push(file);
   }
-  return deferred;
 }
 
 /** The deferred modules not loaded so far (what this process was spared). */

@@ -64,8 +64,9 @@ export function renderConfig(opts: { port: number; socketPath: string; healthPat
     `  http-check send meth GET uri ${opts.healthPath}`,
     "  http-check expect status 200",
     // A server put back from maintenance needs one passing check, which HAProxy runs at the
-    // next tick of `inter` (neither `fastinter` nor `downinter` moves it): so `inter` is what a
-    // batch waits to rejoin, 50 ms on average at 100 ms, for 10 checks a second per server.
+    // next tick of `inter` (measured on HAProxy 2.6: neither `fastinter` nor `downinter` moves
+    // it; docs/traffic.md). So `inter` is what a batch waits to rejoin: 50 ms on average at
+    // 100 ms, for 10 checks a second per server.
     "  default-server inter 100ms fall 2 rise 2",
     ...servers,
     "",
